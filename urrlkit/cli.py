@@ -1,0 +1,243 @@
+"""The `urrl` command line: one thin function per command. Each parses options, loads the recipe and calls
+a runner; user errors become one line on stderr and exit code 2 (`--debug` shows the traceback)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from urrlkit import __version__
+from urrlkit.errors import UrrlError
+
+app = typer.Typer(
+    name="urrl",
+    help="Unsupervised robust representation learning: pretrain, fine-tune, evaluate and share encoders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+recipe_app = typer.Typer(help="Check and inspect recipes without running them.", no_args_is_help=True)
+app.add_typer(recipe_app, name="recipe")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a recipe value, e.g. --set optim.lr=0.1 (TOML-typed; repeatable)."),
+]
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe TOML file.", show_default=False)]
+
+
+def user_errors(fn: F) -> F:
+    """Turn UrrlError into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UrrlError as exc:
+            if _state["debug"]:
+                raise
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; the last good checkpoint is kept")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"urrlkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _load(recipe: Path, overrides: list[str] | None):  # noqa: ANN202
+    from urrlkit import recipe as recipe_mod
+
+    return recipe_mod.load(recipe, overrides or [])
+
+
+# ----------------------------------------------------------------------------------------------- recipe
+
+
+@recipe_app.command("validate")
+@user_errors
+def recipe_validate(
+    files: Annotated[list[Path], typer.Argument(help="Recipe files to check.", show_default=False)],
+    set_: SetOpt = None,
+) -> None:
+    """Validate recipes (extends and --set resolved) without running anything."""
+    from urrlkit.recipe import load
+
+    failed = 0
+    for f in files:
+        try:
+            r = load(f, set_ or [])
+        except UrrlError as exc:
+            failed += 1
+            err.print(f"error: {exc}", markup=False)
+        else:
+            out.print(f"ok: {f} (run {r.run.name!r}, recipe {r.digest()})", markup=False)
+    if failed:
+        raise typer.Exit(2)
+
+
+@recipe_app.command("show")
+@user_errors
+def recipe_show(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Print the fully resolved recipe (extends and --set applied) as TOML."""
+    sys.stdout.write(_load(recipe, set_).to_toml())
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+
+
+@app.command()
+@user_errors
+def pretrain(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")] = False,
+    linear_eval: Annotated[bool, typer.Option("--linear-eval/--no-linear-eval",
+                                              help="Linear-evaluate after pretraining (recipe [linear_eval]).")] = True,
+) -> None:
+    """Unsupervised pretraining (MoCo v2 / URRL / InstDis / PIRL) as the recipe says, then linear evaluation."""
+    from urrlkit.engine.pretrain import run_pretrain
+
+    run_pretrain(_load(recipe, set_), resume=resume, linear_eval=linear_eval)
+
+
+@app.command()
+@user_errors
+def finetune(
+    recipe: RecipeArg,
+    from_: Annotated[str, typer.Option("--from", help="Run dir, model dir, .safetensors file or Hub id.")],
+    set_: SetOpt = None,
+    reg: Annotated[str | None, typer.Option("--reg", help="Regularizer: none | l2sp | sim | adversarial.")] = None,
+    reg_weight: Annotated[float | None, typer.Option("--reg-weight", help="λ for sim, α for l2sp.")] = None,
+    sweep: Annotated[list[str] | None, typer.Option("--sweep", help="e.g. regularizer.weight=0.1,1,10")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
+) -> None:
+    """Fine-tune a pretrained encoder with a linear head and an optional regularizer (paper Eq. 3-4)."""
+    from urrlkit.finetune.runner import run_finetune
+
+    run_finetune(_load(recipe, set_), source=from_, reg=reg, reg_weight=reg_weight, sweep=sweep or [],
+                 resume=resume)
+
+
+@app.command("eval")
+@user_errors
+def evaluate(
+    model: Annotated[str, typer.Argument(help="Run dir, model dir, .safetensors file or Hub id.")],
+    recipe: Annotated[Path | None, typer.Option("--recipe", "-r", help="Recipe (data and eval sections).")] = None,
+    suite: Annotated[list[str] | None, typer.Option(
+        "--suite", help="clean | calibration | adversarial | cifar10-c | cifar100-c | imagenet-c | "
+                        "tiny-imagenet-c | corruptions | all (repeatable).")] = None,
+    set_: SetOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where results go (default: beside the model).")] = None,
+) -> None:
+    """Evaluate a classifier: clean top-1, corruptions (mCE / -C error), L2-PGD robust accuracy, calibration."""
+    from urrlkit.evaluate.suites import run_eval
+
+    run_eval(model, recipe=_load(recipe, set_) if recipe else None, overrides=set_ or [], suites=suite or [],
+             out_dir=out_dir)
+
+
+@app.command()
+@user_errors
+def corrupt(
+    dataset: Annotated[str, typer.Argument(help="Registered data set name, e.g. cifar10.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (official -C layout).")],
+    root: Annotated[Path | None, typer.Option("--root", help="Data set root.")] = None,
+    split: Annotated[str, typer.Option(help="Split to corrupt.")] = "test",
+    size: Annotated[int | None, typer.Option(help="Image size (default: the data set's own).")] = None,
+    corruption: Annotated[list[str] | None, typer.Option("--corruption", "-c", help="Subset (repeatable).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use the first N images.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random corruptions.")] = 0,
+) -> None:
+    """Write a "-C" version of any data set (15 corruptions × 5 severities) in the official layout."""
+    from urrlkit.evaluate.corruptions.generate import run_corrupt
+
+    run_corrupt(dataset, out_dir, root=root, split=split, size=size, corruptions=corruption, limit=limit, seed=seed)
+
+
+@app.command()
+@user_errors
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run or model directories with eval results.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for Markdown and CSV.")] = Path("report"),
+) -> None:
+    """Assemble eval results of several runs into the paper's table layouts (Markdown and CSV)."""
+    from urrlkit.report import run_report
+
+    run_report(runs, out)
+
+
+# ----------------------------------------------------------------------------------------------- hub
+
+
+@app.command()
+@user_errors
+def push(
+    path: Annotated[Path, typer.Argument(help="Run directory or model directory.")],
+    repo: Annotated[str, typer.Option("--repo", help="Hub repo id, org/name.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    revision: Annotated[str | None, typer.Option("--revision", help="Branch to push to.")] = None,
+    dry_run: Annotated[Path | None, typer.Option("--dry-run", help="Write the upload folder here; no upload.")]
+    = None,
+) -> None:
+    """Upload weights, config, model card and eval results to the Hugging Face Hub in one commit."""
+    from urrlkit.hub import run_push
+
+    run_push(path, repo, private=private, revision=revision, dry_run=dry_run)
+
+
+@app.command()
+@user_errors
+def pull(
+    repo: Annotated[str, typer.Argument(help="Hub id: org/name or hf-hub:org/name[@revision].")],
+    revision: Annotated[str | None, typer.Option("--revision", help="Branch, tag or commit.")] = None,
+) -> None:
+    """Download a model into the standard Hugging Face cache and print its path and card summary."""
+    from urrlkit.hub import run_pull
+
+    run_pull(repo, revision=revision)
+
+
+@app.command()
+@user_errors
+def convert(
+    checkpoint: Annotated[Path, typer.Argument(help="Official MoCo checkpoint (module.encoder_q.* keys).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    backbone: Annotated[str, typer.Option(help="Backbone of the checkpoint.")] = "resnet50",
+    small_stem: Annotated[bool, typer.Option(help="Checkpoint uses the 3×3 stem.")] = False,
+) -> None:
+    """Import a MoCo-style checkpoint into a urrlkit model directory (safetensors + config)."""
+    from urrlkit.hub import run_convert
+
+    run_convert(checkpoint, out_dir, backbone=backbone, small_stem=small_stem)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,360 @@
+"""Named data sets. Every one yields `(uint8 CHW tensor, int label)` at a fixed stored size, so batches stack
+and augmentation runs batched on the device. Variable-size images are resized (shorter side) and centre-cropped
+to the stored size once, on load; random crops happen later, per sample, in `urrlkit.augment`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from urrlkit.errors import DataError
+from urrlkit.registry import DATASETS
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """What a caller asks of a data set factory."""
+
+    root: Path | None
+    split: str
+    size: int
+    download: bool = False
+    limit: int | None = None
+
+
+class ArrayDataset(Dataset):
+    """Images held in memory as one uint8 NCHW tensor (CIFAR, npz arrays, the bundled sample)."""
+
+    def __init__(self, images: np.ndarray | torch.Tensor, labels: Sequence[int] | np.ndarray,
+                 classes: Sequence[str], size: int | None = None, source: str = "") -> None:
+        x = torch.as_tensor(np.asarray(images))
+        if x.ndim != 4 or x.shape[-1] not in (1, 3) or x.dtype != torch.uint8:
+            raise DataError(f"{source}: expected uint8 images of shape (N, H, W, 3), got {tuple(x.shape)} {x.dtype}")
+        x = x.permute(0, 3, 1, 2).contiguous()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1).contiguous()
+        if size is not None and x.shape[-1] != size:
+            x = _resize_batch(x, size)
+        self.images = x
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.classes = list(classes)
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+
+class FileDataset(Dataset):
+    """Images read from files on demand; a file that cannot be decoded is named in the error."""
+
+    def __init__(self, files: Sequence[Path], labels: Sequence[int], classes: Sequence[str], size: int,
+                 source: str = "") -> None:
+        self.files = list(files)
+        self.labels = torch.as_tensor(list(labels), dtype=torch.long)
+        self.classes = list(classes)
+        self.size = size
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return load_image(self.files[i], self.size), int(self.labels[i])
+
+
+class TorchvisionDataset(Dataset):
+    """Adapter for torchvision data sets that return PIL images."""
+
+    def __init__(self, ds: Dataset, classes: Sequence[str], size: int, source: str = "") -> None:
+        self.ds = ds
+        self.classes = list(classes)
+        self.size = size
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img, label = self.ds[i]
+        return pil_to_uint8(img, self.size), int(label)
+
+
+def pil_to_uint8(img: Image.Image, size: int) -> torch.Tensor:
+    """Resize the shorter side to `size`, centre-crop to size×size, return uint8 CHW."""
+    img = img.convert("RGB")
+    w, h = img.size
+    if (w, h) != (size, size):
+        scale = size / min(w, h)
+        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        w, h = img.size
+        left, top = (w - size) // 2, (h - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    try:
+        with Image.open(path) as img:
+            return pil_to_uint8(img, size)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
+
+
+def _resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    y = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
+                                        align_corners=False)
+    return y.round().clamp(0, 255).to(torch.uint8)
+
+
+def _limit(ds: Dataset, limit: int | None) -> Dataset:
+    if limit is None or limit >= len(ds):  # type: ignore[arg-type]
+        return ds
+    if isinstance(ds, ArrayDataset):
+        ds.images, ds.labels = ds.images[:limit], ds.labels[:limit]
+        return ds
+    if isinstance(ds, FileDataset):
+        ds.files, ds.labels = ds.files[:limit], ds.labels[:limit]
+        return ds
+    sub = torch.utils.data.Subset(ds, range(limit))
+    sub.classes = ds.classes  # type: ignore[attr-defined]
+    return sub
+
+
+def _missing(name: str, expected: str, download_hint: bool = True) -> DataError:
+    hint = "; set data.download = true (or --set data.download=true) to fetch it" if download_hint else ""
+    return DataError(f"data set {name!r}: expected {expected}{hint}")
+
+
+def _root(req: DataRequest, name: str) -> Path:
+    if req.root is None:
+        return Path("data") / name
+    return Path(req.root).expanduser()
+
+
+def _check_split(name: str, split: str, allowed: Sequence[str] = SPLITS) -> None:
+    if split not in allowed:
+        raise DataError(f"data set {name!r}: unknown split {split!r}; allowed: {', '.join(allowed)}")
+
+
+def build(name: str, req: DataRequest) -> Dataset:
+    """Build the named data set for `req`; unknown names raise with the registered ones."""
+    factory: Callable[[DataRequest], Dataset] = DATASETS.get(name)
+    return _limit(factory(req), req.limit)
+
+
+def num_classes(ds: Dataset) -> int:
+    return len(ds.classes)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------- array formats
+
+
+def _load_npz(path: Path, name: str) -> np.lib.npyio.NpzFile:
+    if not path.is_file():
+        raise _missing(name, f"{path} (an npz with 'images' uint8 NHWC and 'labels')", download_hint=False)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read npz ({exc})") from None
+
+
+def _from_npz(path: Path, name: str, size: int, prefix: str = "") -> ArrayDataset:
+    arr = _load_npz(path, name)
+    for key in (f"{prefix}images", f"{prefix}labels"):
+        if key not in arr:
+            raise DataError(f"{path}: missing array {key!r} (has {', '.join(arr.files)})")
+    labels = arr[f"{prefix}labels"]
+    classes = [str(c) for c in arr["classes"]] if "classes" in arr else [str(i) for i in range(int(labels.max()) + 1)]
+    return ArrayDataset(arr[f"{prefix}images"], labels, classes, size, source=str(path))
+
+
+@DATASETS.register("cifar10-sample")
+def cifar10_sample(req: DataRequest) -> Dataset:
+    """1,000 CIFAR-10 training and 500 test images (class-balanced) bundled with urrlkit."""
+    _check_split("cifar10-sample", req.split)
+    ref = resources.files("urrlkit.data") / "sample" / "cifar10-sample.npz"
+    with resources.as_file(ref) as path:
+        return _from_npz(path, "cifar10-sample", req.size, prefix=f"{req.split}_")
+
+
+@DATASETS.register("npz")
+def npz(req: DataRequest) -> Dataset:
+    """Generic arrays: `<root>/<split>.npz` with `images` (uint8 NHWC), `labels` and optional `classes`."""
+    root = _root(req, "npz")
+    return _from_npz(root / f"{req.split}.npz", "npz", req.size)
+
+
+def _cifar(name: str, tv_cls_name: str, folder: str, req: DataRequest) -> Dataset:
+    _check_split(name, req.split)
+    root = _root(req, name)
+    if (root / f"{req.split}.npz").is_file():  # the npz layout urrlkit also writes and reads offline
+        return _from_npz(root / f"{req.split}.npz", name, req.size)
+    import torchvision.datasets as tvd
+
+    if not (root / folder).is_dir() and not req.download:
+        raise _missing(name, f"{root / folder}/ (torchvision layout) or {root}/{req.split}.npz")
+    ds = getattr(tvd, tv_cls_name)(str(root), train=req.split == "train", download=req.download)
+    return ArrayDataset(ds.data, ds.targets, ds.classes, req.size, source=str(root / folder))
+
+
+@DATASETS.register("cifar10")
+def cifar10(req: DataRequest) -> Dataset:
+    return _cifar("cifar10", "CIFAR10", "cifar-10-batches-py", req)
+
+
+@DATASETS.register("cifar100")
+def cifar100(req: DataRequest) -> Dataset:
+    return _cifar("cifar100", "CIFAR100", "cifar-100-python", req)
+
+
+# --------------------------------------------------------------------------------------- file layouts
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+def image_folder(root: Path, name: str, size: int) -> FileDataset:
+    """`root/<class>/**/<image>` (torchvision ImageFolder layout), classes sorted by name."""
+    if not root.is_dir():
+        raise _missing(name, f"{root}/<class>/<image> (ImageFolder layout)", download_hint=False)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    files, labels = [], []
+    for idx, cls in enumerate(classes):
+        found = sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files += found
+        labels += [idx] * len(found)
+    if not files:
+        raise DataError(f"data set {name!r}: no images under {root}/<class>/")
+    return FileDataset(files, labels, classes, size, source=str(root))
+
+
+@DATASETS.register("imagefolder")
+def imagefolder(req: DataRequest) -> Dataset:
+    """Generic ImageFolder: `<root>/<split>/<class>/<image>`."""
+    return image_folder(_root(req, "imagefolder") / req.split, "imagefolder", req.size)
+
+
+@DATASETS.register("imagenet")
+def imagenet(req: DataRequest) -> Dataset:
+    """ImageNet in ImageFolder layout: `<root>/train/<wnid>/…` and `<root>/val/<wnid>/…`."""
+    split = {"test": "val"}.get(req.split, req.split)
+    return image_folder(_root(req, "imagenet") / split, "imagenet", req.size)
+
+
+@DATASETS.register("birdsnap")
+def birdsnap(req: DataRequest) -> Dataset:
+    """Birdsnap has no torchvision loader: `<root>/<split>/<species>/<image>` (ImageFolder)."""
+    return image_folder(_root(req, "birdsnap") / req.split, "birdsnap", req.size)
+
+
+@DATASETS.register("tiny-imagenet")
+def tiny_imagenet(req: DataRequest) -> Dataset:
+    """Tiny-ImageNet-200 as it unpacks: train/<wnid>/images/*.JPEG, val/images + val/val_annotations.txt.
+    The official test split has no labels, so `test` means the labelled val split."""
+    _check_split("tiny-imagenet", req.split)
+    root = _root(req, "tiny-imagenet-200")
+    wnids_file = root / "wnids.txt"
+    if not wnids_file.is_file():
+        raise _missing("tiny-imagenet", f"{wnids_file} with train/<wnid>/images/ and val/val_annotations.txt",
+                       download_hint=False)
+    wnids = [w.strip() for w in wnids_file.read_text().split() if w.strip()]
+    index = {w: i for i, w in enumerate(wnids)}
+    files: list[Path] = []
+    labels: list[int] = []
+    if req.split == "train":
+        for w in wnids:
+            found = sorted((root / "train" / w / "images").glob("*.JPEG"))
+            files += found
+            labels += [index[w]] * len(found)
+    else:
+        ann = root / "val" / "val_annotations.txt"
+        if not ann.is_file():
+            raise _missing("tiny-imagenet", str(ann), download_hint=False)
+        for line in ann.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2:
+                files.append(root / "val" / "images" / parts[0])
+                labels.append(index[parts[1]])
+    if not files:
+        raise DataError(f"data set 'tiny-imagenet': no images found under {root}/{req.split}")
+    return FileDataset(files, labels, wnids, req.size, source=str(root))
+
+
+def _tv(name: str, factory: Callable[[str, str, bool], Dataset], classes_attr: str = "classes",
+        folder: str | None = None) -> Callable[[DataRequest], Dataset]:
+    """Register a torchvision transfer data set; offline a missing folder is a one-line error."""
+
+    def build_tv(req: DataRequest) -> Dataset:
+        _check_split(name, req.split)
+        root = _root(req, name)
+        expect = root / (folder or "")
+        if not req.download and not expect.exists():
+            raise _missing(name, f"{expect} (torchvision layout)")
+        try:
+            ds = factory(str(root), req.split, req.download)
+        except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
+            raise DataError(f"data set {name!r} under {root}: {exc}") from None
+        classes = getattr(ds, classes_attr, None) or [str(i) for i in range(_count_labels(ds))]
+        return TorchvisionDataset(ds, classes, req.size, source=str(root))
+
+    build_tv.__doc__ = f"torchvision's {name} (the paper's transfer set); `download = true` fetches it."
+    DATASETS.add(name, build_tv)
+    return build_tv
+
+
+def _count_labels(ds: Dataset) -> int:
+    for attr in ("y", "targets", "_labels", "labels"):
+        ys = getattr(ds, attr, None)
+        if ys is not None:
+            return int(max(ys)) + 1
+    raise DataError("cannot infer the number of classes")
+
+
+def _register_transfer_sets() -> None:
+    import torchvision.datasets as tvd
+
+    def split(train: str, test: str) -> Callable[[str], str]:
+        return lambda s: train if s == "train" else test
+
+    tv = split("trainval", "test")
+    _tv("aircraft", lambda r, s, d: tvd.FGVCAircraft(r, split=tv(s), download=d), folder="fgvc-aircraft-2013b")
+    _tv("cars", lambda r, s, d: tvd.StanfordCars(r, split=split("train", "test")(s), download=d),
+        folder="stanford_cars")
+    _tv("dtd", lambda r, s, d: tvd.DTD(r, split=split("train", "test")(s), download=d), folder="dtd")
+    _tv("flowers102", lambda r, s, d: tvd.Flowers102(r, split=split("train", "test")(s), download=d),
+        folder="flowers-102")
+    _tv("food101", lambda r, s, d: tvd.Food101(r, split=split("train", "test")(s), download=d), folder="food-101")
+    _tv("pets", lambda r, s, d: tvd.OxfordIIITPet(r, split=tv(s), download=d), folder="oxford-iiit-pet")
+    _tv("stl10", lambda r, s, d: tvd.STL10(r, split=split("train", "test")(s), download=d),
+        folder="stl10_binary")
+    # Caltech-101/256 and SUN397 ship no split; urrlkit carves a fixed 80/20 one (seed 0), documented in README.
+    _tv("caltech101", lambda r, s, d: _carve(tvd.Caltech101(r, download=d), s), classes_attr="categories",
+        folder="caltech101")
+    _tv("caltech256", lambda r, s, d: _carve(tvd.Caltech256(r, download=d), s), classes_attr="categories",
+        folder="caltech256")
+    _tv("sun397", lambda r, s, d: _carve(tvd.SUN397(r, download=d), s), folder="SUN397")
+
+
+def _carve(ds: Dataset, split: str, test_fraction: float = 0.2) -> Dataset:
+    n = len(ds)  # type: ignore[arg-type]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
+    cut = int(n * (1 - test_fraction))
+    sub = torch.utils.data.Subset(ds, perm[:cut] if split == "train" else perm[cut:])
+    for attr in ("classes", "categories"):
+        if hasattr(ds, attr):
+            setattr(sub, attr, getattr(ds, attr))
+    return sub
+
+
+_register_transfer_sets()
