@@ -173,7 +173,7 @@ def corrupt(
     split: Annotated[str, typer.Option(help="Split to corrupt.")] = "test",
     size: Annotated[int | None, typer.Option(help="Image size (default: the data set's own).")] = None,
     corruption: Annotated[list[str] | None, typer.Option("--corruption", "-c", help="Subset (repeatable).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Use the first N images.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use a fixed random subset (seed 0) of N images.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random corruptions.")] = 0,
 ) -> None:
     """Write a "-C" version of any data set (15 corruptions × 5 severities) in the official layout."""

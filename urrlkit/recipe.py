@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import tomllib
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from urrlkit import registry
@@ -36,6 +37,8 @@ class RunConfig(Section):
     name: str = "run"
     seed: int = Field(0, ge=0)
     output_dir: Path = Path("runs")
+    trackers: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["tensorboard"], description="Accelerate trackers besides metrics.jsonl")
 
 
 class DataConfig(Section):
@@ -46,8 +49,8 @@ class DataConfig(Section):
     batch_size: int = Field(256, ge=1)
     workers: int = Field(0, ge=0)
     download: bool = False
-    train_limit: int | None = Field(None, ge=1, description="use the first N training images")
-    test_limit: int | None = Field(None, ge=1, description="use the first N test images")
+    train_limit: int | None = Field(None, ge=1, description="use a fixed random subset (seed 0) of N training images")
+    test_limit: int | None = Field(None, ge=1, description="use a fixed random subset (seed 0) of N test images")
 
     @field_validator("dataset")
     @classmethod
@@ -116,7 +119,9 @@ class PretextConfig(Section):
         if self.p is not None and self.families:
             raise ValueError("give either p (the paper's two-family shorthand) or families, not both")
         if self.p is None and not self.families:
-            self.__dict__["families"] = [FamilySpec(name="moco_v2", weight=1.0)]
+            # model_construct: the default needs no re-validation, and a ValidationError raised in here would
+            # surface with a location relative to FamilySpec ("name") instead of the user's dotted path.
+            self.__dict__["families"] = [FamilySpec.model_construct(name="moco_v2", weight=1.0, params={})]
         if self.families and sum(f.weight for f in self.families) <= 0:
             raise ValueError("families: the weights must not all be zero")
         return self
@@ -132,7 +137,7 @@ class PretextConfig(Section):
 
 
 class OptimConfig(Section):
-    optimizer: Literal["sgd", "adamw", "lars"] = "sgd"
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.03, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
@@ -203,7 +208,8 @@ class FinetuneConfig(ScheduleConfig):
     dataset: str | None = Field(None, description="downstream data set; None = data.dataset")
     val_fraction: float = Field(0.1, ge=0, lt=1)
     regularizer: Regularizer = Field(default_factory=NoReg)
-    sweep: dict[str, list[float]] = Field(default_factory=dict, description="e.g. {'regularizer.weight': [...]}")
+    sweep: dict[str, list[float]] = Field(default_factory=dict,
+                                          description="e.g. {'regularizer.weight': [...]}")
 
     @field_validator("dataset")
     @classmethod
@@ -270,10 +276,14 @@ class Recipe(Section):
     hub: HubConfig = Field(default_factory=HubConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        """The resolved recipe as plain data. `extends` is left out: the values it pulled in are already here,
+        and a relative file name would not resolve from wherever this dict is saved and re-loaded."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"extends"})
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict())
+        """Self-contained TOML that loads back to an equal recipe; provenance goes into a comment."""
+        head = f"# resolved recipe (extends {self.extends!r} applied)\n" if self.extends else ""
+        return head + tomli_w.dumps(self.to_dict())
 
     def digest(self) -> str:
         """A short stable hash of the resolved recipe (recorded in results and model cards)."""
@@ -287,44 +297,72 @@ class Recipe(Section):
 
 # ----------------------------------------------------------------------------------------------- loading
 
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
+
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file not found") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a UTF-8 text file") from None
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        # tomllib puts "(at line L, column C)" in the message; keep it on one line.
-        raise RecipeError(f"{path}: malformed TOML: {exc}") from None
+        # Editors and terminals jump to 'file:line:col'; tomllib only puts the position in its message.
+        msg = str(exc)
+        if m := _TOML_POS.search(msg):
+            where = f"{path}:{m[1]}:{m[2]}"
+            msg = msg[: m.start()]
+        elif m := _TOML_END.search(msg):
+            lines = text.splitlines() or [""]
+            where = f"{path}:{len(lines)}:{len(lines[-1]) + 1}"
+            msg = msg[: m.start()] + " at end of file"
+        else:
+            where = str(path)
+        raise RecipeError(f"{where}: malformed TOML: {msg}") from None
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Tables merge key by key; any other value (lists included) in `over` replaces the base value."""
+    """Tables merge key by key; any other value (lists included) in `over` replaces the base value.
+
+    A table whose `type` tag changes (e.g. finetune.regularizer sim → l2sp) is replaced whole: the old
+    variant's keys (sim's `weight`) mean nothing to the new one and would only be rejected as unknown."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        prev = out.get(key)
+        if isinstance(value, dict) and isinstance(prev, dict) and not _retagged(prev, value):
+            out[key] = deep_merge(prev, value)
         else:
             out[key] = value
     return out
 
 
+def _retagged(base: dict[str, Any], over: dict[str, Any]) -> bool:
+    return "type" in base and "type" in over and base["type"] != over["type"]
+
+
 def _resolve(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = path.resolve()
-    if path in seen:
-        chain = " -> ".join(p.name for p in (*seen, path))
+    """Read `path` and, recursively, the file its `extends` names (relative to `path`'s folder).
+    Messages use `path` as the user spelled it; the resolved path only detects cycles."""
+    real = path.resolve()
+    if real in seen:
+        chain = " -> ".join(p.name for p in (*seen, real))
         raise RecipeError(f"{path}: circular extends ({chain})")
     raw = _read_toml(path)
     parent = raw.get("extends")
     if parent is None:
         return raw
-    if not isinstance(parent, str):
-        raise RecipeError(f"{path}: extends must be a file name string, got {type(parent).__name__}")
-    base = _resolve(path.parent / parent, (*seen, path))
+    if not isinstance(parent, str) or not parent:
+        raise RecipeError(f"{path}: extends: expected a recipe file name string, got {parent!r}")
+    parent_path = path.parent / parent
+    if not parent_path.is_file():
+        raise RecipeError(f"{path}: extends: recipe file not found: {parent_path}")
+    base = _resolve(parent_path, (*seen, real))
     merged = deep_merge(base, raw)
     merged["extends"] = parent
     return merged
@@ -334,13 +372,14 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     """'a.b=value' → (['a', 'b'], value) with value parsed as TOML (bare words become strings)."""
     key, sep, text = item.partition("=")
     key = key.strip()
-    if not sep or not key:
-        raise RecipeError(f"--set {item!r}: expected KEY=VALUE, for example optim.lr=0.1")
+    keys = [k.strip() for k in key.split(".")]
+    if not sep or not key or not all(keys):
+        raise RecipeError(f"--set {item!r}: expected KEY=VALUE with a dotted KEY, for example optim.lr=0.1")
     try:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()
-    return key.split("."), value
+    return keys, value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -352,54 +391,142 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(child, dict):
                 raise RecipeError(f"--set {item!r}: {k!r} is a value, not a table")
             node = child
+        if keys[-1] == "type" and node.get("type", value) != value:
+            node.clear()  # a new variant (see deep_merge): follow with --set for its own keys
         node[keys[-1]] = value
     return data
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for p in loc:
+# ------------------------------------------------------------------------------------------ error lines
+
+
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    """The Pydantic models inside an annotation (through Optional, list[...], unions)."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    return [m for a in get_args(ann) for m in _models_in(a)]
+
+
+def _owner(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model that owns the last key of `loc`. A discriminated union's tag, which Pydantic inserts into
+    the location after the field name, picks the member."""
+    model: type[BaseModel] | None = Recipe
+    i = 0
+    while i < len(loc) - 1:
+        p = loc[i]
         if isinstance(p, int):
-            parts.append(f"[{p}]")
-        elif p in {"none", "l2sp", "sim", "adversarial", "custom"} and parts and parts[-1] == "regularizer":
-            continue  # the discriminator tag Pydantic inserts is not a key the user wrote
-        else:
-            parts.append(("." if parts else "") + str(p))
-    return "".join(parts)
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The Pydantic model that owns the last key of `loc` (for 'did you mean' suggestions)."""
-    model: Any = Recipe
-    for p in loc[:-1]:
-        if isinstance(p, int) or model is None:
+            i += 1
             continue
-        field = model.model_fields.get(p)
+        field = model.model_fields.get(p) if model else None
         if field is None:
             return None
-        ann = field.annotation
-        model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)),
-                     None)
-        if model is None and p == "regularizer":
-            return None
+        members = _models_in(field.annotation)
+        if len(members) > 1:
+            tag = loc[i + 1]
+            model = next((m for m in members if _tag(m) == tag), None)
+            i += 2
+        else:
+            model = members[0] if members else None
+            i += 1
     return model
 
 
+def _tag(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("type")
+    return field.default if field else None
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    skip_tag = False
+    model: type[BaseModel] | None = Recipe
+    for p in loc:
+        if skip_tag:  # the discriminator tag Pydantic inserts is not a key the user wrote
+            skip_tag = False
+            continue
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+            continue
+        parts.append(("." if parts else "") + str(p))
+        field = model.model_fields.get(p) if model else None
+        members = _models_in(field.annotation) if field else []
+        skip_tag = len(members) > 1
+        model = members[0] if len(members) == 1 else None
+    return "".join(parts)
+
+
+def _bounds(loc: tuple[Any, ...]) -> str:
+    """'0 <= p <= 1' from the Field constraints of the key at `loc` ('' when unknown)."""
+    owner = _owner(loc)
+    key = loc[-1]
+    field = owner.model_fields.get(key) if owner and isinstance(key, str) else None
+    if field is None:
+        return ""
+    lo = hi = None
+    for c in field.metadata:
+        if getattr(c, "ge", None) is not None:
+            lo = ("<=", c.ge)
+        elif getattr(c, "gt", None) is not None:
+            lo = ("<", c.gt)
+        if getattr(c, "le", None) is not None:
+            hi = ("<=", c.le)
+        elif getattr(c, "lt", None) is not None:
+            hi = ("<", c.lt)
+    if lo and hi:
+        return f"{lo[1]} {lo[0]} {key} {hi[0]} {hi[1]}"
+    if lo:
+        return f"{key} {lo[0].replace('<', '>')} {lo[1]}"
+    if hi:
+        return f"{key} {hi[0]} {hi[1]}"
+    return ""
+
+
+def _choices(expected: str) -> list[str]:
+    """["no", "fp16", "bf16"] from Pydantic's "'no', 'fp16' or 'bf16'"."""
+    return [c.strip().strip("'\"") for c in re.split(r",| or ", expected) if c.strip()]
+
+
 def format_validation_error(source: str, err: ValidationError) -> str:
-    first = err.errors()[0]
+    """One line for the first problem: `source: dotted.path: what is wrong; allowed: …`."""
+    errors = err.errors()
+    first = errors[0]
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     loc = tuple(first["loc"])
     where = _dotted(loc) or "(top level)"
     kind = first["type"]
+    ctx = first.get("ctx") or {}
+    value = first.get("input")
     if kind == "extra_forbidden":
-        owner = _model_at(loc)
-        allowed = sorted(owner.model_fields) if owner else []
+        owner = _owner(loc)
+        allowed = [k for k in owner.model_fields if k != "type"] if owner else []
         hint = nearest(str(loc[-1]), allowed)
-        return f"{source}: unknown key {where}{hint}; allowed here: {', '.join(allowed)}"
+        return f"{source}: unknown key {where}{hint}; allowed here: {', '.join(allowed) or 'none'}{more}"
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        bounds = _bounds(loc) or first["msg"].removeprefix("Input should be ")
+        return f"{source}: {where} = {value!r} is out of range; allowed: {bounds}{more}"
+    if kind in {"literal_error", "enum"}:
+        choices = _choices(ctx.get("expected", ""))
+        hint = nearest(value, choices) if isinstance(value, str) else ""
+        return f"{source}: {where} = {value!r} is not allowed{hint}; allowed: {', '.join(choices)}{more}"
+    if kind == "union_tag_invalid":
+        choices = _choices(ctx.get("expected_tags", ""))
+        tag = ctx.get("tag")
+        disc = str(ctx.get("discriminator", "type")).strip("'")
+        hint = nearest(str(tag), choices)
+        return f"{source}: {where}.{disc} = {tag!r} is not allowed{hint}; allowed: {', '.join(choices)}{more}"
+    if kind == "union_tag_not_found":
+        disc = str(ctx.get("discriminator", "type")).strip("'")
+        owner = _owner(loc)
+        field = owner.model_fields.get(loc[-1]) if owner and isinstance(loc[-1], str) else None
+        tags = [str(_tag(m)) for m in _models_in(field.annotation)] if field else []
+        return f"{source}: {where}.{disc} is missing; allowed: {', '.join(tags) or '?'}{more}"
+    if kind == "missing":
+        return f"{source}: {where} is required but missing{more}"
     msg = first["msg"].removeprefix("Value error, ")
-    if kind == "literal_error" or kind == "union_tag_invalid":
-        return f"{source}: {where}: {msg}"
-    extra = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else ""
-    return f"{source}: {where}: {msg}{extra}"
+    # Our own validators already quote the value; Pydantic's type errors don't.
+    shown = kind != "value_error" and not isinstance(value, dict)
+    extra = f" (got {value!r})" if shown and "input" in first else ""
+    return f"{source}: {where}: {msg}{extra}{more}"
 
 
 def validate_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:

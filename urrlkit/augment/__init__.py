@@ -1,1 +1,24 @@
-"""(filled in by its issue)"""
+"""Batched, per-sample augmentation families and the URRL family sampler (paper Eq. 2).
+
+Everything runs on the device of the input batch. See docs/augment.md.
+"""
+
+from __future__ import annotations
+
+from urrlkit.augment import families  # noqa: F401  (registers the built-in families)
+from urrlkit.augment.families import AugMix, Identity, MocoV2, default_severity
+from urrlkit.augment.sampler import Family, FamilySampler, build_family, build_sampler, to_float
+from urrlkit.augment.supervised import supervised_transform
+
+__all__ = [
+    "AugMix",
+    "Family",
+    "FamilySampler",
+    "Identity",
+    "MocoV2",
+    "build_family",
+    "build_sampler",
+    "default_severity",
+    "supervised_transform",
+    "to_float",
+]

@@ -1,9 +1,11 @@
-"""Named data sets. Every one yields `(uint8 CHW tensor, int label)` at a fixed stored size, so batches stack
-and augmentation runs batched on the device. Variable-size images are resized (shorter side) and centre-cropped
-to the stored size once, on load; random crops happen later, per sample, in `urrlkit.augment`."""
+"""Named data sets. Every one yields `(uint8 CHW tensor, int label)` at a fixed stored size, so batches
+stack and augmentation runs batched on the device. Variable-size images are resized (shorter side) and
+centre-cropped to the stored size once, on load; random crops happen later, per sample, in
+`urrlkit.augment`."""
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -38,7 +40,8 @@ class ArrayDataset(Dataset):
                  classes: Sequence[str], size: int | None = None, source: str = "") -> None:
         x = torch.as_tensor(np.asarray(images))
         if x.ndim != 4 or x.shape[-1] not in (1, 3) or x.dtype != torch.uint8:
-            raise DataError(f"{source}: expected uint8 images of shape (N, H, W, 3), got {tuple(x.shape)} {x.dtype}")
+            raise DataError(f"{source}: expected uint8 images of shape (N, H, W, 3), "
+                            f"got {tuple(x.shape)} {x.dtype}")
         x = x.permute(0, 3, 1, 2).contiguous()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1).contiguous()
@@ -108,7 +111,8 @@ def load_image(path: Path, size: int) -> torch.Tensor:
     try:
         with Image.open(path) as img:
             return pil_to_uint8(img, size)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # PIL reports some broken PNG chunks as SyntaxError; whatever the cause, name the file.
         raise DataError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
 
 
@@ -118,16 +122,24 @@ def _resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
     return y.round().clamp(0, 255).to(torch.uint8)
 
 
+def subset_indices(n: int, limit: int) -> list[int]:
+    """A fixed random subset (seed 0), in data-set order. Many test splits are sorted by class, so the first
+    N images would be a few classes only."""
+    keep = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit]
+    return sorted(keep.tolist())
+
+
 def _limit(ds: Dataset, limit: int | None) -> Dataset:
     if limit is None or limit >= len(ds):  # type: ignore[arg-type]
         return ds
+    idx = subset_indices(len(ds), limit)  # type: ignore[arg-type]
     if isinstance(ds, ArrayDataset):
-        ds.images, ds.labels = ds.images[:limit], ds.labels[:limit]
+        ds.images, ds.labels = ds.images[idx], ds.labels[idx]
         return ds
     if isinstance(ds, FileDataset):
-        ds.files, ds.labels = ds.files[:limit], ds.labels[:limit]
+        ds.files, ds.labels = [ds.files[i] for i in idx], ds.labels[idx]
         return ds
-    sub = torch.utils.data.Subset(ds, range(limit))
+    sub = torch.utils.data.Subset(ds, idx)
     sub.classes = ds.classes  # type: ignore[attr-defined]
     return sub
 
@@ -161,23 +173,23 @@ def num_classes(ds: Dataset) -> int:
 # --------------------------------------------------------------------------------------- array formats
 
 
-def _load_npz(path: Path, name: str) -> np.lib.npyio.NpzFile:
+def _from_npz(path: Path, name: str, size: int, prefix: str = "") -> ArrayDataset:
     if not path.is_file():
         raise _missing(name, f"{path} (an npz with 'images' uint8 NHWC and 'labels')", download_hint=False)
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read npz ({exc})") from None
-
-
-def _from_npz(path: Path, name: str, size: int, prefix: str = "") -> ArrayDataset:
-    arr = _load_npz(path, name)
-    for key in (f"{prefix}images", f"{prefix}labels"):
-        if key not in arr:
-            raise DataError(f"{path}: missing array {key!r} (has {', '.join(arr.files)})")
-    labels = arr[f"{prefix}labels"]
-    classes = [str(c) for c in arr["classes"]] if "classes" in arr else [str(i) for i in range(int(labels.max()) + 1)]
-    return ArrayDataset(arr[f"{prefix}images"], labels, classes, size, source=str(path))
+        # np.load is lazy: decoding errors (pickled object arrays, truncated members) surface on access,
+        # so the whole read sits inside the try, and `with` closes the file handle.
+        with np.load(path, allow_pickle=False) as arr:
+            for key in (f"{prefix}images", f"{prefix}labels"):
+                if key not in arr:
+                    raise DataError(f"{path}: missing array {key!r} (has {', '.join(arr.files)})")
+            images, labels = arr[f"{prefix}images"], arr[f"{prefix}labels"]
+            classes = [str(c) for c in arr["classes"]] if "classes" in arr else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read npz ({exc.__class__.__name__}: {exc})") from None
+    if classes is None:
+        classes = [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
+    return ArrayDataset(images, labels, classes, size, source=str(path))
 
 
 @DATASETS.register("cifar10-sample")
@@ -205,7 +217,12 @@ def _cifar(name: str, tv_cls_name: str, folder: str, req: DataRequest) -> Datase
 
     if not (root / folder).is_dir() and not req.download:
         raise _missing(name, f"{root / folder}/ (torchvision layout) or {root}/{req.split}.npz")
-    ds = getattr(tvd, tv_cls_name)(str(root), train=req.split == "train", download=req.download)
+    try:
+        ds = getattr(tvd, tv_cls_name)(str(root), train=req.split == "train", download=req.download)
+    except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
+        raise DataError(f"data set {name!r} under {root}: {exc}") from None
+    except OSError as exc:  # offline download: URLError is an OSError
+        raise DataError(f"data set {name!r}: download to {root} failed ({exc})") from None
     return ArrayDataset(ds.data, ds.targets, ds.classes, req.size, source=str(root / folder))
 
 
@@ -231,7 +248,9 @@ def image_folder(root: Path, name: str, size: int) -> FileDataset:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     files, labels = [], []
     for idx, cls in enumerate(classes):
-        found = sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        # Hidden files (macOS '._x.jpg' resource forks) share image suffixes but are not images.
+        found = sorted(p for p in (root / cls).rglob("*")
+                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         files += found
         labels += [idx] * len(found)
     if not files:
@@ -281,9 +300,11 @@ def tiny_imagenet(req: DataRequest) -> Dataset:
         ann = root / "val" / "val_annotations.txt"
         if not ann.is_file():
             raise _missing("tiny-imagenet", str(ann), download_hint=False)
-        for line in ann.read_text().splitlines():
+        for n, line in enumerate(ann.read_text().splitlines(), 1):
             parts = line.split("\t")
             if len(parts) >= 2:
+                if parts[1] not in index:
+                    raise DataError(f"{ann}:{n}: class {parts[1]!r} is not in {wnids_file}")
                 files.append(root / "val" / "images" / parts[0])
                 labels.append(index[parts[1]])
     if not files:
@@ -305,6 +326,8 @@ def _tv(name: str, factory: Callable[[str, str, bool], Dataset], classes_attr: s
             ds = factory(str(root), req.split, req.download)
         except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
             raise DataError(f"data set {name!r} under {root}: {exc}") from None
+        except OSError as exc:  # offline download: URLError is an OSError
+            raise DataError(f"data set {name!r}: download to {root} failed ({exc})") from None
         classes = getattr(ds, classes_attr, None) or [str(i) for i in range(_count_labels(ds))]
         return TorchvisionDataset(ds, classes, req.size, source=str(root))
 
@@ -328,17 +351,19 @@ def _register_transfer_sets() -> None:
         return lambda s: train if s == "train" else test
 
     tv = split("trainval", "test")
-    _tv("aircraft", lambda r, s, d: tvd.FGVCAircraft(r, split=tv(s), download=d), folder="fgvc-aircraft-2013b")
+    _tv("aircraft", lambda r, s, d: tvd.FGVCAircraft(r, split=tv(s), download=d),
+        folder="fgvc-aircraft-2013b")
     _tv("cars", lambda r, s, d: tvd.StanfordCars(r, split=split("train", "test")(s), download=d),
         folder="stanford_cars")
     _tv("dtd", lambda r, s, d: tvd.DTD(r, split=split("train", "test")(s), download=d), folder="dtd")
     _tv("flowers102", lambda r, s, d: tvd.Flowers102(r, split=split("train", "test")(s), download=d),
         folder="flowers-102")
-    _tv("food101", lambda r, s, d: tvd.Food101(r, split=split("train", "test")(s), download=d), folder="food-101")
+    _tv("food101", lambda r, s, d: tvd.Food101(r, split=split("train", "test")(s), download=d),
+        folder="food-101")
     _tv("pets", lambda r, s, d: tvd.OxfordIIITPet(r, split=tv(s), download=d), folder="oxford-iiit-pet")
     _tv("stl10", lambda r, s, d: tvd.STL10(r, split=split("train", "test")(s), download=d),
         folder="stl10_binary")
-    # Caltech-101/256 and SUN397 ship no split; urrlkit carves a fixed 80/20 one (seed 0), documented in README.
+    # Caltech-101/256 and SUN397 ship no split; urrlkit carves a fixed 80/20 one (seed 0), see the README.
     _tv("caltech101", lambda r, s, d: _carve(tvd.Caltech101(r, download=d), s), classes_attr="categories",
         folder="caltech101")
     _tv("caltech256", lambda r, s, d: _carve(tvd.Caltech256(r, download=d), s), classes_attr="categories",

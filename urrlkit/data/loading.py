@@ -19,9 +19,10 @@ def from_config(cfg: DataConfig, split: str, dataset: str | None = None, size: i
 
 
 def split_train_val(ds: Dataset, val_fraction: float, seed: int = 0) -> tuple[Dataset, Dataset | None]:
-    """A fixed random split of the training set; hyperparameters are chosen on the second part, never on test."""
+    """A fixed random split of the training set; hyperparameters are chosen on the second part, never on
+    test."""
     n = len(ds)  # type: ignore[arg-type]
-    n_val = int(round(n * val_fraction))
+    n_val = round(n * val_fraction)
     if n_val == 0:
         return ds, None
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()

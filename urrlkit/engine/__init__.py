@@ -1,1 +1,1 @@
-"""(filled in by its issue)"""
+"""The Accelerate training engine shared by pretraining, linear evaluation and fine-tuning."""

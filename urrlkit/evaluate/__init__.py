@@ -1,1 +1,22 @@
-"""(filled in by its issue)"""
+"""Evaluation: clean top-1, calibration, L2-PGD robustness and common corruptions (see docs/evaluation.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def evaluate_model(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """See `urrlkit.evaluate.suites.evaluate_model`."""
+    from urrlkit.evaluate.suites import evaluate_model as _ev
+
+    return _ev(*args, **kwargs)
+
+
+def run_eval(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """See `urrlkit.evaluate.suites.run_eval`."""
+    from urrlkit.evaluate.suites import run_eval as _run
+
+    return _run(*args, **kwargs)
+
+
+__all__ = ["evaluate_model", "run_eval"]

@@ -105,8 +105,12 @@ class Classifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+    def forward(self, x: torch.Tensor, return_features: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        feats = self.encoder(x)
+        logits = self.head(feats)
+        # Features come out of the same call so wrappers (DDP) see one forward for both terms of Eq. 4.
+        return (logits, feats) if return_features else logits
 
 
 def build_encoder(backbone: str, small_stem: bool = False, width: int | None = None,

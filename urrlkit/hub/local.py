@@ -1,10 +1,7 @@
-"""Save and load urrlkit models (safetensors + config.json + card), locally and on the Hugging Face Hub.
+"""Local model directories: atomic writes, safetensors weights, config.json (format: see `urrlkit.hub`).
 
-A model directory holds:
-  model.safetensors  weights (an Encoder's keys, or a Classifier's `encoder.*` + `head.*`)
-  config.json        {"urrlkit_version", "kind": "encoder"|"classifier", "encoder": spec, "num_classes",
-                      "classes", "input_size", "recipe", "recipe_hash", ...}
-  README.md          the model card
+`save_model` also stores config.json inside the safetensors metadata (key `urrlkit_config`), so a lone
+`.safetensors` file copied out of its directory still loads.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -26,6 +23,8 @@ from urrlkit.models import Classifier, Encoder, encoder_from_spec
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+CARD = "README.md"
+META_CONFIG = "urrlkit_config"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -69,11 +68,18 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def model_config(model: Encoder | Classifier, recipe: Any = None, **extra: Any) -> dict[str, Any]:
     enc = model.encoder if isinstance(model, Classifier) else model
+    is_clf = isinstance(model, Classifier)
     cfg: dict[str, Any] = {
         "urrlkit_version": __version__,
-        "kind": "classifier" if isinstance(model, Classifier) else "encoder",
+        "kind": "classifier" if is_clf else "encoder",
         "encoder": enc.spec,
-        "num_classes": model.head.out_features if isinstance(model, Classifier) else None,
+        "num_classes": model.head.out_features if is_clf else None,
+        # Redundant with `encoder`, but spelled out so a reader of config.json on the Hub sees the interface.
+        "feature_dim": enc.feature_dim,
+        "head": {"type": "linear", "in_features": enc.feature_dim, "out_features": model.head.out_features}
+        if is_clf else None,
+        "input": {"layout": "NCHW RGB float", "range": [0.0, 1.0], "normalization": "inside the model",
+                  "mean": enc.spec.get("mean"), "std": enc.spec.get("std")},
     }
     if recipe is not None:
         cfg["recipe"] = recipe.to_dict()
@@ -87,13 +93,14 @@ def save_model(model: Encoder | Classifier, directory: Path, recipe: Any = None,
     """Write model.safetensors and config.json into `directory` (each atomically)."""
     directory = Path(directory)
     cfg = model_config(model, recipe, **extra)
-    save_weights(model, directory / WEIGHTS)
+    blob = json.dumps(cfg, sort_keys=True)
+    save_weights(model, directory / WEIGHTS, {"format": "pt", META_CONFIG: blob})
     atomic_write_bytes(directory / CONFIG, json.dumps(cfg, indent=2, sort_keys=True).encode())
     return directory
 
 
 def resolve_local(name: str | Path) -> Path | None:
-    """The model directory (or weights file) for a run dir, model dir or .safetensors path; None if not local."""
+    """The model directory (or weights file) for a run dir, model dir or .safetensors path; else None."""
     p = Path(name).expanduser()
     if p.is_file():
         return p
@@ -117,8 +124,8 @@ def read_config(directory: Path) -> dict[str, Any]:
 def _build(cfg: dict[str, Any], source: Path) -> Encoder | Classifier:
     try:
         enc = encoder_from_spec(cfg["encoder"])
-    except KeyError as exc:
-        raise CheckpointError(f"{source}: config.json lacks {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{source}: not a urrlkit model config (config.json lacks {exc})") from None
     if cfg.get("kind") == "classifier":
         return Classifier(enc, int(cfg["num_classes"]))
     return enc
@@ -141,31 +148,38 @@ def load_local(path: Path) -> Encoder | Classifier:
     return model.eval()
 
 
-def load_model(name: str | Path) -> Encoder | Classifier:
-    """Load a model by run dir, model dir, .safetensors file (with config.json beside it) or Hub id."""
-    local = resolve_local(name)
-    if local is None:
-        raise CheckpointError(f"{name}: no run directory, model directory or .safetensors file here")
+def load_path(local: Path) -> Encoder | Classifier:
+    """Load a local model directory or .safetensors file (as `resolve_local` returns them)."""
     if local.is_file():
         if local.suffix != ".safetensors":
-            raise CheckpointError(f"{local}: only .safetensors weights are loaded")
-        model = load_local_file(local)
-    else:
-        model = load_local(local)
-    return model
+            raise CheckpointError(f"{local}: only .safetensors weights are loaded (import other checkpoints "
+                                  "with `urrl convert`)")
+        return load_local_file(local)
+    return load_local(local)
+
+
+def file_config(path: Path) -> dict[str, Any]:
+    """config.json beside a .safetensors file, else the copy `save_model` put in the file's metadata."""
+    if (path.parent / CONFIG).is_file():
+        return read_config(path.parent)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            blob = (fh.metadata() or {}).get(META_CONFIG)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    if blob is None:
+        raise CheckpointError(f"{path}: no config.json beside it and no urrlkit config in its metadata")
+    try:
+        return json.loads(blob)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: malformed urrlkit config in metadata ({exc})") from None
 
 
 def load_local_file(path: Path) -> Encoder | Classifier:
-    cfg = read_config(path.parent)
+    cfg = file_config(path)
     model = _build(cfg, path)
     _load_state(model, load_weights(path), path)
     model.config = cfg  # type: ignore[assignment]
     return model.eval()
 
 
-def load_backbone(name: str | Path) -> Encoder:
-    """The encoder f of a model: [0, 1] images in, `feature_dim` features out."""
-    model = load_model(name)
-    enc = model.encoder if isinstance(model, Classifier) else model
-    enc.config = getattr(model, "config", {})  # type: ignore[assignment]
-    return enc

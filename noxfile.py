@@ -1,0 +1,52 @@
+"""Developer sessions: `nox` runs lint and tests; `nox -s docs` regenerates the reference pages;
+`nox -s replica` runs the CPU-scale replica recipes once recipes/replica/ has any."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# The exact builds the README installs; pyproject keeps a range so users can bring their own CUDA build.
+TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+ROOT = Path(__file__).parent
+
+
+def _install(session: nox.Session, extra: str = "test") -> None:
+    session.install(*TORCH)
+    session.install("-e", f".[{extra}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The default (fast) suite; pass pytest options after --, e.g. `nox -s tests -- -m slow`."""
+    _install(session)
+    session.run("python", "-m", "pytest", *session.posargs, success_codes=[0, 5])
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff with the rules configured in pyproject.toml."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Regenerate docs/recipes.md and docs/cli.md from the Pydantic models and `urrl --help`."""
+    _install(session)
+    session.run("python", "docs/gen_recipe_reference.py")
+
+
+@nox.session
+def replica(session: nox.Session) -> None:
+    """Pretrain every recipe in recipes/replica/ (slow: CPU-scale runs of the paper's comparisons)."""
+    recipes = sorted((ROOT / "recipes" / "replica").glob("*.toml"))
+    if not recipes:
+        session.skip("recipes/replica/ has no recipes yet")
+    _install(session)
+    for recipe in recipes:
+        session.run("urrl", "pretrain", str(recipe.relative_to(ROOT)), *session.posargs)

@@ -1,0 +1,88 @@
+"""Each regularizer's value and gradient on hand-computable inputs (paper Eq. 3-4, L2-SP)."""
+
+import math
+
+import pytest
+import torch
+
+from urrlkit.finetune.regularizers import (
+    build_objective,
+    l2sp_penalty,
+    similarity_matrix,
+    similarity_regularization,
+    task_loss,
+)
+from urrlkit.models import Classifier, build_encoder
+from urrlkit.recipe import L2SPReg, NoReg, SimReg
+
+
+def test_similarity_matrix_is_pairwise_dot_products() -> None:
+    f = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    assert torch.equal(similarity_matrix(f), torch.tensor([[5.0, 3.0], [3.0, 9.0]]))
+    cos = similarity_matrix(f, normalize=True)
+    assert cos[0, 1].item() == pytest.approx(3 / (math.sqrt(5) * 3))
+
+
+def test_sim_reg_value_and_gradient() -> None:
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    f_star = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    # S = I, S* = [[1,1],[1,1]] → S − S* = [[0,-1],[-1,0]] → ‖·‖_F = √2
+    loss = similarity_regularization(f, f_star, "fro")
+    assert loss.item() == pytest.approx(math.sqrt(2))
+    loss.backward()
+    # d‖D‖/dS = D/‖D‖; dS/df contributes (D + Dᵀ) f = 2 D f; here 2·D f / √2
+    d = torch.tensor([[0.0, -1.0], [-1.0, 0.0]])
+    expected = 2 * d @ f.detach() / math.sqrt(2)
+    assert torch.allclose(f.grad, expected)
+    assert similarity_regularization(f.detach(), f_star, "l1").item() == pytest.approx(2.0)
+    assert similarity_regularization(f.detach(), f_star, "mse").item() == pytest.approx(0.5)
+
+
+def test_sim_reg_is_zero_for_identical_and_rotation_invariant() -> None:
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(6, 4, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g))
+    # Eq. 4 constrains only pairwise similarities, so an orthogonal rotation of features costs nothing.
+    assert similarity_regularization(f @ q, f).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_l2sp_value_and_gradient() -> None:
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    w0 = torch.tensor([0.0, 0.0])
+    head = torch.tensor([3.0], requires_grad=True)
+    loss = l2sp_penalty([w], [w0], [head], alpha=0.1, beta=0.01)
+    assert loss.item() == pytest.approx(0.1 / 2 * 5 + 0.01 / 2 * 9)
+    loss.backward()
+    assert torch.allclose(w.grad, 0.1 * w.detach())
+    assert torch.allclose(head.grad, 0.01 * head.detach())
+
+
+def test_task_loss_is_cross_entropy() -> None:
+    logits = torch.tensor([[2.0, 0.0]])
+    assert task_loss(logits, torch.tensor([0])).item() == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 1)))
+
+
+def _model() -> tuple[Classifier, torch.nn.Module]:
+    torch.manual_seed(0)
+    enc = build_encoder("resnet10", small_stem=True, width=4)
+    return Classifier(enc, 3), enc
+
+
+def test_sim_objective_with_zero_weight_equals_none() -> None:
+    model, enc = _model()
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    l_none, logits_none, _ = build_objective(NoReg(), model, enc)(x, y)
+    l_sim, logits_sim, stats = build_objective(SimReg(weight=0.0), model, enc)(x, y)
+    assert torch.equal(logits_none, logits_sim)
+    assert l_none.item() == l_sim.item()
+    # before any update the tuned encoder equals the frozen one except for BN mode (train vs eval)
+    assert stats["sim"] >= 0.0
+
+
+def test_l2sp_objective_is_head_penalty_at_start() -> None:
+    model, enc = _model()
+    x, y = torch.rand(2, 3, 16, 16), torch.tensor([0, 1])
+    loss, logits, stats = build_objective(L2SPReg(alpha=1.0, beta=2.0), model, enc)(x, y)
+    expected = (model.head.weight ** 2).sum().item()  # β/2·‖w‖² with β = 2; encoder term is 0 at start
+    assert stats["l2sp"] == pytest.approx(expected, rel=1e-5)
+    assert loss.item() == pytest.approx(task_loss(logits, y).item() + expected, rel=1e-5)

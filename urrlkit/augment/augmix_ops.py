@@ -1,0 +1,211 @@
+"""AugMix's primitive operations (google-research/augmix ``augmentations.py``; REFERENCE §2), batched.
+
+Chains run on float tensors holding the uint8 grid (values 0…255, integral), because the reference chains
+are PIL images: every op reads and writes 8-bit pixels. Keeping the grid lets each op reproduce PIL's
+rounding (truncating blends, integer LUTs) so that a fixed-parameter op equals ``ImageOps``/``ImageEnhance``.
+
+Every op has the signature ``op(x, level, sign, g) -> x`` with per-sample ``level`` ∈ [0.1, severity] and
+``sign`` ∈ {−1, +1} (used by the geometric ops only); strengths follow the reference exactly:
+``int_parameter(level, maxval) = int(level·maxval/10)``, ``float_parameter = level·maxval/10``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
+
+from urrlkit.augment import color, geometry, rand
+
+Op = Callable[[Tensor, Tensor, Tensor, torch.Generator], Tensor]
+
+
+def _col(v: Tensor) -> Tensor:
+    return v.view(-1, 1, 1, 1)
+
+
+def int_parameter(level: Tensor, maxval: float) -> Tensor:
+    return torch.trunc(level * maxval / 10)
+
+
+def float_parameter(level: Tensor, maxval: float) -> Tensor:
+    return level * maxval / 10
+
+
+def pil_luma(x: Tensor) -> Tensor:
+    """PIL ``convert('L')`` in fixed point: (R·19595 + G·38470 + B·7471 + 2¹⁵) >> 16 (exact in float32)."""
+    r, g, b = x.unbind(dim=1)
+    return torch.floor((r * 19595 + g * 38470 + b * 7471 + 32768) / 65536).unsqueeze(1)
+
+
+def pil_blend(degenerate: Tensor, x: Tensor, factor: Tensor) -> Tensor:
+    """PIL ``Image.blend(degenerate, x, factor)``: truncation of d + f·(x − d), clipped to [0, 255]."""
+    return torch.trunc(degenerate + _col(factor) * (x - degenerate)).clamp_(0, 255)
+
+
+# ------------------------------------------------------------------------------------------- pointwise
+
+
+def autocontrast(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """``ImageOps.autocontrast`` (cutoff 0): LUT int((v − lo)·255/(hi − lo)) per channel; flat kept."""
+    lo = x.amin(dim=(-2, -1), keepdim=True)
+    hi = x.amax(dim=(-2, -1), keepdim=True)
+    flat = hi <= lo
+    # PIL builds the LUT in float64 as int(v·scale − lo·scale); the same IEEE operations give the same
+    # truncation. (A Python scalar divided by a tensor goes through a reciprocal, so divide two tensors.)
+    span = torch.where(flat, torch.ones_like(hi), hi - lo).double()
+    scale = torch.full_like(span, 255.0) / span
+    out = torch.floor(x.double() * scale - lo.double() * scale).clamp_(0, 255).to(x.dtype)
+    return torch.where(flat, x, out)
+
+
+def equalize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """``ImageOps.equalize`` per image and channel; torchvision's batched kernel reproduces PIL's LUT."""
+    return TF.equalize(x.to(torch.uint8)).to(x.dtype)
+
+
+def posterize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """Keep 4 − int(level·4/10) bits (``ImageOps.posterize``: v & ~(2^(8−bits) − 1))."""
+    bits = 4 - int_parameter(level, 4)
+    step = _col(torch.pow(2.0, 8 - bits))
+    return torch.floor(x / step) * step
+
+
+def solarize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """Invert pixels ≥ 256 − int(level·256/10) (``ImageOps.solarize``)."""
+    thr = _col(256 - int_parameter(level, 256))
+    return torch.where(x < thr, x, 255 - x)
+
+
+# ------------------------------------------------------------------------------------------- geometric
+
+
+def _affine(x: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor, e: Tensor, f: Tensor) -> Tensor:
+    """PIL ``transform(AFFINE, (a, b, c, d, e, f), BILINEAR)``, fill 0, rounded back to the 8-bit grid."""
+    m = torch.stack([torch.stack([a, b, c], -1), torch.stack([d, e, f], -1)], dim=1)
+    return geometry.warp(x, m, tuple(x.shape[-2:]), edges="pil").add_(1e-3).floor_().clamp_(0, 255)
+
+
+def rotate(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """``img.rotate(±int(level·30/10)°, BILINEAR)`` about the centre (w/2, h/2), PIL's inverse matrix."""
+    deg = int_parameter(level, 30) * sign
+    a = -torch.deg2rad(deg)
+    cos, sin = torch.cos(a), torch.sin(a)
+    h, w = x.shape[-2:]
+    cx, cy = w / 2, h / 2
+    return _affine(x, cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy)
+
+
+def shear_x(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """AFFINE (1, ±level·0.3/10, 0, 0, 1, 0): shear about the top-left corner, as the reference does."""
+    s = float_parameter(level, 0.3) * sign
+    one, zero = torch.ones_like(s), torch.zeros_like(s)
+    return _affine(x, one, s, zero, zero, one, zero)
+
+
+def shear_y(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    s = float_parameter(level, 0.3) * sign
+    one, zero = torch.ones_like(s), torch.zeros_like(s)
+    return _affine(x, one, zero, zero, s, one, zero)
+
+
+def translate_x(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """AFFINE (1, 0, ±int(level·(size/3)/10), 0, 1, 0); size is the chain's image size (IMAGE_SIZE)."""
+    t = int_parameter(level, x.shape[-1] / 3) * sign
+    one, zero = torch.ones_like(t), torch.zeros_like(t)
+    return _affine(x, one, zero, t, zero, one, zero)
+
+
+def translate_y(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    t = int_parameter(level, x.shape[-2] / 3) * sign
+    one, zero = torch.ones_like(t), torch.zeros_like(t)
+    return _affine(x, one, zero, zero, zero, one, t)
+
+
+# ---------------------------------------------------------------------------------------- enhance (AllOp)
+
+
+def _enhance_factor(level: Tensor) -> Tensor:
+    # 0.1 + 1.8·level/10: ≤ 0.64 at severity 3, so the reference only ever weakens these properties.
+    return float_parameter(level, 1.8) + 0.1
+
+
+def color_op(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """``ImageEnhance.Color``: blend with the PIL luma image."""
+    return pil_blend(pil_luma(x).expand_as(x), x, _enhance_factor(level))
+
+
+def contrast_op(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """``ImageEnhance.Contrast``: blend with the constant int(mean luma + 0.5)."""
+    mean = torch.floor(pil_luma(x).mean(dim=(-3, -2, -1), keepdim=True) + 0.5)
+    return pil_blend(mean.expand_as(x), x, _enhance_factor(level))
+
+
+def brightness_op(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """``ImageEnhance.Brightness``: blend with black."""
+    return pil_blend(torch.zeros_like(x), x, _enhance_factor(level))
+
+
+def sharpness_op(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """``ImageEnhance.Sharpness``: blend with ``ImageFilter.SMOOTH`` (1-px border left unfiltered)."""
+    # SMOOTH = [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 = (3×3 box sum + 4·centre) / 13; the box sum is
+    # separable, which is much cheaper than a depthwise conv2d on the CPU.
+    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    smooth = torch.round((box + 4 * x[..., 1:-1, 1:-1]) / 13)
+    degenerate = x.clone()
+    degenerate[..., 1:-1, 1:-1] = smooth
+    return pil_blend(degenerate, x, _enhance_factor(level))
+
+
+# ---------------------------------------------------------------------------------- MoCo v2 colour ops
+
+
+def moco_jitter(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """MoCo v2's ColorJitter(0.4, 0.4, 0.4, 0.1) as one chain op (AugMix (MoCo)); level is unused."""
+    return (color.color_jitter(x / 255, g) * 255).round_()
+
+
+def moco_grayscale(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """MoCo v2's grayscale as one chain op (PIL luma, as the reference RandomGrayscale on PIL images)."""
+    return pil_luma(x).expand_as(x).contiguous()
+
+
+def moco_blur(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
+    """MoCo v2's Gaussian blur, σ ~ U(0.1, 2), as one chain op; level is unused."""
+    sigma = rand.uniform(x.shape[0], 0.1, 2.0, g)
+    return color.gaussian_blur(x, sigma, color.blur_kernel_size(2.0)).round_().clamp_(0, 255)
+
+
+AUGMENTATIONS: dict[str, Op] = {
+    "autocontrast": autocontrast,
+    "equalize": equalize,
+    "posterize": posterize,
+    "rotate": rotate,
+    "solarize": solarize,
+    "shear_x": shear_x,
+    "shear_y": shear_y,
+    "translate_x": translate_x,
+    "translate_y": translate_y,
+}
+"""The reference ``augmentations`` list (9 ops)."""
+
+AUGMENTATIONS_ALL: dict[str, Op] = {
+    **AUGMENTATIONS,
+    "color": color_op,
+    "contrast": contrast_op,
+    "brightness": brightness_op,
+    "sharpness": sharpness_op,
+}
+"""The reference ``augmentations_all`` list (AllOp, 13 ops)."""
+
+MOCO_OPS: dict[str, Op] = {
+    "color_jitter": moco_jitter,
+    "grayscale": moco_grayscale,
+    "gaussian_blur": moco_blur,
+}
+"""MoCo v2 colour operations that AugMix (MoCo) adds to the chains (paper §3.1)."""
+
+__all__ = ["AUGMENTATIONS", "AUGMENTATIONS_ALL", "MOCO_OPS", "Op"]

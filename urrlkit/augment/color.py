@@ -1,0 +1,123 @@
+"""Batched, per-sample colour operations of MoCo v2's T_rep (REFERENCE §1), on float images in [0, 1].
+
+Semantics are torchvision's tensor functionals (``adjust_brightness`` … ``adjust_hue``, ``rgb_to_grayscale``,
+``gaussian_blur``), but every factor is a per-sample tensor instead of one Python float for the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import kornia
+import torch
+from torch import Tensor
+
+from urrlkit.augment import rand
+
+# ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+def _col(v: Tensor) -> Tensor:
+    return v.view(-1, 1, 1, 1)
+
+
+def grayscale(x: Tensor) -> Tensor:
+    """Luma replicated to 3 channels (torchvision ``rgb_to_grayscale(num_output_channels=3)``)."""
+    return luma(x).expand_as(x)
+
+
+def luma(x: Tensor) -> Tensor:
+    """(B, 1, H, W) luma, 0.2989·R + 0.587·G + 0.114·B."""
+    r, g, b = x.unbind(dim=1)
+    return (r * _LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
+
+
+def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
+    # torchvision's _blend, factor·x + (1 − factor)·other clamped, as one lerp (equal to float rounding).
+    return torch.lerp(other.expand_as(x), x, _col(factor)).clamp_(0, 1)
+
+
+def brightness(x: Tensor, factor: Tensor) -> Tensor:
+    return (x * _col(factor)).clamp_(0, 1)
+
+
+def contrast(x: Tensor, factor: Tensor) -> Tensor:
+    # The mean of the luma image is the luma of the channel means: no full grey image needed.
+    m = x.mean(dim=(-2, -1))
+    mean = (m[:, 0] * _LUMA[0] + m[:, 1] * _LUMA[1] + m[:, 2] * _LUMA[2]).view(-1, 1, 1, 1)
+    return _blend(x, mean, factor)
+
+
+def saturation(x: Tensor, factor: Tensor) -> Tensor:
+    return _blend(x, luma(x), factor)
+
+
+def hue(x: Tensor, factor: Tensor) -> Tensor:
+    """Hue rotation by ``factor`` ∈ [−0.5, 0.5] turns: torchvision's RGB → HSV → shift → RGB, fused.
+
+    With v = max, c = max − min and the shifted hue h′ (in sextants), each channel is
+    ``v − c·clamp(min(k, 4 − k), 0, 1)`` with k = (n + h′) mod 6, n = 5, 3, 1 for R, G, B — the closed form
+    of HSV → RGB, so the round trip costs a handful of pointwise ops instead of two full conversions
+    (kornia's adjust_hue is ~2–3× slower on the CPU). Agrees with ``TF.adjust_hue`` to float rounding.
+    """
+    r, g, b = x.unbind(dim=1)
+    minc, maxc = torch.aminmax(x, dim=1)
+    c = maxc - minc
+    safe = torch.where(c > 0, c, torch.ones_like(c))
+    # torchvision's branch priority: R if it is the max, else G, else B.
+    h6 = torch.where(maxc == r, ((g - b) / safe).remainder(6.0),
+                     torch.where(maxc == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    h6 = (h6 + _col(factor).squeeze(1) * 6.0).remainder_(6.0)
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = (n + h6.unsqueeze(1)).remainder_(6.0)
+    w = torch.minimum(k, 4.0 - k).clamp_(0, 1)
+    return (maxc.unsqueeze(1) - c.unsqueeze(1) * w).clamp_(0, 1)
+
+
+def jitter_params(n: int, g: torch.Generator, brightness_: float = 0.4, contrast_: float = 0.4,
+                  saturation_: float = 0.4, hue_: float = 0.1) -> tuple[Tensor, Tensor]:
+    """Per-sample ``ColorJitter(b, c, s, h)`` parameters: (factors (n, 4), order (n, 4)).
+
+    Factors are U(max(0, 1 − v), 1 + v) for brightness, contrast and saturation and U(−h, h) for hue; the
+    order is a random permutation per sample, as torchvision draws one permutation per call.
+    """
+    factors = torch.stack([
+        rand.uniform(n, max(0.0, 1 - brightness_), 1 + brightness_, g),
+        rand.uniform(n, max(0.0, 1 - contrast_), 1 + contrast_, g),
+        rand.uniform(n, max(0.0, 1 - saturation_), 1 + saturation_, g),
+        rand.uniform(n, -hue_, hue_, g),
+    ], dim=1)
+    order = torch.rand(n, 4, generator=g, device=g.device).argsort(dim=1)
+    return factors, order
+
+
+_JITTER_OPS = (brightness, contrast, saturation, hue)
+
+
+def apply_jitter(x: Tensor, factors: Tensor, order: Tensor) -> Tensor:
+    """Apply the four adjustments in each sample's own order, grouping samples by the op at each position."""
+    out = x.clone()
+    for pos in range(4):
+        for k, op in enumerate(_JITTER_OPS):
+            idx = (order[:, pos] == k).nonzero().squeeze(1)
+            if idx.numel():
+                out[idx] = op(out[idx], factors[idx, k])
+    return out
+
+
+def color_jitter(x: Tensor, g: torch.Generator, brightness_: float = 0.4, contrast_: float = 0.4,
+                 saturation_: float = 0.4, hue_: float = 0.1) -> Tensor:
+    """torchvision ``ColorJitter(b, c, s, h)`` with independent factors and order per sample."""
+    return apply_jitter(x, *jitter_params(x.shape[0], g, brightness_, contrast_, saturation_, hue_))
+
+
+def blur_kernel_size(sigma_max: float) -> int:
+    """Odd kernel covering ±3σ of the widest Gaussian drawn."""
+    return 2 * math.ceil(3 * sigma_max) + 1
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
+    """Per-sample isotropic Gaussian blur, reflect border (torchvision ``gaussian_blur`` semantics)."""
+    k = min(kernel_size, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1)  # reflect padding must stay inside the image
+    return kornia.filters.gaussian_blur2d(x, (k, k), sigma.view(-1, 1).expand(-1, 2).contiguous(), "reflect")

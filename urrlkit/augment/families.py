@@ -1,0 +1,206 @@
+"""The built-in augmentation families (paper §3.1, REFERENCE §1–2), registered in ``FAMILIES``.
+
+A family factory is ``factory(image_size, **params) -> callable``; the callable maps a float [0, 1] batch
+(B, 3, H, W) (H ≥ image_size allowed) and a ``torch.Generator`` to (B, 3, image_size, image_size), drawing
+independent parameters for every sample. Factories are what recipes name in ``pretext.families``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from urrlkit.augment import augmix, color, geometry, rand
+from urrlkit.augment.augmix_ops import AUGMENTATIONS, AUGMENTATIONS_ALL, MOCO_OPS, Op
+from urrlkit.registry import FAMILIES
+
+# ------------------------------------------------------------------------------------------ MoCo v2
+
+
+@dataclass
+class MocoParams:
+    """Everything one MoCo v2 view draws for n images."""
+
+    top: Tensor
+    left: Tensor
+    height: Tensor
+    width: Tensor
+    flip: Tensor
+    jitter: Tensor  # bool: ColorJitter applied (p = 0.8)
+    factors: Tensor  # (n, 4) brightness, contrast, saturation, hue
+    order: Tensor  # (n, 4) jitter order
+    gray: Tensor  # bool: grayscale applied (p = 0.2)
+    blur: Tensor  # bool: blur applied (p = 0.5)
+    sigma: Tensor  # (n,) blur σ ~ U(0.1, 2)
+
+
+class MocoV2:
+    """MoCo v2 ``--aug-plus`` (T_rep): RandomResizedCrop(scale 0.2–1) → ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8
+    → RandomGrayscale p 0.2 → GaussianBlur σ ~ U(0.1, 2) p 0.5 → horizontal flip.
+
+    The flip is folded into the crop's resampling: it commutes with the pointwise colour ops and with the
+    symmetric, reflect-padded blur, so the result is the same as flipping last.
+    """
+
+    def __init__(self, image_size: int, scale: tuple[float, float] = (0.2, 1.0), jitter_p: float = 0.8,
+                 jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
+                 grayscale_p: float = 0.2, blur_p: float = 0.5, blur_sigma: tuple[float, float] = (0.1, 2.0),
+                 flip: bool = True) -> None:
+        self.image_size = image_size
+        self.scale = scale
+        self.jitter_p = jitter_p
+        self.jitter = jitter
+        self.grayscale_p = grayscale_p
+        self.blur_p = blur_p
+        self.blur_sigma = blur_sigma
+        self.kernel = color.blur_kernel_size(blur_sigma[1])
+        self.flip = flip
+
+    def sample_params(self, n: int, height: int, width: int, g: torch.Generator) -> MocoParams:
+        top, left, h, w = geometry.rrc_params(n, height, width, self.scale, (3 / 4, 4 / 3), g)
+        flip = rand.bernoulli(n, 0.5 if self.flip else 0.0, g)
+        jitter_on = rand.bernoulli(n, self.jitter_p, g)
+        factors, order = color.jitter_params(n, g, *self.jitter)
+        gray = rand.bernoulli(n, self.grayscale_p, g)
+        blur = rand.bernoulli(n, self.blur_p, g)
+        sigma = rand.uniform(n, *self.blur_sigma, g)
+        return MocoParams(top, left, h, w, flip, jitter_on, factors, order, gray, blur, sigma)
+
+    def apply(self, x: Tensor, p: MocoParams) -> Tensor:
+        s = self.image_size
+        m = geometry.crop_matrix(p.top, p.left, p.height, p.width, s, p.flip)
+        box = torch.stack([p.left, p.top, p.width, p.height], dim=1)
+        out = geometry.warp(x, m, (s, s), edges="border", box=box)
+        out = out.clamp_(0, 1)
+        idx = p.jitter.nonzero().squeeze(1)
+        if idx.numel():
+            out[idx] = color.apply_jitter(out[idx], p.factors[idx], p.order[idx])
+        idx = p.gray.nonzero().squeeze(1)
+        if idx.numel():
+            out[idx] = color.grayscale(out[idx])
+        idx = p.blur.nonzero().squeeze(1)
+        if idx.numel():
+            out[idx] = color.gaussian_blur(out[idx], p.sigma[idx], self.kernel)
+        return out.clamp_(0, 1)  # blur and the HSV round trip can overshoot by float rounding
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
+        return self.apply(x, self.sample_params(x.shape[0], x.shape[-2], x.shape[-1], g))
+
+
+@FAMILIES.register("moco_v2")
+def moco_v2(image_size: int, scale_min: float = 0.2, scale_max: float = 1.0, jitter_p: float = 0.8,
+            brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1,
+            grayscale_p: float = 0.2, blur_p: float = 0.5, blur_sigma_min: float = 0.1,
+            blur_sigma_max: float = 2.0, flip: bool = True) -> MocoV2:
+    """T_rep of the paper: MoCo v2's augmentation (REFERENCE §1)."""
+    return MocoV2(image_size, (scale_min, scale_max), jitter_p, (brightness, contrast, saturation, hue),
+                  grayscale_p, blur_p, (blur_sigma_min, blur_sigma_max), flip)
+
+
+# ------------------------------------------------------------------------------------------- AugMix
+
+
+def default_severity(image_size: int) -> float:
+    """The reference severities: 3 for CIFAR-sized images, 1 for ImageNet."""
+    return 3.0 if image_size <= 64 else 1.0
+
+
+class AugMix:
+    """Crop + flip, then AugMix (T_rob) with per-sample chains.
+
+    The crop follows the reference training pipelines: ``pad`` = RandomCrop(size, padding=4) (cifar.py),
+    ``rrc`` = RandomResizedCrop(size, scale=(scale_min, 1)) (imagenet.py), ``none`` = centre crop/resize
+    only; ``auto`` is ``pad`` for image_size ≤ 64 and ``rrc`` above. AugMix itself runs at image_size, so
+    translate magnitudes use image_size/3 (the reference IMAGE_SIZE).
+    """
+
+    def __init__(self, image_size: int, ops: list[Op], severity: float | None = None, width: int = 3,
+                 depth: int = -1, crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> None:
+        if crop not in ("auto", "pad", "rrc", "none"):
+            raise ValueError(f"crop must be one of auto, pad, rrc, none; got {crop!r}")
+        if width < 1:
+            raise ValueError(f"width must be ≥ 1, got {width}")
+        self.image_size = image_size
+        self.ops = ops
+        self.severity = default_severity(image_size) if severity is None else float(severity)
+        if not 0.1 <= self.severity <= 10:
+            raise ValueError(f"severity must be in [0.1, 10], got {self.severity}")
+        self.width = width
+        self.depth = depth
+        self.crop = ("pad" if image_size <= 64 else "rrc") if crop == "auto" else crop
+        self.scale_min = scale_min
+        self.flip = flip
+
+    def crop_flip(self, x: Tensor, g: torch.Generator) -> Tensor:
+        s = self.image_size
+        if self.crop == "pad":
+            return geometry.pad_crop(x, s, g, padding=4, flip=self.flip)
+        if self.crop == "rrc":
+            out = geometry.random_resized_crop(x, s, g, scale=(self.scale_min, 1.0), flip=self.flip)
+            return out.clamp_(0, 1)
+        out = geometry.center_crop_resize(x, s)
+        if self.flip:
+            flips = rand.bernoulli(x.shape[0], 0.5, g).view(-1, 1, 1, 1)
+            out = torch.where(flips, out.flip(-1), out)
+        return out
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
+        x = self.crop_flip(x, g)
+        return augmix.augment_and_mix(x, self.ops, g, self.severity, self.width, self.depth)
+
+
+_AUGMIX_DOC = (
+    "severity: level ~ U(0.1, severity) (None: 3 for ≤ 64 px, 1 above); width: chains; "
+    "depth: fixed chain depth, ≤ 0 for U{1, 2, 3}; crop: auto | pad | rrc | none; "
+    "scale_min: RandomResizedCrop lower scale; flip: horizontal flip p = 0.5."
+)
+
+
+@FAMILIES.register("augmix")
+def augmix_family(image_size: int, severity: float | None = None, width: int = 3, depth: int = -1,
+                  crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> AugMix:
+    """AugMix with the reference's 9 ops (REFERENCE §2)."""
+    return AugMix(image_size, list(AUGMENTATIONS.values()), severity, width, depth, crop, scale_min, flip)
+
+
+@FAMILIES.register("augmix_allop")
+def augmix_allop(image_size: int, severity: float | None = None, width: int = 3, depth: int = -1,
+                 crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> AugMix:
+    """AugMix (AllOp): the 13 ops of ``augmentations_all``; the paper's T_rob in Eq. 2."""
+    return AugMix(image_size, list(AUGMENTATIONS_ALL.values()), severity, width, depth, crop, scale_min, flip)
+
+
+@FAMILIES.register("augmix_moco")
+def augmix_moco(image_size: int, severity: float | None = None, width: int = 3, depth: int = -1,
+                crop: str = "auto", scale_min: float = 0.08, flip: bool = True,
+                all_ops: bool = True) -> AugMix:
+    """AugMix (MoCo): the chains may also draw MoCo v2's ColorJitter, grayscale and Gaussian blur (16 ops
+    on top of AllOp; 12 with ``all_ops = false``)."""
+    base = AUGMENTATIONS_ALL if all_ops else AUGMENTATIONS
+    ops = [*base.values(), *MOCO_OPS.values()]
+    return AugMix(image_size, ops, severity, width, depth, crop, scale_min, flip)
+
+
+for _f in (augmix_family, augmix_allop, augmix_moco):
+    _f.__doc__ = f"{_f.__doc__}\n\n    Parameters: {_AUGMIX_DOC}"
+
+
+# ----------------------------------------------------------------------------------------- identity
+
+
+class Identity:
+    """Centre crop (or resize) to image_size, nothing random: the 'no augmentation' ablation."""
+
+    def __init__(self, image_size: int) -> None:
+        self.image_size = image_size
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
+        return geometry.center_crop_resize(x, self.image_size)
+
+
+@FAMILIES.register("identity")
+def identity(image_size: int) -> Identity:
+    """No augmentation (centre crop to image_size)."""
+    return Identity(image_size)

@@ -1,0 +1,153 @@
+"""Batched, per-sample geometric primitives: crops, flips and affine warps through one `grid_sample`.
+
+Every warp is expressed as a per-sample 2×3 matrix that maps an output pixel's continuous coordinate (pixel
+``i`` covers ``[i, i + 1)``, centre ``i + 0.5``) to the input's continuous coordinate — the convention of
+PIL's ``Image.transform(AFFINE)``, which the AugMix reference ops use. Crops, flips and resizes are the same
+kind of matrix, so a crop + flip + resize is one resampling pass for the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from urrlkit.augment import rand
+
+
+def _out_centres(h: int, w: int, device: torch.device) -> Tensor:
+    """(h·w, 3) homogeneous continuous coordinates of output pixel centres."""
+    ys = torch.arange(h, device=device, dtype=torch.float32) + 0.5
+    xs = torch.arange(w, device=device, dtype=torch.float32) + 0.5
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(-1, 3)
+
+
+def warp(x: Tensor, matrix: Tensor, size: tuple[int, int], *, edges: str = "zeros",
+         box: Tensor | None = None) -> Tensor:
+    """Bilinear resampling of each image ``x[b]`` through its own affine ``matrix[b]`` (B, 2, 3).
+
+    ``matrix`` maps output continuous coordinates to input continuous coordinates. ``edges``:
+    ``zeros`` — outside is black, blended in the half-pixel band along the edge (exact for integer shifts,
+    e.g. a zero-padded crop); ``border`` — edge replication, as ``F.interpolate`` / torchvision's
+    ``resized_crop`` (a crop box never leaves the image); ``pil`` — PIL's bilinear ``transform``: a point
+    inside ``[0, W) × [0, H)`` interpolates with edge replication, a point outside is filled with 0.
+    ``box`` (B, 4) = (left, top, width, height): clamp sample points to the box's outer pixel centres, i.e.
+    crop first and resize the crop with edge replication, as torchvision's and PIL's ``resized_crop`` do.
+    """
+    b, _, hin, win = x.shape
+    hout, wout = size
+    pts = _out_centres(hout, wout, x.device)  # (P, 3)
+    src = torch.einsum("bij,pj->bpi", matrix.to(torch.float32), pts)  # (B, P, 2) continuous input coords
+    if box is not None:
+        lo = box[:, None, :2].float() + 0.5
+        src = torch.minimum(torch.maximum(src, lo), lo + box[:, None, 2:].float() - 1)
+    scale = torch.tensor([2.0 / win, 2.0 / hin], device=x.device)
+    grid = (src * scale - 1.0).view(b, hout, wout, 2)
+    if edges not in ("zeros", "border", "pil"):
+        raise ValueError(f"edges must be zeros, border or pil; got {edges!r}")
+    if edges != "pil":
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode=edges, align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    inside = (src[..., 0] >= 0) & (src[..., 0] < win) & (src[..., 1] >= 0) & (src[..., 1] < hin)
+    return out * inside.view(b, 1, hout, wout)
+
+
+def crop_matrix(top: Tensor, left: Tensor, h: Tensor, w: Tensor, size: int,
+                flip: Tensor | None = None) -> Tensor:
+    """(B, 2, 3) matrices resizing the box (top, left, h, w) of each input to size×size, optionally mirrored.
+
+    Output coordinate u ∈ [0, size) maps to ``left + u·w/size`` — the align_corners=False convention that
+    torchvision's ``resized_crop`` and PIL's ``resize`` use — and a flipped sample reads ``size − u``.
+    """
+    sx = w.float() / size
+    sy = h.float() / size
+    zeros = torch.zeros_like(sx)
+    tx = left.float()
+    if flip is not None:
+        tx = torch.where(flip, tx + w.float(), tx)
+        sx = torch.where(flip, -sx, sx)
+    row0 = torch.stack([sx, zeros, tx], dim=-1)
+    row1 = torch.stack([zeros, sy, top.float()], dim=-1)
+    return torch.stack([row0, row1], dim=1)
+
+
+def rrc_params(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+               g: torch.Generator, attempts: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """torchvision ``RandomResizedCrop.get_params`` for n samples at once: (top, left, h, w) int64 tensors.
+
+    Same algorithm: up to 10 (area, log-ratio) draws, the first that fits wins, else the central fallback.
+    All attempts are drawn up front, so the random stream differs from torchvision's, not the distribution.
+    """
+    area = height * width
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    target = rand.uniform(n * attempts, scale[0], scale[1], g).view(n, attempts) * area
+    aspect = torch.exp(rand.uniform(n * attempts, log_r[0], log_r[1], g).view(n, attempts))
+    w = torch.round(torch.sqrt(target * aspect)).long()
+    h = torch.round(torch.sqrt(target / aspect)).long()
+    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = ok.float().argmax(dim=1, keepdim=True)  # index of the first fitting attempt (0 when none fits)
+    w = w.gather(1, first).squeeze(1)
+    h = h.gather(1, first).squeeze(1)
+    # The central-crop fallback of torchvision when none of the attempts fits.
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fw, fh = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        fh, fw = height, round(height * ratio[1])
+    else:
+        fw, fh = width, height
+    any_ok = ok.any(dim=1)
+    w = torch.where(any_ok, w, fw)
+    h = torch.where(any_ok, h, fh)
+    u = torch.rand(n, 2, generator=g, device=g.device)
+    top = torch.where(any_ok, (u[:, 0] * (height - h + 1)).long().clamp_max(height - h), (height - h) // 2)
+    left = torch.where(any_ok, (u[:, 1] * (width - w + 1)).long().clamp_max(width - w), (width - w) // 2)
+    return top, left, h, w
+
+
+def random_resized_crop(x: Tensor, size: int, g: torch.Generator, scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True) -> Tensor:
+    """Per-sample RandomResizedCrop (+ horizontal flip with p = 0.5) in one bilinear pass.
+
+    Bilinear without antialiasing: identical to torchvision whenever the crop is upsampled (always at ≤ 64 px
+    stored size); a crop larger than ``size`` (e.g. from 256-px storage to 224) is downsampled ≤ 1.15× without
+    the antialias filter.
+    """
+    n, _, hgt, wid = x.shape
+    top, left, h, w = rrc_params(n, hgt, wid, scale, ratio, g)
+    flips = rand.bernoulli(n, 0.5, g) if flip else None
+    return warp(x, crop_matrix(top, left, h, w, size, flips), (size, size), edges="border",
+                box=torch.stack([left, top, w, h], dim=1))
+
+
+def pad_crop(x: Tensor, size: int, g: torch.Generator, padding: int = 4, flip: bool = True) -> Tensor:
+    """Per-sample ``RandomCrop(size, padding, fill=0)`` (+ horizontal flip p = 0.5), the CIFAR recipe.
+
+    Integer offsets sample exactly at pixel centres, so the bilinear warp returns the input values unchanged.
+    """
+    n, _, hgt, wid = x.shape
+    top = rand.randint(n, 0, hgt + 2 * padding - size + 1, g) - padding
+    left = rand.randint(n, 0, wid + 2 * padding - size + 1, g) - padding
+    side = torch.full((n,), size, device=x.device)
+    flips = rand.bernoulli(n, 0.5, g) if flip else None
+    return warp(x, crop_matrix(top, left, side, side, size, flips), (size, size))
+
+
+def center_crop_resize(x: Tensor, size: int, resize_to: int | None = None) -> Tensor:
+    """Deterministic ``Resize(resize_to)`` (antialiased, if the size differs) + ``CenterCrop(size)``."""
+    h, w = x.shape[-2:]
+    if resize_to is not None and min(h, w) != resize_to:
+        scale = resize_to / min(h, w)
+        new = (max(resize_to, round(h * scale)), max(resize_to, round(w * scale)))
+        x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+        h, w = new
+    if (h, w) == (size, size):
+        return x
+    if h < size or w < size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return x.clamp_(0, 1)
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top:top + size, left:left + size]

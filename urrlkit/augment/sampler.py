@@ -1,0 +1,92 @@
+"""The family sampler of URRL (paper Eq. 2): T ~ {T_rob w.p. p, T_rep w.p. 1 − p}, then t ~ T.
+
+Generalised to any weighted list of registered families: for every view of every image, independently, a
+family is drawn with probability proportional to its weight, then that family draws the augmentation. The
+paper's URRL is ``[augmix_allop: 0.5, moco_v2: 0.5]``; ``PretextConfig.family_weights()`` expands ``p``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from urrlkit.registry import FAMILIES
+
+if TYPE_CHECKING:
+    from urrlkit.recipe import FamilySpec
+
+Family = Callable[[Tensor, torch.Generator], Tensor]
+
+
+def to_float(x: Tensor) -> Tensor:
+    """uint8 → float32 in [0, 1]; float input is taken to be in [0, 1] already."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255)
+    return x.float()
+
+
+class FamilySampler:
+    """Draws ``views`` augmented views per image, each from a family drawn independently per (view, image).
+
+    ``sampler(x, g)`` → (views, fam): a list of ``views`` float32 tensors (B, 3, image_size, image_size) in
+    [0, 1] and a LongTensor (views, B) of family indices into ``sampler.names``. All views of the batch are
+    grouped by family, so every family runs once per call on its share of the (views · B) images.
+    """
+
+    def __init__(self, names: Sequence[str], weights: Sequence[float], families: Sequence[Family],
+                 image_size: int, views: int = 2) -> None:
+        if not (len(names) == len(weights) == len(families)) or not names:
+            raise ValueError("names, weights and families must be non-empty and of equal length")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"family weights must be ≥ 0 and not all zero, got {list(weights)}")
+        if views < 1:
+            raise ValueError(f"views must be ≥ 1, got {views}")
+        self.names = list(names)
+        self.weights = [float(w) for w in weights]
+        self.families = list(families)
+        self.image_size = image_size
+        self.views = views
+
+    @property
+    def probabilities(self) -> list[float]:
+        total = sum(self.weights)
+        return [w / total for w in self.weights]
+
+    def draw_families(self, n: int, g: torch.Generator) -> Tensor:
+        """n family indices by inverse CDF (a zero-weight family gets an empty interval, so never drawn)."""
+        cdf = torch.tensor(self.probabilities, dtype=torch.float64, device=g.device).cumsum(0)
+        u = torch.rand(n, generator=g, device=g.device, dtype=torch.float64)
+        return torch.searchsorted(cdf, u, right=True).clamp_(max=len(self.names) - 1)
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> tuple[list[Tensor], Tensor]:
+        x = to_float(x)
+        b = x.shape[0]
+        s = self.image_size
+        fam = self.draw_families(self.views * b, g)  # view-major: index v·B + i
+        out = x.new_empty(self.views * b, x.shape[1], s, s)
+        for k, family in enumerate(self.families):
+            idx = (fam == k).nonzero().squeeze(1)
+            if idx.numel():
+                out[idx] = family(x[idx % b], g)
+        return list(out.view(self.views, b, x.shape[1], s, s).unbind(0)), fam.view(self.views, b)
+
+    def __repr__(self) -> str:
+        pairs = ", ".join(f"{n}: {p:.3g}" for n, p in zip(self.names, self.probabilities, strict=True))
+        return f"FamilySampler({{{pairs}}}, image_size={self.image_size}, views={self.views})"
+
+
+def build_family(name: str, image_size: int, **params: object) -> Family:
+    """Instantiate a registered family (unknown names raise with the registered ones)."""
+    return FAMILIES.get(name)(image_size=image_size, **params)
+
+
+def build_sampler(specs: Sequence[FamilySpec], image_size: int, views: int = 2) -> FamilySampler:
+    """A sampler from the recipe's weighted family list (``PretextConfig.family_weights()``)."""
+    specs = list(specs)
+    if not specs:
+        raise ValueError("build_sampler: the family list is empty")
+    families = [build_family(s.name, image_size, **s.params) for s in specs]
+    return FamilySampler([s.name for s in specs], [s.weight for s in specs], families, image_size, views)

@@ -1,0 +1,129 @@
+"""The one training loop that pretraining, linear evaluation and fine-tuning share.
+
+Accelerate owns devices, DDP, mixed precision and gradient accumulation; this loop owns the epoch/step
+bookkeeping, the lr schedule, checkpoints (atomic, exactly resumable), the NaN stop and progress."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+
+from urrlkit.engine.checkpoint import Checkpointer, Generators, TrainState
+from urrlkit.engine.logging import MetricLogger, ProgressReporter
+from urrlkit.engine.schedule import lr_at
+from urrlkit.errors import TrainingError
+
+StepFn = Callable[[Any], tuple[torch.Tensor, dict[str, float]]]
+
+
+def make_accelerator(run_dir: Path, seed: int, mixed_precision: str = "no", grad_accum: int = 1,
+                     trackers: list[str] | None = None) -> Accelerator:
+    """An Accelerator with a seedable sampler and the run's tracker directory (same call on 1 CPU or N GPUs)."""
+    # CPU processes share the machine's cores; one BLAS thread each avoids oversubscription.
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    acc = Accelerator(
+        mixed_precision=mixed_precision if torch.cuda.is_available() else "no",
+        gradient_accumulation_steps=grad_accum,
+        log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
+    )
+    set_seed(seed, device_specific=False)
+    return acc
+
+
+@dataclass
+class LoopSpec:
+    epochs: int
+    lr: float
+    schedule: str = "cosine"
+    milestones: tuple[int, ...] = ()
+    warmup_epochs: int = 0
+    checkpoint_every: int = 0  # steps; 0 = end of each epoch only
+    log_every: int = 10
+    title: str = "train"
+    stop_after: int | None = None  # for tests/debugging: stop (as if killed) after this many global steps
+
+
+def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any,
+        step_fn: StepFn, spec: LoopSpec, ckpt: Checkpointer | None, logger: MetricLogger | None,
+        generators: list[torch.Generator], resume: bool = False) -> TrainState:
+    """Train `model` for spec.epochs over `loader` (already prepared), calling `step_fn(batch)` for the loss."""
+    state = TrainState()
+    acc.register_for_checkpointing(state)
+    acc.register_for_checkpointing(Generators(generators))
+    if resume and ckpt is not None:
+        ckpt.load()
+    steps_per_epoch = len(loader)
+    total = spec.epochs * steps_per_epoch
+    model.train()
+    with ProgressReporter(acc, spec.title, total, spec.log_every) as progress:
+        while state.epoch < spec.epochs:
+            epoch = state.epoch
+            loader.set_epoch(epoch)
+            batches = acc.skip_first_batches(loader, state.step_in_epoch) if state.step_in_epoch else loader
+            lr = lr_at(spec.lr, epoch, spec.epochs, spec.schedule, spec.milestones, spec.warmup_epochs)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            t0, seen = time.perf_counter(), 0
+            for batch in batches:
+                with acc.accumulate(model):
+                    loss, stats = step_fn(batch)
+                    _check_finite(acc, loss, state)
+                    acc.backward(loss)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                state.step_in_epoch += 1
+                state.global_step += 1
+                seen += _batch_len(batch) * acc.num_processes
+                info = {"loss": float(loss.detach()), "lr": lr,
+                        "img_s": seen / max(time.perf_counter() - t0, 1e-9), **stats}
+                progress.update(state.global_step, epoch, info)
+                if logger is not None and (state.global_step % spec.log_every == 0 or
+                                           state.step_in_epoch == steps_per_epoch):
+                    logger.log({"stage": spec.title, "epoch": epoch, **info}, state.global_step)
+                if state.step_in_epoch == steps_per_epoch:
+                    state.epoch += 1
+                    state.step_in_epoch = 0
+                if ckpt is not None and (state.step_in_epoch == 0 or (
+                        spec.checkpoint_every and state.global_step % spec.checkpoint_every == 0)):
+                    _check_weights(model, state)  # a checkpoint must never hold inf/NaN weights
+                    ckpt.save(state.global_step)
+                if spec.stop_after is not None and state.global_step >= spec.stop_after:
+                    return state
+                if state.step_in_epoch == 0:
+                    break
+    return state
+
+
+def _batch_len(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, list | tuple) else batch
+    return int(first.shape[0])
+
+
+def _check_weights(model: torch.nn.Module, state: TrainState) -> None:
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
+    if bad:
+        raise TrainingError(f"weights became non-finite ({bad[0]}, …) at global step {state.global_step}; "
+                            "stopped, the last good checkpoint is kept — lower optim.lr")
+
+
+def _check_finite(acc: Accelerator, loss: torch.Tensor, state: TrainState) -> None:
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    if acc.num_processes > 1:
+        finite = acc.gather(finite).min().reshape(1)
+    if not bool(finite.item()):
+        raise TrainingError(
+            f"loss became {float(loss.detach())} at epoch {state.epoch}, step {state.step_in_epoch} "
+            f"(global step {state.global_step}); stopped, the last good checkpoint is kept — "
+            "lower optim.lr or check the data"
+        )

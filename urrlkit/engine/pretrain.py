@@ -1,0 +1,130 @@
+"""`urrl pretrain`: data → family sampler (Eq. 2) → pretext (Eq. 1) → encoder, then linear evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from urrlkit.data import from_config
+from urrlkit.engine.checkpoint import Checkpointer, module_generators
+from urrlkit.engine.logging import MetricLogger, say
+from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
+from urrlkit.engine.optim import build_optimizer
+from urrlkit.errors import DataError, UrrlError
+from urrlkit.models import Encoder, build_encoder
+from urrlkit.recipe import Recipe, to_file
+from urrlkit.registry import PRETEXTS
+
+
+class Indexed(Dataset):
+    """Yields (image, index): memory-bank pretexts need to know which image each view came from."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.ds[i][0], i
+
+
+def build_pretext(recipe: Recipe, num_samples: int) -> torch.nn.Module:
+    import urrlkit.pretext  # noqa: F401  (fills the PRETEXTS registry)
+
+    m = recipe.model
+    encoder = build_encoder(m.backbone, m.small_stem, m.width)
+    if m.feature_dim is not None and m.feature_dim != encoder.feature_dim:
+        raise UrrlError(f"model.feature_dim = {m.feature_dim}, but {m.backbone} (width {m.width or 64}) "
+                        f"gives {encoder.feature_dim}")
+    return PRETEXTS.get(recipe.pretext.method)(encoder, recipe.pretext, num_samples)
+
+
+def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
+    run_dir = recipe.run_dir
+    ckpt = run_dir / "checkpoints" / "latest"
+    if not resume and ckpt.exists():
+        raise UrrlError(f"{run_dir}: a run with checkpoints exists; pass --resume to continue it or choose "
+                        "another run.name / run.output_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None) -> Encoder:
+    """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder."""
+    from urrlkit.augment import build_sampler
+    from urrlkit.hub import save_model
+
+    run_dir = prepare_run_dir(recipe, resume)
+    o = recipe.optim
+    acc = make_accelerator(run_dir, recipe.run.seed, o.mixed_precision, o.grad_accum, recipe.run.trackers)
+    if acc.is_main_process:
+        to_file(recipe, run_dir / "recipe.toml")
+    train = from_config(recipe.data, "train")
+    n = len(train)  # type: ignore[arg-type]
+    per_process = recipe.data.batch_size // acc.num_processes
+    if per_process * acc.num_processes != recipe.data.batch_size:
+        raise UrrlError(f"data.batch_size = {recipe.data.batch_size} must be divisible by the "
+                        f"{acc.num_processes} processes")
+    if n < recipe.data.batch_size:
+        raise DataError(f"data set {recipe.data.dataset!r} has {n} training images, fewer than one batch "
+                        f"(data.batch_size = {recipe.data.batch_size})")
+    loader = DataLoader(Indexed(train), batch_size=per_process, shuffle=True, drop_last=True,
+                        num_workers=recipe.data.workers, persistent_workers=recipe.data.workers > 0)
+    model = build_pretext(recipe, n)
+    optimizer = build_optimizer(model, o.optimizer, o.lr, o.momentum, o.weight_decay)
+    model, optimizer, loader = acc.prepare(model, optimizer, loader)
+    if recipe.run.trackers:
+        acc.init_trackers("pretrain", config=_flat(recipe.to_dict()))
+    sampler = build_sampler(recipe.pretext.family_weights(), image_size=recipe.data.image_size,
+                            views=recipe.pretext.views)
+    aug_gen = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + acc.process_index)
+    counts = torch.zeros(len(sampler.names), dtype=torch.long)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        images, index = batch
+        views, fam = sampler(images, aug_gen)
+        counts.add_(torch.bincount(fam.flatten().cpu(), minlength=len(sampler.names)))
+        with acc.autocast():
+            return model(views, index)
+
+    spec = LoopSpec(epochs=o.epochs, lr=o.lr, schedule=o.schedule, milestones=tuple(o.milestones),
+                    warmup_epochs=o.warmup_epochs, checkpoint_every=o.checkpoint_every, log_every=o.log_every,
+                    title="pretrain", stop_after=stop_after)
+    logger = MetricLogger(acc, run_dir / "metrics.jsonl", bool(recipe.run.trackers))
+    ckpt = Checkpointer(acc, run_dir / "checkpoints")
+    gens = [aug_gen, *module_generators(acc.unwrap_model(model))]
+    state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume)
+    encoder = acc.unwrap_model(model).encoder
+    if state.epoch >= o.epochs and acc.is_main_process:
+        total = counts.sum().clamp(min=1)
+        mix = {name: round(float(c) / float(total), 4) for name, c in zip(sampler.names, counts, strict=True)}
+        logger.log({"stage": "pretrain-done", "family_fraction": mix}, state.global_step)
+        save_model(encoder, run_dir / "model", recipe, stage="pretrain", method=recipe.pretext.method,
+                   families=[f.model_dump() for f in recipe.pretext.family_weights()])
+        say(acc, f"pretrained encoder saved to {run_dir / 'model'} (views per family: {mix})")
+    acc.end_training()
+    return encoder
+
+
+def run_pretrain(recipe: Recipe, resume: bool = False, linear_eval: bool = True) -> None:
+    encoder = pretrain(recipe, resume=resume)
+    if linear_eval and recipe.linear_eval.enabled:
+        from urrlkit.engine.linear import run_linear_eval
+
+        run_linear_eval(recipe, encoder)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, int | float | str | bool]:
+    out: dict[str, int | float | str | bool] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        elif isinstance(v, int | float | str | bool):
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out

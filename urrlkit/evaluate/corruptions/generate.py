@@ -1,0 +1,124 @@
+"""Generate "-C" versions of any registered data set and write them in the official layouts.
+
+Array data sets (CIFAR-10/100, npz, the bundled sample) are written as CIFAR-C: `<corruption>.npy`
+(5·N, H, W, 3) uint8 with severities 1..5 in consecutive blocks, plus `labels.npy`. File data sets
+(ImageFolder, ImageNet, Tiny-ImageNet, torchvision sets) are written as ImageNet-C:
+`<corruption>/<severity>/<class>/<image>.JPEG` (JPEG quality 85, as the official sets). `meta.json` records
+the data set, split, size, seed, size class and urrlkit version.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from urrlkit import __version__
+from urrlkit.data import DataRequest, build, to_tensors
+from urrlkit.data.datasets import ArrayDataset, FileDataset
+from urrlkit.errors import DataError, UrrlError
+from urrlkit.evaluate.corruptions import CHUNK, check_names, corrupt
+from urrlkit.evaluate.corruptions.params import size_class
+
+NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "cifar10-sample": 32, "tiny-imagenet": 64, "stl10": 96}
+JPEG_QUALITY = 85
+
+
+def native_size(dataset: str, root: Path | None, split: str) -> int:
+    if dataset in NATIVE_SIZE:
+        return NATIVE_SIZE[dataset]
+    if dataset == "npz" and root is not None and (Path(root) / f"{split}.npz").is_file():
+        with np.load(Path(root) / f"{split}.npz") as arr:
+            return int(arr["images"].shape[1])
+    return 224
+
+
+def _file_names(ds: object, n: int) -> list[str]:
+    if isinstance(ds, FileDataset):
+        return [Path(f).stem + ".JPEG" for f in ds.files[:n]]
+    return [f"{i:06d}.JPEG" for i in range(n)]
+
+
+def run_corrupt(
+    dataset: str,
+    out_dir: Path,
+    root: Path | None = None,
+    split: str = "test",
+    size: int | None = None,
+    corruptions: list[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    severities: list[int] | None = None,
+    console: Console | None = None,
+) -> Path:
+    """Write the -C version of `dataset` (its `split`, first `limit` images) under `out_dir`."""
+    from PIL import Image
+
+    console = console or Console(highlight=False)
+    names = check_names(corruptions, "--corruption")
+    sevs = severities or [1, 2, 3, 4, 5]
+    size = size or native_size(dataset, root, split)
+    ds = build(dataset, DataRequest(root=root, split=split, size=size, limit=limit))
+    images, labels = to_tensors(ds)
+    n = images.shape[0]
+    if n == 0:
+        raise DataError(f"data set {dataset!r}: split {split!r} has no images")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UrrlError(f"{out_dir}: cannot create output folder ({exc.strerror})") from None
+    layout = "npy" if isinstance(ds, ArrayDataset) else "folder"
+    classes = list(getattr(ds, "classes", [str(i) for i in range(int(labels.max()) + 1)]))
+    if layout == "npy":
+        np.save(out_dir / "labels.npy", np.tile(labels.numpy().astype(np.int64), len(sevs)))
+    files = _file_names(ds, n)
+    for name in names:
+        if layout == "npy":
+            mm = np.lib.format.open_memmap(
+                out_dir / f"{name}.npy.tmp", mode="w+", dtype=np.uint8, shape=(len(sevs) * n, size, size, 3)
+            )
+        for k, s in enumerate(sevs):
+            for i in range(0, n, CHUNK):
+                y = corrupt(images[i : i + CHUNK], name, s, seed=seed, start=i)
+                hwc = y.permute(0, 2, 3, 1).numpy()
+                if layout == "npy":
+                    mm[k * n + i : k * n + i + len(hwc)] = hwc
+                else:
+                    for j, img in enumerate(hwc):
+                        folder = out_dir / name / str(s) / classes[int(labels[i + j])]
+                        folder.mkdir(parents=True, exist_ok=True)
+                        Image.fromarray(img).save(folder / files[i + j], quality=JPEG_QUALITY)
+        if layout == "npy":
+            mm.flush()
+            del mm
+            (out_dir / f"{name}.npy.tmp").replace(out_dir / f"{name}.npy")
+        console.print(f"{name}: {len(sevs)} severities × {n} images", markup=False)
+    meta = {
+        "dataset": dataset,
+        "split": split,
+        "size": size,
+        "size_class": size_class(size),
+        "seed": seed,
+        "n": n,
+        "severities": sevs,
+        "corruptions": names,
+        "layout": layout,
+        "classes": classes,
+        "urrlkit_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+    console.print(f"wrote {out_dir} ({layout} layout)", markup=False)
+    return out_dir
+
+
+def corrupted_batches(images: torch.Tensor, name: str, severity: int, seed: int, batch_size: int = CHUNK):
+    """Yield (start, corrupted uint8 batch) over in-memory images, aligned to CHUNK for determinism."""
+    step = max(CHUNK, (batch_size // CHUNK) * CHUNK)
+    for i in range(0, images.shape[0], step):
+        yield i, corrupt(images[i : i + step], name, severity, seed=seed, start=i)

@@ -1,0 +1,140 @@
+"""Fine-tuning objectives: the task loss (paper Eq. 3) plus a registered regularizer.
+
+The penalties are pure functions with numeric tests; `build_objective` turns a recipe's `[finetune.regularizer]`
+into a callable `objective(x, y) -> (loss, logits, stats)` that the training loop calls. Register a new one with
+`@REGULARIZERS.register("name")` on a builder `(cfg, model, pretrained) -> objective` and select it with
+`regularizer = {type = "custom", name = "name", params = {...}}`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from urrlkit.models import Classifier, Encoder
+from urrlkit.recipe import AdvReg, CustomReg, L2SPReg, NoReg, SimReg
+from urrlkit.registry import REGULARIZERS
+
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Paper Eq. 3 with ℓ = cross-entropy: L_task = ℓ(y, g(f(x)))."""
+    return F.cross_entropy(logits, labels)
+
+
+def similarity_matrix(features: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """S_ij = f(x_i)·f(x_j) over the images of one batch (paper Eq. 4). With `normalize`, features are
+    L2-normalised first, so S holds cosine similarities (an option; the paper writes plain dot products)."""
+    f = F.normalize(features, dim=1) if normalize else features
+    return f @ f.T
+
+
+def similarity_regularization(features: torch.Tensor, frozen_features: torch.Tensor, norm: str = "fro",
+                              normalize: bool = False) -> torch.Tensor:
+    """Paper Eq. 4: L_sim = ‖S − S*‖ with S from the encoder being tuned and S* from the frozen pretrained
+    one. norm: 'fro' (Frobenius, the default), 'l1' (sum of absolute differences) or 'mse' (mean square)."""
+    diff = similarity_matrix(features, normalize) - similarity_matrix(frozen_features.detach(), normalize)
+    if norm == "fro":
+        # sqrt(Σ D²) with the square clamped away from 0: the value is exact for any realistic D, and the
+        # gradient stays finite when S == S* (torch's norm has a 0/0 gradient there, and 0·NaN = NaN at λ = 0).
+        return diff.pow(2).sum().clamp_min(1e-12).sqrt()
+    if norm == "l1":
+        return diff.abs().sum()
+    if norm == "mse":
+        return diff.pow(2).mean()
+    raise ValueError(f"unknown norm {norm!r}")
+
+
+def l2sp_penalty(params: Iterable[torch.Tensor], start: Iterable[torch.Tensor], head_params: Iterable[torch.Tensor],
+                 alpha: float, beta: float) -> torch.Tensor:
+    """L2-SP (Li et al. 2018): α/2·‖w_s − w_s⁰‖² over the pretrained weights + β/2·‖w_new‖² over the new head."""
+    sp = sum(((w - w0.detach()) ** 2).sum() for w, w0 in zip(params, start, strict=True))
+    new = sum((w ** 2).sum() for w in head_params)
+    return alpha / 2 * sp + beta / 2 * new  # type: ignore[return-value]
+
+
+def frozen_copy(encoder: Encoder) -> Encoder:
+    """f*: the pretrained encoder, frozen, in eval mode (BN statistics fixed), never updated."""
+    f_star = copy.deepcopy(encoder).eval()
+    for p in f_star.parameters():
+        p.requires_grad_(False)
+    return f_star
+
+
+@REGULARIZERS.register("none")
+def build_none(cfg: NoReg, model: Classifier, pretrained: Encoder) -> Objective:
+    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        logits = model(x)
+        return task_loss(logits, y), logits, {}
+
+    return objective
+
+
+@REGULARIZERS.register("sim")
+def build_sim(cfg: SimReg, model: Classifier, pretrained: Encoder) -> Objective:
+    f_star = frozen_copy(pretrained)
+
+    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        logits, feats = model(x, return_features=True)
+        with torch.no_grad():
+            f_star.eval()
+            target = f_star(x)
+        reg = similarity_regularization(feats.float(), target.float(), cfg.norm, cfg.normalize)
+        task = task_loss(logits, y)
+        return task + cfg.weight * reg, logits, {"task": float(task.detach()), "sim": float(reg.detach())}
+
+    objective.frozen = f_star  # type: ignore[attr-defined]
+    return objective
+
+
+@REGULARIZERS.register("l2sp")
+def build_l2sp(cfg: L2SPReg, model: Classifier, pretrained: Encoder) -> Objective:
+    start = [p.detach().clone() for p in pretrained.parameters()]
+    # Names, not attributes: `model` may be wrapped (DDP prefixes "module.").
+    named = dict(model.named_parameters())
+    encoder_params = [p for n, p in named.items() if ".encoder." in f".{n}"]
+    head_weight = [p for n, p in named.items() if n.endswith("head.weight")]
+
+    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        logits = model(x)
+        reg = l2sp_penalty(encoder_params, [s.to(x.device) for s in start], head_weight, cfg.alpha, cfg.beta)
+        task = task_loss(logits, y)
+        return task + reg, logits, {"task": float(task.detach()), "l2sp": float(reg.detach())}
+
+    return objective
+
+
+@REGULARIZERS.register("adversarial")
+def build_adversarial(cfg: AdvReg, model: Classifier, pretrained: Encoder) -> Objective:
+    """PGD-L2 adversarial training (Madry et al.), the paper's reference point; the attack is the evaluation
+    suite's. Adversarial examples are crafted with the model in eval mode so the attack's forward passes do not
+    move BN statistics, then the model trains on them in train mode."""
+    from accelerate.utils import extract_model_from_parallel
+
+    from urrlkit.attacks import pgd_l2
+
+    # The attack differentiates w.r.t. inputs only; running it through a DDP wrapper would arm gradient
+    # reduction hooks for a backward that never comes.
+    bare = extract_model_from_parallel(model)
+
+    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        was_training = bare.training
+        bare.eval()
+        x_adv = pgd_l2(bare, x.detach(), y, eps=cfg.eps, steps=cfg.steps, step_size=cfg.step_size,
+                       random_start=cfg.random_start, use_best=False)
+        bare.train(was_training)
+        logits = model(x_adv.detach())
+        return task_loss(logits, y), logits, {}
+
+    return objective
+
+
+def build_objective(cfg: NoReg | L2SPReg | SimReg | AdvReg | CustomReg, model: Classifier,
+                    pretrained: Encoder) -> Objective:
+    if isinstance(cfg, CustomReg):
+        return REGULARIZERS.get(cfg.name)(cfg, model, pretrained)
+    return REGULARIZERS.get(cfg.type)(cfg, model, pretrained)
+

@@ -1,0 +1,266 @@
+"""Model cards: the Jinja template from hub_cards/, huggingface_hub's ModelCard / ModelCardData / EvalResult
+for the YAML metadata (model-index, so the Hub renders the metrics), and a short summary for `urrl pull`."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from urrlkit import __version__
+from urrlkit.errors import CheckpointError
+
+TEMPLATE = "model_card.md.j2"
+# The canonical templates live in hub_cards/ at the repository root; urrlkit/hub/cards/ ships a byte-identical
+# copy as package data (a test keeps the two in step) so a non-editable install can render cards too.
+_REPO_CARDS = Path(__file__).resolve().parents[2] / "hub_cards"
+
+METHODS = {"moco_v2": "MoCo v2 (InfoNCE with a momentum key encoder and a queue)",
+           "instdis": "InstDis (memory bank + NCE)", "pirl": "PIRL (memory bank, jigsaw-invariant)"}
+DEFAULT_TAGS = ["urrlkit", "self-supervised", "robustness"]
+
+
+def template_text(name: str = TEMPLATE) -> str:
+    """The card template: hub_cards/ in a source checkout (edits show at once), else the packaged copy."""
+    source = _REPO_CARDS / name
+    if source.is_file():
+        return source.read_text(encoding="utf-8")
+    return packaged_template(name)
+
+
+def packaged_template(name: str = TEMPLATE) -> str:
+    return resources.files("urrlkit.hub").joinpath("cards", name).read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+def find_eval_results(model_dir: Path) -> Path | None:
+    """`urrl eval`'s results.json for a model dir: beside it, in its run dir (`<run>/model` → `<run>/eval`),
+    or a run's linear probe (`<run>/linear/eval`, this encoder under the linear protocol)."""
+    for cand in (model_dir / "eval", model_dir.parent / "eval", model_dir.parent / "linear" / "eval"):
+        if (cand / "results.json").is_file():
+            return cand / "results.json"
+    return None
+
+
+def read_results(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable eval results ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise CheckpointError(f"{path}: eval results lack a 'metrics' table")
+    return data
+
+
+def _pct(x: Any) -> str:
+    return f"{float(x):.2f}" if isinstance(x, int | float) else "n/a"
+
+
+def _val(x: Any) -> float | None:
+    return round(float(x), 2) if isinstance(x, int | float) else None
+
+
+def eval_table(results: dict[str, Any]) -> tuple[list[dict[str, str]], list[EvalResult]]:
+    """results.json → (rows for the card's table, EvalResults for the model-index metadata)."""
+    m = results.get("metrics", {})
+    ds = str(results.get("dataset") or "unknown")
+    rows: list[dict[str, str]] = []
+    evals: list[EvalResult] = []
+
+    def add(metric: str, metric_type: str, data: str, dataset_type: str, value: Any, settings: str = "",
+            args: dict[str, Any] | None = None) -> None:
+        rows.append({"metric": metric, "data": data, "value": _pct(value), "settings": settings or "-"})
+        v = _val(value)
+        if v is not None:
+            evals.append(EvalResult(task_type="image-classification", task_name="Image Classification",
+                                    dataset_type=dataset_type, dataset_name=data, dataset_split="test",
+                                    metric_type=metric_type, metric_name=metric, metric_value=v,
+                                    metric_args=args or None))
+
+    if clean := m.get("clean"):
+        add("Top-1 accuracy (clean)", "accuracy", ds, ds, clean.get("top1"), f"n = {clean.get('n', '?')}")
+    if cal := m.get("calibration"):
+        b = cal.get("bin_size", 100)
+        add("RMS calibration error", "rms_calibration_error", ds, ds, cal.get("rms"), f"bins of {b}")
+        if cal.get("rms_legacy") is not None:
+            add("RMS calibration error (reference code, last bin unscored)", "rms_calibration_error_legacy",
+                ds, ds, cal.get("rms_legacy"), f"bins of {b}")
+        if cal.get("ece") is not None:
+            add("Expected calibration error", "ece", ds, ds, cal.get("ece"), "15 equal-width bins")
+    if adv := m.get("adversarial"):
+        keys = ("eps", "steps", "step_size", "norm", "random_start", "use_best", "n")
+        args = {k: adv[k] for k in keys if k in adv}
+        settings = (f"L2 PGD, ε = {adv.get('eps')}, {adv.get('steps')} steps, step {adv.get('step_size')}"
+                    + (f", n = {adv['n']}" if "n" in adv else ""))
+        add("Robust top-1 accuracy", "robust_accuracy", ds, ds, adv.get("robust_top1"), settings, args)
+    if cor := m.get("corruptions"):
+        bench = str(cor.get("benchmark") or "generated")
+        generated = bench == "generated"
+        ctype = f"{ds}-c" if generated else bench
+        cds = f"{ctype} (generated by urrl corrupt)" if generated else bench
+        n_c = len(cor.get("per_corruption") or {})
+        settings = f"mean over {n_c} corruptions and their severities" if n_c else ""
+        if cor.get("mce") is not None:
+            add("mCE (AlexNet-normalised)", "mce", cds, ctype, cor.get("mce"), settings)
+        add("Corruption error", "error", cds, ctype, cor.get("error"), settings)
+        if cor.get("rms_calibration") is not None:
+            add("RMS calibration error under corruption", "rms_calibration_error", cds, ctype,
+                cor.get("rms_calibration"), settings)
+    return rows, evals
+
+
+def _recipe_info(recipe: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A readable summary of the resolved recipe stored in config.json."""
+    pre = recipe.get("pretext", {})
+    fams = _families(pre, config)
+    total = sum(w for _, w in fams) or 1.0
+    families = ", ".join(f"`{n}` (probability {w / total:.2f})" for n, w in fams) or "n/a"
+    opt, data = recipe.get("optim", {}), recipe.get("data", {})
+    reg = (recipe.get("finetune") or {}).get("regularizer") or {"type": "none"}
+    stage = config.get("stage")
+    applied = ("applied in this fine-tuning" if stage == "finetune"
+               else "the recipe's setting for downstream fine-tuning; not applied to this checkpoint")
+    return {
+        "method": METHODS.get(pre.get("method", "moco_v2"), pre.get("method", "?")),
+        "families": families,
+        "p": pre.get("p"),
+        "contrastive": (f"queue/negatives {pre.get('queue_size')}, temperature {pre.get('temperature')}, "
+                        f"momentum {pre.get('momentum')}, head dim {pre.get('head_dim')}, "
+                        f"{pre.get('views', 2)} views"),
+        "optim": (f"{opt.get('optimizer', 'sgd')}, lr {opt.get('lr')}, "
+                  f"{opt.get('schedule', 'cosine')} schedule, {opt.get('epochs')} epochs, "
+                  f"batch {data.get('batch_size')}, "
+                  f"weight decay {opt.get('weight_decay')}"),
+        "regularizer": f"{_reg_text(reg)} ({applied})",
+    }
+
+
+def _families(pre: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, float]]:
+    """The weighted pretext families: as the trainer recorded them, else as the recipe expands them."""
+    from urrlkit.recipe import PretextConfig
+
+    if recorded := config.get("families"):
+        return [(str(f.get("name")), float(f.get("weight", 1.0))) for f in recorded]
+    try:
+        return [(f.name, f.weight) for f in PretextConfig.model_validate(pre).family_weights()]
+    except Exception:  # a family this install has not registered must not stop the card
+        # Paper Eq. 2's shorthand, as PretextConfig.family_weights() defines it.
+        if pre.get("p") is not None:
+            return [("augmix_allop", float(pre["p"])), ("moco_v2", 1.0 - float(pre["p"]))]
+        return [(str(f.get("name")), float(f.get("weight", 1.0))) for f in pre.get("families") or []]
+
+
+def _reg_text(reg: dict[str, Any]) -> str:
+    kind = reg.get("type", "none")
+    if kind == "sim":
+        return f"similarity regularization (Eq. 4), λ = {reg.get('weight')}, norm {reg.get('norm', 'fro')}"
+    if kind == "l2sp":
+        return f"L2-SP, α = {reg.get('alpha')}, β = {reg.get('beta')}"
+    if kind == "adversarial":
+        return f"adversarial training, L2 PGD ε = {reg.get('eps')}, {reg.get('steps')} steps"
+    if kind == "custom":
+        return f"custom `{reg.get('name')}` {reg.get('params') or ''}".strip()
+    return "none (cross-entropy only, Eq. 3)"
+
+
+def _training_data(config: dict[str, Any], recipe: dict[str, Any] | None) -> str:
+    if recipe:
+        d = recipe.get("data", {})
+        limit = f", first {d['train_limit']} images" if d.get("train_limit") else ""
+        text = f"`{d.get('dataset')}` training split at {d.get('image_size')} px{limit}, without labels."
+        ft = recipe.get("finetune") or {}
+        if config.get("stage") == "finetune":
+            text += f" Fine-tuned with labels on `{ft.get('dataset') or d.get('dataset')}`."
+        elif config.get("stage") == "linear_eval":
+            text += " The linear head was trained with labels on the same data set, encoder frozen."
+        return text
+    src = config.get("converted_from") or {}
+    if src:
+        return (f"Not recorded by urrlkit: these weights were imported from `{src.get('file')}` "
+                f"({src.get('format')} layout); see the original release for its training data.")
+    return "Not recorded."
+
+
+def card_info(repo_id: str, config: dict[str, Any], results: dict[str, Any] | None,
+              results_note: str = "") -> tuple[dict[str, Any], list[EvalResult]]:
+    spec = config.get("encoder") or {}
+    recipe = config.get("recipe")
+    rows, evals = eval_table(results) if results else ([], [])
+    kind = config.get("kind", "encoder")
+    stem = "3×3 stem, no max-pool" if spec.get("small_stem") else "7×7 stem"
+    width = f", base width {spec['width']}" if spec.get("width") else ""
+    arch = f"`{spec.get('backbone', '?')}` ({stem}{width})"
+    src = config.get("converted_from")
+    if recipe:
+        fams = _recipe_info(recipe, config)
+        summary = (f"A {arch} {'classifier' if kind == 'classifier' else 'encoder'} pretrained with "
+                   f"{fams['method'].split(' (')[0]} on augmentation families {fams['families']}.")
+    else:
+        fams = None
+        summary = f"A {arch} {kind}" + (f" imported from `{src.get('file')}`." if src else ".")
+    head = (f"linear, {config.get('feature_dim') or spec.get('feature_dim')} → {config.get('num_classes')}"
+            if kind == "classifier" else None)
+    hub_cfg = (recipe or {}).get("hub") or {}
+    license_id = hub_cfg.get("license") or ("apache-2.0" if recipe else "other")
+    license_text = (f"`{license_id}`." if recipe else
+                    "Imported weights keep the license of their source checkpoint; check it before reuse.")
+    info = {
+        "repo_id": repo_id, "title": repo_id.split("/")[-1], "summary": summary,
+        "urrlkit_version": config.get("urrlkit_version", __version__), "kind": kind, "architecture": arch,
+        "feature_dim": config.get("feature_dim") or spec.get("feature_dim"), "head": head,
+        "input_size": config.get("input_size") or "H", "mean": spec.get("mean"), "std": spec.get("std"),
+        "recipe_hash": config.get("recipe_hash"),
+        "source": (f"`{src.get('file')}` ({src.get('format')}, sha256 {str(src.get('sha256'))[:12]})"
+                   if src else None),
+        "recipe": fams, "training_data": _training_data(config, recipe), "rows": rows,
+        "eval_note": results_note,
+        "license": license_id, "license_text": license_text,
+        "tags": list(dict.fromkeys([*(hub_cfg.get("tags") or DEFAULT_TAGS), "image-feature-extraction"])),
+    }
+    return info, evals
+
+
+def render_card(repo_id: str, config: dict[str, Any], results: dict[str, Any] | None = None,
+                results_note: str = "", template: str | None = None) -> ModelCard:
+    """The model card: YAML metadata from ModelCardData (model-index from EvalResults), body from Jinja."""
+    info, evals = card_info(repo_id, config, results, results_note)
+    data = ModelCardData(
+        license=info["license"], library_name="urrlkit", tags=info["tags"],
+        pipeline_tag="image-classification" if info["kind"] == "classifier" else "image-feature-extraction",
+        # model_name only names the model-index; without results it would be a stray metadata key.
+        model_name=info["title"] if evals else None, eval_results=evals or None,
+    )
+    return ModelCard.from_template(data, template_str=template or template_text(), info=info)
+
+
+def card_summary(folder: Path) -> list[str]:
+    """A few lines for `urrl pull`: what the model is and its headline metrics (from the card's metadata)."""
+    lines: list[str] = []
+    cfg_path = folder / "config.json"
+    if cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        spec = cfg.get("encoder") or {}
+        lines.append(f"{cfg.get('kind', 'model')}: {spec.get('backbone')} "
+                     f"({'small stem' if spec.get('small_stem') else '7x7 stem'}"
+                     f"{', width ' + str(spec['width']) if spec.get('width') else ''}), "
+                     f"{cfg.get('feature_dim') or spec.get('feature_dim')}-d features"
+                     + (f", {cfg['num_classes']} classes" if cfg.get("num_classes") else "")
+                     + (f", recipe {cfg['recipe_hash']}" if cfg.get("recipe_hash") else "")
+                     + f", urrlkit {cfg.get('urrlkit_version', '?')}")
+    card_path = folder / "README.md"
+    if card_path.is_file():
+        card = ModelCard.load(card_path, ignore_metadata_errors=True)
+        if card.data.get("license"):
+            lines.append(f"license: {card.data.get('license')}")
+        for r in card.data.eval_results or []:
+            lines.append(f"{r.metric_name or r.metric_type} on {r.dataset_name}: {r.metric_value}")
+        if not card.data.eval_results:
+            lines.append("no evaluation results in the card")
+    return lines

@@ -1,0 +1,106 @@
+"""MoCo v2 (He et al. 2020; Chen et al. 2020): query / momentum-key encoders, MLP head, queue of negatives,
+shuffle-BN, InfoNCE (paper Eq. 1). The augmentation family of each view is the sampler's business, so MoCo v2,
+AugMix, AugMix (AllOp), AugMix (MoCo) and URRL are this same module fed different views."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import broadcast, gather
+from torch import nn
+
+from urrlkit.models import Encoder
+from urrlkit.pretext.common import distributed, head, rank_world
+from urrlkit.pretext.losses import info_nce
+from urrlkit.recipe import PretextConfig
+from urrlkit.registry import PRETEXTS
+
+
+def grouped_forward(net: nn.Module, x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Forward in `groups` chunks so each chunk has its own BN statistics, as one device of a multi-GPU
+    run would. With groups = 1 this is a plain forward."""
+    if groups <= 1:
+        return net(x)
+    if x.shape[0] % groups:
+        raise ValueError(f"batch {x.shape[0]} is not divisible by pretext.bn_groups = {groups}")
+    return torch.cat([net(c) for c in x.chunk(groups)])
+
+
+class MoCo(nn.Module):
+    """MoCo v2. `forward(views, index)` returns (loss, stats); views[0] is the query, views[1] the key."""
+
+    def __init__(self, encoder: Encoder, cfg: PretextConfig, num_samples: int = 0) -> None:
+        super().__init__()
+        self.encoder_q = encoder
+        self.head_q = head(encoder.feature_dim, cfg)
+        self.encoder_k = copy.deepcopy(encoder)
+        self.head_k = copy.deepcopy(self.head_q)
+        for p in (*self.encoder_k.parameters(), *self.head_k.parameters()):
+            p.requires_grad_(False)
+        self.m = cfg.momentum
+        self.t = cfg.temperature
+        self.k = cfg.queue_size
+        self.groups = cfg.bn_groups
+        self.register_buffer("queue", F.normalize(torch.randn(cfg.head_dim, cfg.queue_size), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        # Shuffle permutations come from their own generator, identical on every rank, so that the
+        # single-process and multi-process runs draw the same permutation (see tests).
+        self.shuffle_gen = torch.Generator().manual_seed(int(cfg.queue_size) * 7919 + 17)
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.encoder_q
+
+    def embed_q(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head_q(grouped_forward(self.encoder_q, x, self.groups)), dim=1)
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        pairs = zip((*self.encoder_q.parameters(), *self.head_q.parameters()),
+                    (*self.encoder_k.parameters(), *self.head_k.parameters()), strict=True)
+        for q, k in pairs:
+            k.mul_(self.m).add_(q.detach(), alpha=1.0 - self.m)
+
+    @torch.no_grad()
+    def embed_k(self, x: torch.Tensor) -> torch.Tensor:
+        """Key embeddings with shuffle-BN: across processes as the reference, across groups on one device."""
+        net = lambda t: self.head_k(grouped_forward(self.encoder_k, t, self.groups))  # noqa: E731
+        rank, world = rank_world()
+        if world > 1:
+            x_all = gather(x.contiguous())
+            perm = torch.randperm(x_all.shape[0], generator=self.shuffle_gen).to(x.device)
+            perm = broadcast(perm, from_process=0)
+            mine = perm.view(world, -1)[rank]
+            k = net(x_all[mine])
+            k_all = gather(k.contiguous())
+            unshuffled = k_all[torch.argsort(perm)]
+            return F.normalize(unshuffled.view(world, -1, k.shape[1])[rank], dim=1)
+        if self.groups > 1:
+            perm = torch.randperm(x.shape[0], generator=self.shuffle_gen).to(x.device)
+            return F.normalize(net(x[perm])[torch.argsort(perm)], dim=1)
+        return F.normalize(net(x), dim=1)
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        keys = gather(keys.contiguous()) if distributed() else keys
+        n = keys.shape[0]
+        if self.k % n:
+            raise ValueError(f"queue size {self.k} must be a multiple of the global batch {n}")
+        ptr = int(self.queue_ptr)
+        self.queue[:, ptr:ptr + n] = keys.T.to(self.queue.dtype)
+        self.queue_ptr[0] = (ptr + n) % self.k
+
+    def forward(self, views: list[torch.Tensor], index: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        q = self.embed_q(views[0])
+        with torch.no_grad():
+            self.momentum_update()
+            k = self.embed_k(views[1])
+        loss = info_nce(q.float(), k.float(), self.queue.clone().detach().float(), self.t)
+        self.enqueue(k)
+        return loss, {}
+
+
+PRETEXTS.add("moco_v2", MoCo)
