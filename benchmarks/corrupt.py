@@ -9,8 +9,9 @@ never a urrlkit dependency), e.g.
     /tmp/bench-venv/bin/python benchmarks/corrupt.py
 
 All 15 corruptions at 32 px, severities 1..5 in turn; images from shared/data/cifar10 (the bundled sample if
-absent), one thread on both sides. Each side gets one untimed warm-up call per corruption (imgcorr JIT-compiles with numba). Note that
-imgcorr applies ImageNet-strength parameters at every size while urrlkit uses the CIFAR table at 32 px, so this
+absent), one thread on both sides. Each side gets one untimed warm-up call per corruption (imgcorr
+JIT-compiles with numba). Note that imgcorr applies ImageNet-strength parameters at every size while urrlkit
+uses the CIFAR table at 32 px, so this
 compares speed, not outputs. Writes benchmarks/results/corrupt.json.
 """
 
@@ -83,7 +84,8 @@ def main() -> None:
         t_ours_total += t_ours / N_OURS
         t_ref_total += t_ref / N_REF
         print(
-            f"{name:18s} urrlkit {ours_ips:9.1f} img/s   imgcorr {ref_ips:8.1f} img/s   x{ours_ips / ref_ips:.1f}",
+            f"{name:18s} urrlkit {ours_ips:9.1f} img/s   imgcorr {ref_ips:8.1f} img/s"
+            f"   x{ours_ips / ref_ips:.1f}",
             flush=True,
         )
     total = {

@@ -207,7 +207,7 @@ def test_readers_npy_and_folder(tmp_path):
     x = torch.cat([b[0] for b in batches])
     assert x.shape == (n, 3, 32, 32) and int(x[0, 0, 0, 0]) == 20 and int(x[5, 0, 0, 0]) == 25
     assert torch.cat([b[1] for b in batches]).tolist() == list(range(n))
-    with pytest.raises(DataError, match="snow.npy"):
+    with pytest.raises(DataError, match=r"snow\.npy"):
         off.check_root(tmp_path, "cifar10-c", ["fog", "snow"], "eval.corruptions.root")
     # ImageNet-C layout with 64 px images read at 64 px: pixels unchanged (no resize / crop)
     for wnid, val in (("n01", 10), ("n02", 200)):
@@ -231,5 +231,7 @@ def test_run_corrupt_writes_official_layout(tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["size_class"] == "cifar" and meta["seed"] == 3 and meta["layout"] == "npy"
     # block for severity 2 equals corrupting the same images in memory with the same seed
-    imgs = torch.from_numpy(np.load(CIFAR / "test.npz")["images"][:12]).permute(0, 3, 1, 2).contiguous()
+    from urrlkit.data import DataRequest, build, to_tensors
+
+    imgs, _ = to_tensors(build("cifar10", DataRequest(root=CIFAR, split="test", size=32, limit=12)))
     assert np.array_equal(fog[12:24], corrupt(imgs, "fog", 2, seed=3).permute(0, 2, 3, 1).numpy())

@@ -75,8 +75,10 @@ def test_generated_cifar10c_end_to_end(tmp_path):
         tmp_path / "eval" / "reliability.png"
     ).is_file()
     # the clean pass agrees with a direct forward pass
-    x = torch.from_numpy(np.load(CIFAR / "test.npz")["images"][:64]).permute(0, 3, 1, 2).float() / 255
-    y = torch.from_numpy(np.load(CIFAR / "test.npz")["labels"][:64])
+    from urrlkit.data import from_config, to_tensors
+
+    x, y = to_tensors(from_config(recipe.data, "test"))
+    x = x.float() / 255
     with torch.no_grad():
         direct = 100 * float((model(x).argmax(1) == y).float().mean())
     assert m["clean"]["top1"] == pytest.approx(direct)

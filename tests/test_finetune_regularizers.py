@@ -7,6 +7,7 @@ import torch
 
 from urrlkit.finetune.regularizers import (
     build_objective,
+    frozen_copy,
     l2sp_penalty,
     similarity_matrix,
     similarity_regularization,
@@ -86,3 +87,23 @@ def test_l2sp_objective_is_head_penalty_at_start() -> None:
     expected = (model.head.weight ** 2).sum().item()  # β/2·‖w‖² with β = 2; encoder term is 0 at start
     assert stats["l2sp"] == pytest.approx(expected, rel=1e-5)
     assert loss.item() == pytest.approx(task_loss(logits, y).item() + expected, rel=1e-5)
+
+
+def test_sim_step_keeps_similarities_closer_than_plain_step() -> None:
+    """Eq. 4's purpose, on one small SGD step from the same start: the regularized step leaves the in-batch
+    similarities nearer the frozen encoder's than the unregularized step does."""
+    x, y = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(3)), torch.arange(16) % 3
+    dist = {}
+    for name, cfg in (("none", NoReg()), ("sim", SimReg(weight=1.0))):
+        model, enc = _model()
+        model.train()
+        frozen = frozen_copy(enc)  # taken before the step: `enc` is the encoder being tuned
+        objective = build_objective(cfg, model, enc)
+        loss, _, _ = objective(x, y)
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.sub_(1e-3 * p.grad)
+            dist[name] = similarity_regularization(model.encoder(x), frozen(x)).item()
+    assert dist["sim"] < dist["none"]

@@ -59,7 +59,8 @@ def test_tables(tmp_path):
     assert t3[1][0] == ["urrl-sr", "9.00", "11.00"]
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Table 2" in md and "| urrl-sr |" in md
-    rows = list(csv.reader(open(tmp_path / "rep" / "table2.csv")))
+    with open(tmp_path / "rep" / "table2.csv") as fh:
+        rows = list(csv.reader(fh))
     assert rows[0][0] == "method" and len(rows) == 1 + len(t2[1])
     assert build_tables([])["table1"][1] == []
 

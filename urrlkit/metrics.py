@@ -97,7 +97,8 @@ def rms_calibration_error(
 def reliability_diagram(
     confidence: ArrayLike, correct: ArrayLike, n_bins: int = 15
 ) -> dict[str, list[float]]:
-    """Equal-width confidence bins over [0, 1]: bin i holds confidences in (i/n, (i+1)/n] (bin 0 also holds 0).
+    """Equal-width confidence bins over [0, 1]: bin i holds confidences in (i/n, (i+1)/n] (bin 0 also
+    holds 0).
     Returns `edges` (n_bins + 1), and per bin `count`, `confidence` (mean) and `accuracy` (mean; NaN when
     empty) — the data of a reliability diagram."""
     conf, corr = _check(confidence, correct)

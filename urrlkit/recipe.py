@@ -224,6 +224,13 @@ class CorruptionEval(Section):
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     limit: int | None = Field(None, ge=1, description="images per corruption and severity")
 
+    @field_validator("corruptions")
+    @classmethod
+    def _known_corruptions(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            _check_registered(registry.CORRUPTIONS, name)
+        return v
+
     @field_validator("severities")
     @classmethod
     def _severity_range(cls, v: list[int]) -> list[int]:

@@ -71,4 +71,5 @@ def load_builtins() -> None:
     """Import the modules whose decorators fill the registries (cheap; no data is touched)."""
     import urrlkit.augment  # noqa: F401
     import urrlkit.data  # noqa: F401
+    import urrlkit.evaluate.corruptions  # noqa: F401
     import urrlkit.models  # noqa: F401

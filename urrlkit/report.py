@@ -131,7 +131,8 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 TITLES = {
-    "table1": "Table 1: top-1 / ImageNet-C mCE / RMS calibration error (ImageNet-C when evaluated, else clean)",
+    "table1": "Table 1: top-1 / ImageNet-C mCE / RMS calibration error "
+    "(on ImageNet-C when evaluated, else clean)",
     "table2": "Table 2: PGD-L2 robust and clean top-1 per data set (%), with the average",
     "table3": "Table 3: RMS calibration error on -C (%), mean over corruptions × severities",
 }

@@ -1,7 +1,7 @@
 """`urrl eval`: clean top-1, calibration, L2-PGD robustness and corruption benchmarks of a classifier.
 
-`evaluate_model` (used by the training engine and by `run_eval`) writes `<out_dir>/results.json`, prints a Rich
-table and saves PNG plots; see docs/evaluation.md for the metric definitions and the results layout.
+`evaluate_model` (used by the training engine and by `run_eval`) writes `<out_dir>/results.json`, prints a
+Rich table and saves PNG plots; see docs/evaluation.md for the metric definitions and the results layout.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def run_corrupt(
     severities: list[int] | None = None,
     console: Console | None = None,
 ) -> Path:
-    """Write the -C version of `dataset` (its `split`, first `limit` images) under `out_dir`."""
+    """Write the -C version of `dataset` (its `split`; with `limit`, the data set's
+    fixed `limit`-image subset) under `out_dir`."""
     from PIL import Image
 
     console = console or Console(highlight=False)

@@ -64,7 +64,7 @@ def _severities(root: Path) -> list[int]:
 def iter_npy(
     root: Path, corruption: str, severity: int, batch_size: int, limit: int | None = None
 ) -> Iterator[Batch]:
-    """Batches (uint8 NCHW, labels) of one corruption and severity from a CIFAR-C style folder (memory-mapped)."""
+    """Batches (uint8 NCHW, labels) of one corruption and severity from a CIFAR-C folder (memory-mapped)."""
     path = root / f"{corruption}.npy"
     try:
         arr = np.load(path, mmap_mode="r")

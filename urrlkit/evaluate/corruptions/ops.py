@@ -185,7 +185,7 @@ def clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=64)
 def pil_resample_matrix(n_in: int, n_out: int, kind: str = "box") -> torch.Tensor:
-    """Pillow's resampling coefficients (precompute_coeffs) for BOX or BILINEAR as an (n_out × n_in) matrix."""
+    """Pillow's coefficients (precompute_coeffs), BOX or BILINEAR, as an (n_out × n_in) matrix."""
     scale = n_in / n_out
     filterscale = max(scale, 1.0)
     support = (0.5 if kind == "box" else 1.0) * filterscale

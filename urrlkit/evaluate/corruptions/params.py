@@ -1,9 +1,9 @@
 """Corruption parameters per size class: one module-level table, severities 1→5.
 
 `cifar` holds the CIFAR-10/100-C values (hendrycks/robustness `make_cifar_c.py`), used for images ≤ 64 px;
-`imagenet` holds the ImageNet-C values (`make_imagenet_c.py`), used above 64 px. Size-dependent quantities that
-the reference hard-codes for 32 or 224 px (plasma map size, elastic scale, frost texture scale, loop extents)
-are derived from the actual image size in `ops.py`; see docs/evaluation.md.
+`imagenet` holds the ImageNet-C values (`make_imagenet_c.py`), used above 64 px. Size-dependent
+quantities that the reference hard-codes for 32 or 224 px (plasma map size, elastic scale, frost texture
+scale, loop extents) are derived from the actual image size in `ops.py`; see docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ PARAMS: dict[str, dict[str, list[Any]]] = {
         "saturate": [(0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)],
         "jpeg_compression": [25, 18, 15, 10, 7],
         "pixelate": [0.6, 0.5, 0.4, 0.3, 0.25],
-        # the reference writes 244 * value at 224 px ("244 should have been 224"); kept: fraction = 244/224 * value
+        # the reference writes 244 * value at 224 px ("244 should have been 224"); kept: 244/224 * value
         "elastic_transform": [
             (244 / 224 * 2, 244 / 224 * 0.7, 244 / 224 * 0.1),
             (244 / 224 * 2, 244 / 224 * 0.08, 244 / 224 * 0.2),
