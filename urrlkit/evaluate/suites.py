@@ -106,16 +106,20 @@ def _loader(ds: Dataset, batch_size: int, workers: int) -> DataLoader:
     return DataLoader(ds, batch_size=batch_size, num_workers=workers, shuffle=False)
 
 
-def _first(ds: Dataset, n: int | None, batch_size: int, workers: int) -> Batch:
-    xs, ys, got = [], [], 0
+def _subset(ds: Dataset, n: int | None, batch_size: int, workers: int) -> Batch:
+    """n images of `ds` as tensors: the same fixed random subset that `data.test_limit` takes (test splits are
+    often sorted by class, so the first n would be one or two classes)."""
+    from torch.utils.data import Subset
+
+    from urrlkit.data.datasets import subset_indices
+
+    if n is not None and n < len(ds):  # type: ignore[arg-type]
+        ds = Subset(ds, subset_indices(len(ds), n))  # type: ignore[arg-type]
+    xs, ys = [], []
     for x, y in _loader(ds, batch_size, workers):
         xs.append(x)
         ys.append(y)
-        got += len(y)
-        if n is not None and got >= n:
-            break
-    x, y = torch.cat(xs), torch.cat(ys)
-    return (x[:n], y[:n]) if n is not None else (x, y)
+    return torch.cat(xs), torch.cat(ys)
 
 
 def _calibration(conf: np.ndarray, correct: np.ndarray, bin_size: int) -> dict[str, Any]:
@@ -172,7 +176,7 @@ def _corruptions(
     if bench == "generated":
         if test_ds is None:
             raise UrrlError("eval.corruptions.benchmark = 'generated' needs the recipe's test split")
-        test = _first(test_ds, ce.limit, recipe.eval.batch_size, recipe.data.workers)
+        test = _subset(test_ds, ce.limit, recipe.eval.batch_size, recipe.data.workers)
         source = f"{recipe.data.dataset} test split, corrupted in memory (seed {recipe.run.seed})"
     else:
         off.check_root(ce.root, bench, names, "eval.corruptions.root")
@@ -268,7 +272,7 @@ def evaluate_model(
         if "adversarial" in basic:
             assert test_ds is not None
             a = ev.adversarial
-            x, y = _first(test_ds, a.limit, ev.batch_size, recipe.data.workers)
+            x, y = _subset(test_ds, a.limit, ev.batch_size, recipe.data.workers)
             x = (_prepare(x, size, torch.device("cpu")) * 255).round().to(torch.uint8)
             res["adversarial"] = robust_accuracy(
                 model,
