@@ -32,7 +32,7 @@ from urrlkit.recipe import load
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def recipe(out: Path, args: argparse.Namespace):  # noqa: ANN201
+def recipe(out: Path, args: argparse.Namespace):
     return load(ROOT / "recipes" / "quickstart.toml", [
         f"run.output_dir='{out}'", "run.name='bench'", "run.trackers=[]", f"data.batch_size={args.batch}",
         "model.backbone='resnet18'", f"model.width={args.width}", f"pretext.queue_size={args.batch * 32}",

@@ -74,7 +74,8 @@ def main() -> None:
               "rows": rows}
     path = ROOT / "benchmarks" / "results" / "transfer_cifar10.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print("| encoder | stage | clean top-1 | robust top-1 (L2 ε=0.5) | CIFAR-10-C error | RMS calib (clean) | RMS calib (-C) |")
+    print("| encoder | stage | clean top-1 | robust top-1 (L2 ε=0.5) | CIFAR-10-C error | RMS calib (clean) "
+          "| RMS calib (-C) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         m = r["eval"]

@@ -98,7 +98,7 @@ def test_resume_after_a_real_kill_is_bit_identical(tmp_path: Path) -> None:
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
     pretrain(tiny(tmp_path, "nan"), stop_after=3)
     ckpts = tmp_path / "nan" / "checkpoints"
-    with pytest.raises(TrainingError, match="non-finite|loss became"):
+    with pytest.raises(TrainingError, match=r"non-finite|loss became"):
         pretrain(tiny(tmp_path, "nan", "optim.lr=1e30", "optim.checkpoint_every=1"), resume=True)
     latest = (ckpts / "latest").read_text()
     assert latest >= "step-00000003"

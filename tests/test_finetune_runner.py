@@ -39,7 +39,7 @@ def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def recipe(tmp_path: Path, name: str, *extra: str):  # noqa: ANN201
+def recipe(tmp_path: Path, name: str, *extra: str):
     return load(ROOT / "recipes" / "quickstart.toml", [
         "data.train_limit=96", "data.test_limit=64", "finetune.batch_size=32", "finetune.epochs=1",
         "eval.suites=[]", f"run.output_dir='{tmp_path}'", f"run.name='{name}'", *extra])

@@ -87,7 +87,6 @@ def test_pull_summary_lists_metrics(tmp_path: Path) -> None:
 
 def test_pyproject_ships_the_templates_as_package_data() -> None:
     import fnmatch
-
     import tomllib
 
     setuptools_cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]

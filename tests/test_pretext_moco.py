@@ -13,7 +13,7 @@ from urrlkit.pretext.moco import MoCo, grouped_forward
 from urrlkit.recipe import PretextConfig
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-import ddp_moco_step  # noqa: E402
+import ddp_moco_step
 
 
 def _moco(**kw: object) -> MoCo:
@@ -89,7 +89,7 @@ def test_two_processes_match_single_process_maths(tmp_path: Path) -> None:
     # BN running statistics are per-device state (DDP saves rank 0's copy, which has seen only its half), so
     # they legitimately differ; every weight, the queue and the pointer must agree.
     compared = [k for k in single if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
-    assert any("queue" == k for k in compared)
+    assert any(k == "queue" for k in compared)
     for key in compared:
         value = single[key]
         assert torch.allclose(value.float(), ddp[key].float(), atol=2e-5, rtol=1e-4), key

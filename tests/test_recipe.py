@@ -3,10 +3,10 @@ round-trips. One-line error messages are tested through the CLI in test_recipe_e
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from typer.testing import CliRunner
 
 from urrlkit import registry

@@ -72,7 +72,7 @@ def main(
     _state["debug"] = debug
 
 
-def _load(recipe: Path, overrides: list[str] | None):  # noqa: ANN202
+def _load(recipe: Path, overrides: list[str] | None):
     from urrlkit import recipe as recipe_mod
 
     return recipe_mod.load(recipe, overrides or [])

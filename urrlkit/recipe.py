@@ -10,11 +10,11 @@ import hashlib
 import inspect
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from urrlkit import registry

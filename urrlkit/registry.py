@@ -69,7 +69,7 @@ CORRUPTIONS: Registry[Callable] = Registry("corruption")
 
 def load_builtins() -> None:
     """Import the modules whose decorators fill the registries (cheap; no data is touched)."""
-    import urrlkit.augment  # noqa: F401
-    import urrlkit.data  # noqa: F401
-    import urrlkit.evaluate.corruptions  # noqa: F401
+    import urrlkit.augment
+    import urrlkit.data
+    import urrlkit.evaluate.corruptions
     import urrlkit.models  # noqa: F401

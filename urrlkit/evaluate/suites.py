@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -299,7 +299,7 @@ def evaluate_model(
         "image_size": recipe.data.image_size,
         "test_limit": recipe.data.test_limit,
         "urrlkit_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": str(device),
         "metrics": res,
     }
@@ -370,7 +370,13 @@ def default_out_dir(model: str) -> Path:
 
     local = resolve_local(model)
     if local is None:
-        raise CheckpointError(f"{model}: no run directory, model directory or .safetensors file here")
+        # A Hub id: results go to a local folder named after it, never into the read-only cache.
+        from urrlkit.hub.ids import parse_hub_id
+
+        hub_id = parse_hub_id(model)
+        if hub_id is None:
+            raise CheckpointError(f"{model}: no run directory, model directory or .safetensors file here")
+        return Path("eval") / hub_id.repo_id.replace("/", "__") / (hub_id.revision or "main")
     given = Path(model).expanduser()
     model_dir = local.parent if local.is_file() else local
     if model_dir != given and model_dir == given / "model":

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
+
 from urrlkit.models import Classifier, Encoder
 from urrlkit.recipe import AdvReg, CustomReg, L2SPReg, NoReg, SimReg
 from urrlkit.registry import REGULARIZERS

@@ -10,7 +10,7 @@ the data set, split, size, seed, size class and urrlkit version.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,7 @@ def run_corrupt(
         "layout": layout,
         "classes": classes,
         "urrlkit_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     console.print(f"wrote {out_dir} ({layout} layout)", markup=False)
