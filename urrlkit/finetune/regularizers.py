@@ -87,7 +87,6 @@ def build_sim(cfg: SimReg, model: Classifier, pretrained: Encoder) -> Objective:
         task = task_loss(logits, y)
         return task + cfg.weight * reg, logits, {"task": float(task.detach()), "sim": float(reg.detach())}
 
-    objective.frozen = f_star  # type: ignore[attr-defined]
     return objective
 
 
@@ -101,7 +100,7 @@ def build_l2sp(cfg: L2SPReg, model: Classifier, pretrained: Encoder) -> Objectiv
 
     def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         logits = model(x)
-        reg = l2sp_penalty(encoder_params, [s.to(x.device) for s in start], head_weight, cfg.alpha, cfg.beta)
+        reg = l2sp_penalty(encoder_params, start, head_weight, cfg.alpha, cfg.beta)
         task = task_loss(logits, y)
         return task + reg, logits, {"task": float(task.detach()), "l2sp": float(reg.detach())}
 

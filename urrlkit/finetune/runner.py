@@ -22,7 +22,7 @@ from urrlkit.engine.optim import build_optimizer
 from urrlkit.errors import RecipeError, UrrlError
 from urrlkit.finetune.regularizers import build_objective
 from urrlkit.models import Classifier, Encoder
-from urrlkit.recipe import Recipe, ScheduleConfig, apply_overrides, to_file, validate_dict
+from urrlkit.recipe import NoReg, Recipe, ScheduleConfig, apply_overrides, to_file, validate_dict
 
 REG_WEIGHT_FIELD = {"sim": "weight", "l2sp": "alpha", "adversarial": "eps"}
 
@@ -41,13 +41,9 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
                         num_workers=recipe.data.workers)
     optimizer = build_optimizer(model, "sgd", cfg.lr, cfg.momentum, cfg.weight_decay)
     wrapped, optimizer, loader = acc.prepare(model, optimizer, loader)
-    reg = recipe.finetune.regularizer if title == "finetune" else None
-    from urrlkit.recipe import NoReg
-
-    objective = build_objective(reg or NoReg(), wrapped, pretrained or model.encoder)
-    for extra in vars(objective).values() if hasattr(objective, "__dict__") else []:
-        if isinstance(extra, torch.nn.Module):
-            extra.to(acc.device)
+    reg = recipe.finetune.regularizer if title == "finetune" else NoReg()
+    # The regularizer's frozen copy / starting weights are taken from `pretrained` on the training device.
+    objective = build_objective(reg, wrapped, (pretrained or model.encoder).to(acc.device))
     augment = supervised_transform(cfg.augment, image_size=recipe.data.image_size, train=True)
     gen = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + 7 + acc.process_index)
 
