@@ -232,3 +232,62 @@ def test_pil_gaussian_blur_is_close(floats: torch.Tensor) -> None:
     ref = torch.stack([from_pil(to_pil((im * 255).round().byte()).filter(ImageFilter.GaussianBlur(1.0)))
                        for im in floats])
     assert (out - ref)[..., 3:-3, 3:-3].abs().mean() < 1.5
+
+
+# ------------------------------------------------------------------------------ fast paths vs warp
+
+
+def test_resized_crop_fast_path_matches_dense_warp() -> None:
+    # geometry.resized_crop builds the crop's sampling grid separably; it must equal the dense warp.
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(16, 3, 40, 40, generator=g)
+    top, left, h, w = geometry.rrc_params(16, 40, 40, (0.08, 1.0), (3 / 4, 4 / 3), g)
+    flip = torch.rand(16, generator=g) < 0.5
+    box = torch.stack([left, top, w, h], dim=1)
+    for size in (24, 32, 56):
+        dense = geometry.warp(x, geometry.crop_matrix(top, left, h, w, size, flip), (size, size),
+                              edges="border", box=box)
+        fast = geometry.resized_crop(x, top, left, h, w, size, flip)
+        torch.testing.assert_close(fast, dense, atol=1e-6, rtol=0)
+    # the zero-padded integer crop: exact
+    t, lf = torch.randint(-4, 5, (16,), generator=g), torch.randint(-4, 5, (16,), generator=g)
+    side = torch.full((16,), 32)
+    dense = geometry.warp(x, geometry.crop_matrix(t, lf, side, side, 32, flip), (32, 32))
+    fast = geometry.resized_crop(x, t, lf, side, side, 32, flip, edges="zeros", clamp_to_box=False)
+    assert torch.equal(fast, dense)
+    shifted = geometry.shift_crop(x, t, lf, 32, flip)
+    torch.testing.assert_close(shifted, dense, atol=1e-5, rtol=0)  # the dense warp leaks ~1e-6
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))  # the gather is the exact padded window
+    for i in range(16):
+        win = padded[i, :, 4 + t[i]:36 + t[i], 4 + lf[i]:36 + lf[i]]
+        assert torch.equal(shifted[i], win.flip(-1) if flip[i] else win)
+
+
+@pytest.mark.parametrize("name", ["translate_x", "translate_y"])
+def test_translate_gather_matches_affine_warp(images: torch.Tensor, name: str) -> None:
+    # The integer translations are gathers; they must equal the PIL-rule bilinear warp they replace.
+    g = torch.Generator().manual_seed(9)
+    level = torch.rand(N, generator=g) * 9.9 + 0.1
+    sign = torch.where(torch.rand(N, generator=g) < 0.5, 1.0, -1.0)
+    x = images.float()
+    t = augmix_ops.int_parameter(level, 32 / 3) * sign
+    one, zero = torch.ones_like(t), torch.zeros_like(t)
+    args = (one, zero, t, zero, one, zero) if name == "translate_x" else (one, zero, zero, zero, one, t)
+    ref = augmix_ops._affine(x, *args)
+    assert torch.equal(augmix_ops.AUGMENTATIONS_ALL[name](x, level, sign, g), ref)
+
+
+def test_autocontrast_lut_matches_pixelwise_float64() -> None:
+    # The LUT path equals PIL's float64 formula evaluated on every pixel, incl. flat channels.
+    g = torch.Generator().manual_seed(10)
+    x = torch.randint(0, 256, (8, 3, 16, 16), generator=g).float()
+    x[0, 1] = 77.0  # a flat channel stays unchanged
+    x[1] = x[1].clamp(40, 90)
+    lo = x.amin(dim=(-2, -1), keepdim=True)
+    hi = x.amax(dim=(-2, -1), keepdim=True)
+    span = torch.where(hi <= lo, torch.ones_like(hi), hi - lo).double()
+    scale = torch.full_like(span, 255.0) / span
+    ref = torch.floor(x.double() * scale - lo.double() * scale).clamp_(0, 255).float()
+    ref = torch.where(hi <= lo, x, ref)
+    out = augmix_ops.autocontrast(x, torch.ones(8), torch.ones(8), g)
+    assert torch.equal(out, ref)

@@ -57,20 +57,24 @@ def run_chains(x255: Tensor, p: AugMixParams, ops: list[Op], g: torch.Generator)
     n = x255.shape[0]
     chains = x255.repeat(p.width, 1, 1, 1)
     for step in range(p.op.shape[0]):
-        active = p.depth > step
+        # Inactive chains (depth ≤ step) get the out-of-range op id and join no group.
+        op_id = torch.where(p.depth > step, p.op[step], len(ops))
         for k, op in enumerate(ops):
-            idx = ((p.op[step] == k) & active).nonzero().squeeze(1)
+            idx = (op_id == k).nonzero().squeeze(1)
             if idx.numel():
-                chains[idx] = op(chains[idx], p.level[step, idx], p.sign[step, idx], g)
+                chains.index_copy_(0, idx, op(chains.index_select(0, idx), p.level[step, idx],
+                                              p.sign[step, idx], g))
     return chains.view(p.width, n, *x255.shape[1:])
 
 
 def mix(x01: Tensor, chains255: Tensor, p: AugMixParams) -> Tensor:
     """(1 − m)·x + m·Σ_i w_i·chain_i, in [0, 1]."""
-    w = p.weights.t().reshape(p.width, -1, 1, 1, 1)
-    mixed = (w * chains255).sum(dim=0) / 255
     m = p.m.view(-1, 1, 1, 1)
-    return ((1 - m) * x01 + m * mixed).clamp_(0, 1)
+    coef = (p.weights.t() * p.m / 255).view(p.width, -1, 1, 1, 1)  # m·w_i, with the 1/255 folded in
+    out = x01 * (1 - m)
+    for i in range(p.width):
+        out.addcmul_(chains255[i], coef[i])
+    return out.clamp_(0, 1)
 
 
 def augment_and_mix(x01: Tensor, ops: list[Op], g: torch.Generator, severity: float = 3.0, width: int = 3,

@@ -36,13 +36,26 @@ def float_parameter(level: Tensor, maxval: float) -> Tensor:
 
 def pil_luma(x: Tensor) -> Tensor:
     """PIL ``convert('L')`` in fixed point: (R·19595 + G·38470 + B·7471 + 2¹⁵) >> 16 (exact in float32)."""
+    # Every intermediate is an integer < 2²⁴ and 65536 a power of two, so float32 is exact in any order.
     r, g, b = x.unbind(dim=1)
-    return torch.floor((r * 19595 + g * 38470 + b * 7471 + 32768) / 65536).unsqueeze(1)
+    acc = r * 19595
+    return acc.add_(g, alpha=38470).add_(b, alpha=7471).add_(32768).mul_(1 / 65536).floor_().unsqueeze(1)
 
 
 def pil_blend(degenerate: Tensor, x: Tensor, factor: Tensor) -> Tensor:
-    """PIL ``Image.blend(degenerate, x, factor)``: truncation of d + f·(x − d), clipped to [0, 255]."""
-    return torch.trunc(degenerate + _col(factor) * (x - degenerate)).clamp_(0, 255)
+    """PIL ``Image.blend(degenerate, x, factor)``: truncation of d + f·(x − d), clipped to [0, 255].
+
+    Same float32 operations in the same order; floor replaces trunc because the two differ only below 0,
+    where the clip maps both to 0.
+    """
+    return (x - degenerate).mul_(_col(factor)).add_(degenerate).floor_().clamp_(0, 255)
+
+
+def apply_lut(x: Tensor, lut: Tensor) -> Tensor:
+    """out[b, c, …] = lut[b, c, x[b, c, …]] for x on the 8-bit grid and a (B, C, 256) float table."""
+    b, c = x.shape[:2]
+    idx = x.reshape(b, c, -1).to(torch.int64)
+    return lut.gather(2, idx).view_as(x)
 
 
 # ------------------------------------------------------------------------------------------- pointwise
@@ -55,10 +68,14 @@ def autocontrast(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> 
     flat = hi <= lo
     # PIL builds the LUT in float64 as int(v·scale − lo·scale); the same IEEE operations give the same
     # truncation. (A Python scalar divided by a tensor goes through a reciprocal, so divide two tensors.)
+    # The LUT is built on the 256 grid values (per image and channel) and applied by a gather, so float64
+    # touches 256 entries per channel instead of every pixel.
     span = torch.where(flat, torch.ones_like(hi), hi - lo).double()
     scale = torch.full_like(span, 255.0) / span
-    out = torch.floor(x.double() * scale - lo.double() * scale).clamp_(0, 255).to(x.dtype)
-    return torch.where(flat, x, out)
+    grid = torch.arange(256, device=x.device, dtype=torch.float64).view(1, 1, 256)
+    lut = torch.floor(grid * scale.flatten(2) - lo.double().flatten(2) * scale.flatten(2)).clamp_(0, 255)
+    lut = torch.where(flat.flatten(2), grid, lut).to(x.dtype)  # (B, C, 256); flat channels keep identity
+    return apply_lut(x, lut)
 
 
 def equalize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
@@ -70,7 +87,7 @@ def posterize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Ten
     """Keep 4 − int(level·4/10) bits (``ImageOps.posterize``: v & ~(2^(8−bits) − 1))."""
     bits = 4 - int_parameter(level, 4)
     step = _col(torch.pow(2.0, 8 - bits))
-    return torch.floor(x / step) * step
+    return torch.div(x, step).floor_().mul_(step)  # powers of two: exact
 
 
 def solarize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
@@ -86,6 +103,21 @@ def _affine(x: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor, e: Tensor, f:
     """PIL ``transform(AFFINE, (a, b, c, d, e, f), BILINEAR)``, fill 0, rounded back to the 8-bit grid."""
     m = torch.stack([torch.stack([a, b, c], -1), torch.stack([d, e, f], -1)], dim=1)
     return geometry.warp(x, m, tuple(x.shape[-2:]), edges="pil").add_(1e-3).floor_().clamp_(0, 255)
+
+
+def _translate(x: Tensor, t: Tensor, dim: int) -> Tensor:
+    """AFFINE translation by an integer per sample along ``dim`` (−1: x, −2: y), fill 0.
+
+    Integer offsets put every PIL sample point on a pixel centre, so the bilinear transform is an exact
+    shift: out[…, u] = x[…, u + t] where 0 ≤ u + t < size, else 0 — done as a gather, no resampling.
+    """
+    n = x.shape[dim]
+    src = torch.arange(n, device=x.device).view(1, n) + t.to(torch.int64).view(-1, 1)  # (B, n)
+    valid = (src >= 0) & (src < n)
+    shape = [x.shape[0], 1, 1, 1]
+    shape[dim] = n
+    idx = src.clamp_(0, n - 1).view(shape).expand_as(x)
+    return x.gather(dim, idx).mul_(valid.view(shape))
 
 
 def rotate(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
@@ -113,15 +145,11 @@ def shear_y(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tenso
 
 def translate_x(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
     """AFFINE (1, 0, ±int(level·(size/3)/10), 0, 1, 0); size is the chain's image size (IMAGE_SIZE)."""
-    t = int_parameter(level, x.shape[-1] / 3) * sign
-    one, zero = torch.ones_like(t), torch.zeros_like(t)
-    return _affine(x, one, zero, t, zero, one, zero)
+    return _translate(x, int_parameter(level, x.shape[-1] / 3) * sign, -1)
 
 
 def translate_y(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
-    t = int_parameter(level, x.shape[-2] / 3) * sign
-    one, zero = torch.ones_like(t), torch.zeros_like(t)
-    return _affine(x, one, zero, zero, zero, one, t)
+    return _translate(x, int_parameter(level, x.shape[-2] / 3) * sign, -2)
 
 
 # ---------------------------------------------------------------------------------------- enhance (AllOp)
@@ -134,30 +162,34 @@ def _enhance_factor(level: Tensor) -> Tensor:
 
 def color_op(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
     """``ImageEnhance.Color``: blend with the PIL luma image."""
-    return pil_blend(pil_luma(x).expand_as(x), x, _enhance_factor(level))
+    return pil_blend(pil_luma(x), x, _enhance_factor(level))
 
 
 def contrast_op(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
     """``ImageEnhance.Contrast``: blend with the constant int(mean luma + 0.5)."""
     mean = torch.floor(pil_luma(x).mean(dim=(-3, -2, -1), keepdim=True) + 0.5)
-    return pil_blend(mean.expand_as(x), x, _enhance_factor(level))
+    return pil_blend(mean, x, _enhance_factor(level))
 
 
 def brightness_op(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
     """``ImageEnhance.Brightness``: blend with black."""
-    return pil_blend(torch.zeros_like(x), x, _enhance_factor(level))
+    # blend with 0: d + f·(x − d) = f·x exactly
+    return (x * _col(_enhance_factor(level))).floor_().clamp_(0, 255)
 
 
 def sharpness_op(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
     """``ImageEnhance.Sharpness``: blend with ``ImageFilter.SMOOTH`` (1-px border left unfiltered)."""
     # SMOOTH = [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 = (3×3 box sum + 4·centre) / 13; the box sum is
     # separable, which is much cheaper than a depthwise conv2d on the CPU.
-    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
-    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
-    smooth = torch.round((box + 4 * x[..., 1:-1, 1:-1]) / 13)
-    degenerate = x.clone()
-    degenerate[..., 1:-1, 1:-1] = smooth
-    return pil_blend(degenerate, x, _enhance_factor(level))
+    # All sums are small integers (exact); only the interior differs from x, so blend only there.
+    rows = torch.add(x[..., :-2, :], x[..., 1:-1, :]).add_(x[..., 2:, :])
+    box = torch.add(rows[..., :-2], rows[..., 1:-1]).add_(rows[..., 2:])
+    smooth = box.add_(x[..., 1:-1, 1:-1], alpha=4).div_(13).round_()
+    out = x.clone()
+    inner = x[..., 1:-1, 1:-1]
+    f = _col(_enhance_factor(level))
+    out[..., 1:-1, 1:-1] = (inner - smooth).mul_(f).add_(smooth).floor_().clamp_(0, 255)
+    return out
 
 
 # ---------------------------------------------------------------------------------- MoCo v2 colour ops

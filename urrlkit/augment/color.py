@@ -64,15 +64,20 @@ def hue(x: Tensor, factor: Tensor) -> Tensor:
     r, g, b = x.unbind(dim=1)
     minc, maxc = torch.aminmax(x, dim=1)
     c = maxc - minc
-    safe = torch.where(c > 0, c, torch.ones_like(c))
-    # torchvision's branch priority: R if it is the max, else G, else B.
-    h6 = torch.where(maxc == r, ((g - b) / safe).remainder(6.0),
-                     torch.where(maxc == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
-    h6 = (h6 + _col(factor).squeeze(1) * 6.0).remainder_(6.0)
+    safe = torch.where(c > 0, c, 1.0)
+    # torchvision's branch priority: R if it is the max, else G, else B; the numerator and sextant offset
+    # are selected first so that one division serves all three branches.
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    num = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
+    off = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0))
+    # h′ + n for n = 5, 3, 1 (R, G, B), reduced mod 6 once: (h mod 6 + shift) mod 6 = (h + shift) mod 6.
+    h6 = num.div_(safe).add_(off).add_(_col(factor).squeeze(1) * 6.0)
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = (n + h6.unsqueeze(1)).remainder_(6.0)
+    k = h6.unsqueeze(1) + n
+    k.sub_(torch.floor(k * (1 / 6.0)).mul_(6.0))
     w = torch.minimum(k, 4.0 - k).clamp_(0, 1)
-    return (maxc.unsqueeze(1) - c.unsqueeze(1) * w).clamp_(0, 1)
+    return w.mul_(-c.unsqueeze(1)).add_(maxc.unsqueeze(1)).clamp_(0, 1)
 
 
 def jitter_params(n: int, g: torch.Generator, brightness_: float = 0.4, contrast_: float = 0.4,
@@ -102,7 +107,7 @@ def apply_jitter(x: Tensor, factors: Tensor, order: Tensor) -> Tensor:
         for k, op in enumerate(_JITTER_OPS):
             idx = (order[:, pos] == k).nonzero().squeeze(1)
             if idx.numel():
-                out[idx] = op(out[idx], factors[idx, k])
+                out.index_copy_(0, idx, op(out.index_select(0, idx), factors[idx, k]))
     return out
 
 

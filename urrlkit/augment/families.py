@@ -70,19 +70,17 @@ class MocoV2:
 
     def apply(self, x: Tensor, p: MocoParams) -> Tensor:
         s = self.image_size
-        m = geometry.crop_matrix(p.top, p.left, p.height, p.width, s, p.flip)
-        box = torch.stack([p.left, p.top, p.width, p.height], dim=1)
-        out = geometry.warp(x, m, (s, s), edges="border", box=box)
-        out = out.clamp_(0, 1)
+        out = geometry.resized_crop(x, p.top, p.left, p.height, p.width, s, p.flip).clamp_(0, 1)
         idx = p.jitter.nonzero().squeeze(1)
         if idx.numel():
-            out[idx] = color.apply_jitter(out[idx], p.factors[idx], p.order[idx])
+            jittered = color.apply_jitter(out.index_select(0, idx), p.factors[idx], p.order[idx])
+            out.index_copy_(0, idx, jittered)
         idx = p.gray.nonzero().squeeze(1)
         if idx.numel():
-            out[idx] = color.grayscale(out[idx])
+            out.index_copy_(0, idx, color.grayscale(out.index_select(0, idx)))
         idx = p.blur.nonzero().squeeze(1)
         if idx.numel():
-            out[idx] = color.gaussian_blur(out[idx], p.sigma[idx], self.kernel)
+            out.index_copy_(0, idx, color.gaussian_blur(out.index_select(0, idx), p.sigma[idx], self.kernel))
         return out.clamp_(0, 1)  # blur and the HSV round trip can overshoot by float rounding
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:

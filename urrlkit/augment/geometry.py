@@ -37,22 +37,64 @@ def warp(x: Tensor, matrix: Tensor, size: tuple[int, int], *, edges: str = "zero
     ``box`` (B, 4) = (left, top, width, height): clamp sample points to the box's outer pixel centres, i.e.
     crop first and resize the crop with edge replication, as torchvision's and PIL's ``resized_crop`` do.
     """
-    b, _, hin, win = x.shape
-    hout, wout = size
-    pts = _out_centres(hout, wout, x.device)  # (P, 3)
-    src = torch.einsum("bij,pj->bpi", matrix.to(torch.float32), pts)  # (B, P, 2) continuous input coords
-    if box is not None:
-        lo = box[:, None, :2].float() + 0.5
-        src = torch.minimum(torch.maximum(src, lo), lo + box[:, None, 2:].float() - 1)
-    scale = torch.tensor([2.0 / win, 2.0 / hin], device=x.device)
-    grid = (src * scale - 1.0).view(b, hout, wout, 2)
     if edges not in ("zeros", "border", "pil"):
         raise ValueError(f"edges must be zeros, border or pil; got {edges!r}")
-    if edges != "pil":
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode=edges, align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = (src[..., 0] >= 0) & (src[..., 0] < win) & (src[..., 1] >= 0) & (src[..., 1] < hin)
-    return out * inside.view(b, 1, hout, wout)
+    b, _, hin, win = x.shape
+    hout, wout = size
+    # Continuous input coordinates of the output pixel centres, (B, H, W, 2): an affine map is the sum of a
+    # row term and a column term, so it is built from (B, H) and (B, W) vectors by one broadcast add.
+    m = matrix.to(torch.float32)
+    xs = torch.arange(wout, device=x.device, dtype=torch.float32) + 0.5
+    ys = torch.arange(hout, device=x.device, dtype=torch.float32) + 0.5
+    col = xs.view(1, 1, wout) * m[:, :, 0:1] + m[:, :, 2:3]  # (B, 2, W)
+    row = ys.view(1, 1, hout) * m[:, :, 1:2]  # (B, 2, H)
+    src = (col[:, :, None, :] + row[:, :, :, None]).permute(0, 2, 3, 1)  # (B, H, W, 2)
+    if box is not None:
+        lo = box[:, None, None, :2].float() + 0.5
+        src = torch.maximum(src, lo)
+        src = torch.minimum(src, lo + box[:, None, None, 2:].float() - 1, out=src)
+    inside = None
+    if edges == "pil":
+        sx, sy = src.unbind(-1)
+        inside = (sx >= 0) & (sx < win) & (sy >= 0) & (sy < hin)
+    scale = torch.tensor([2.0 / win, 2.0 / hin], device=x.device)
+    grid = src.mul(scale).sub_(1.0)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros" if edges == "zeros" else "border",
+                        align_corners=False)
+    if inside is not None:
+        out.mul_(inside.view(b, 1, hout, wout))
+    return out
+
+
+def resized_crop(x: Tensor, top: Tensor, left: Tensor, h: Tensor, w: Tensor, size: int,
+                 flip: Tensor | None = None, *, edges: str = "border", clamp_to_box: bool = True) -> Tensor:
+    """``warp(x, crop_matrix(top, left, h, w, size, flip), (size, size), edges, box)`` without the dense grid
+    arithmetic: an axis-aligned crop's sample points are separable (x depends on the column only, y on the
+    row only), so the coordinates and the box clamp are computed on (B, size) vectors and broadcast once.
+    ``clamp_to_box`` clamps to the box (torchvision's ``resized_crop``); off, ``edges`` decides outside.
+    """
+    b, _, hin, win = x.shape
+    u = torch.arange(size, device=x.device, dtype=torch.float32) + 0.5
+    sx = w.float().div(size).view(-1, 1)
+    sy = h.float().div(size).view(-1, 1)
+    tx = left.float().view(-1, 1)
+    ty = top.float().view(-1, 1)
+    if flip is not None:
+        f = flip.view(-1, 1)
+        tx = torch.where(f, tx + w.float().view(-1, 1), tx)
+        sx = torch.where(f, -sx, sx)
+    # Same float operations as warp's matmul of crop_matrix (the zero terms add exactly 0).
+    gx = u * sx + tx  # (B, size)
+    gy = u * sy + ty
+    if clamp_to_box:
+        lx = left.float().view(-1, 1) + 0.5
+        ly = top.float().view(-1, 1) + 0.5
+        gx = torch.minimum(torch.maximum(gx, lx), lx + w.float().view(-1, 1) - 1)
+        gy = torch.minimum(torch.maximum(gy, ly), ly + h.float().view(-1, 1) - 1)
+    gx = gx.mul_(2.0 / win).sub_(1.0)
+    gy = gy.mul_(2.0 / hin).sub_(1.0)
+    grid = torch.stack([gx[:, None, :].expand(b, size, size), gy[:, :, None].expand(b, size, size)], dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=edges, align_corners=False)
 
 
 def crop_matrix(top: Tensor, left: Tensor, h: Tensor, w: Tensor, size: int,
@@ -119,8 +161,7 @@ def random_resized_crop(x: Tensor, size: int, g: torch.Generator, scale: tuple[f
     n, _, hgt, wid = x.shape
     top, left, h, w = rrc_params(n, hgt, wid, scale, ratio, g)
     flips = rand.bernoulli(n, 0.5, g) if flip else None
-    return warp(x, crop_matrix(top, left, h, w, size, flips), (size, size), edges="border",
-                box=torch.stack([left, top, w, h], dim=1))
+    return resized_crop(x, top, left, h, w, size, flips)
 
 
 def pad_crop(x: Tensor, size: int, g: torch.Generator, padding: int = 4, flip: bool = True) -> Tensor:
@@ -131,9 +172,24 @@ def pad_crop(x: Tensor, size: int, g: torch.Generator, padding: int = 4, flip: b
     n, _, hgt, wid = x.shape
     top = rand.randint(n, 0, hgt + 2 * padding - size + 1, g) - padding
     left = rand.randint(n, 0, wid + 2 * padding - size + 1, g) - padding
-    side = torch.full((n,), size, device=x.device)
     flips = rand.bernoulli(n, 0.5, g) if flip else None
-    return warp(x, crop_matrix(top, left, side, side, size, flips), (size, size))
+    return shift_crop(x, top, left, size, flips)
+
+
+def shift_crop(x: Tensor, top: Tensor, left: Tensor, size: int, flip: Tensor | None = None) -> Tensor:
+    """size×size windows at integer offsets (top, left) per sample, zero outside the image, optionally
+    mirrored: out[…, v, u] = x[…, top + v, left + u′] with u′ = size − 1 − u when flipped. Two gathers (rows,
+    then columns) — pure copies, no resampling, so exactly ``warp`` of the integer crop matrix."""
+    b, _, hin, win = x.shape
+    u = torch.arange(size, device=x.device)
+    rows = top.view(-1, 1) + u  # (B, size)
+    cu = torch.where(flip.view(-1, 1), size - 1 - u, u) if flip is not None else u.expand(b, size)
+    cols = left.view(-1, 1) + cu
+    row_ok = (rows >= 0) & (rows < hin)
+    col_ok = (cols >= 0) & (cols < win)
+    out = x.gather(2, rows.clamp(0, hin - 1).view(b, 1, size, 1).expand(b, x.shape[1], size, win))
+    out = out.gather(3, cols.clamp(0, win - 1).view(b, 1, 1, size).expand(b, x.shape[1], size, size))
+    return out.mul_((row_ok[:, :, None] & col_ok[:, None, :]).unsqueeze(1))
 
 
 def center_crop_resize(x: Tensor, size: int, resize_to: int | None = None) -> Tensor:
