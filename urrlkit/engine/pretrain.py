@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from torch.utils.data import DataLoader, Dataset
 
 from urrlkit.data import from_config
@@ -94,6 +95,8 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
                     warmup_epochs=o.warmup_epochs, checkpoint_every=o.checkpoint_every, log_every=o.log_every,
                     title="pretrain", stop_after=stop_after)
     logger = MetricLogger(acc, run_dir / "metrics.jsonl", bool(recipe.run.trackers))
+    logger.log({"stage": "pretrain-start", "processes": acc.num_processes, "device": str(acc.device),
+                "mixed_precision": acc.mixed_precision, "images": n, "resume": resume}, 0)
     ckpt = Checkpointer(acc, run_dir / "checkpoints")
     gens = [aug_gen, *module_generators(acc.unwrap_model(model))]
     state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume)
@@ -111,7 +114,8 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
 
 def run_pretrain(recipe: Recipe, resume: bool = False, linear_eval: bool = True) -> None:
     encoder = pretrain(recipe, resume=resume)
-    if linear_eval and recipe.linear_eval.enabled:
+    # Linear evaluation is small and runs on the main process only (other ranks of a multi-process launch exit).
+    if linear_eval and recipe.linear_eval.enabled and PartialState().is_main_process:
         from urrlkit.engine.linear import run_linear_eval
 
         run_linear_eval(recipe, encoder)
