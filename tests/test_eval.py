@@ -32,7 +32,7 @@ def _recipe(**eval_over):
     ev = {
         "suites": ["clean", "calibration"],
         "batch_size": 64,
-        "corruptions": {"limit": 40, "severities": [1, 5], "corruptions": ["gaussian_noise", "contrast"]},
+        "corruptions": {"limit": 64, "severities": [1, 5], "corruptions": ["gaussian_noise", "contrast"]},
         "adversarial": {"limit": 16, "steps": 3},
     }
     ev.update(eval_over)
@@ -84,12 +84,13 @@ def test_generated_cifar10c_end_to_end(tmp_path):
     assert m["clean"]["top1"] == pytest.approx(direct)
     assert res["metrics"]["clean"]["n"] == 64
 
-    # the same corruptions written to disk (official CIFAR-C layout) give identical errors
+    # the same corruptions written to disk (official CIFAR-C layout) give identical errors; limit = test_limit,
+    # so both sides use the data set's same fixed 64-image subset
     root = run_corrupt(
         "cifar10",
         tmp_path / "c10c",
         root=CIFAR,
-        limit=40,
+        limit=64,
         corruptions=["gaussian_noise", "contrast"],
         seed=recipe.run.seed,
     )
@@ -97,7 +98,7 @@ def test_generated_cifar10c_end_to_end(tmp_path):
         corruptions={
             "benchmark": "cifar10-c",
             "root": str(root),
-            "limit": 40,
+            "limit": 64,
             "severities": [1, 5],
             "corruptions": ["gaussian_noise", "contrast"],
         }
