@@ -38,7 +38,7 @@ class PIRL(nn.Module):
         loss_t = memory_infonce(g.float(), pos, neg, self.t)
         loss_i = memory_infonce(f.float(), pos, neg, self.t)
         self.memory.update(index, f)
-        return self.lam * loss_t + (1 - self.lam) * loss_i, {"loss_transformed": float(loss_t)}
+        return self.lam * loss_t + (1 - self.lam) * loss_i, {"loss_transformed": float(loss_t.detach())}
 
 
 PRETEXTS.add("pirl", PIRL)
