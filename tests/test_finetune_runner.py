@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from urrlkit.cli import app
+from urrlkit.errors import UrrlError
 from urrlkit.finetune.runner import apply_cli, parse_sweep, run_finetune
 from urrlkit.hub import save_model
 from urrlkit.models import build_encoder
@@ -95,3 +96,20 @@ def test_cli_shorthands_and_errors(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["finetune", str(ROOT / "recipes" / "quickstart.toml"), "--from", "x",
                                    "--reg", "bogus"])
     assert res.exit_code == 2 and "regularizer" in res.output
+
+
+def test_finetune_resume_is_bit_identical(tmp_path: Path, encoder_dir: Path) -> None:
+    from urrlkit.finetune.runner import finetune_once
+    from urrlkit.hub import load_backbone
+
+    sets = ["finetune.epochs=2", "finetune.regularizer={type='sim', weight=0.001}"]
+    a = run_finetune(recipe(tmp_path / "a", "x", *sets), str(encoder_dir))
+    r = recipe(tmp_path / "b", "x", *sets)
+    out = r.run_dir / "finetune-sim"
+    finetune_once(r, load_backbone(encoder_dir), out, with_val=True, stop_after=3)  # killed mid-epoch 2
+    assert (out / "checkpoints" / "latest").is_file()
+    with pytest.raises(UrrlError, match="--resume"):
+        run_finetune(r, str(encoder_dir))
+    b = run_finetune(r, str(encoder_dir), resume=True)
+    wa, wb = (load_file(str(p / "model" / "model.safetensors")) for p in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
