@@ -1,5 +1,5 @@
 """Developer sessions: `nox` runs lint and tests; `nox -s docs` regenerates the reference pages;
-`nox -s replica` runs the CPU-scale replica recipes once recipes/replica/ has any."""
+`nox -s replica` runs the CPU-scale replica (`urrl replica`)."""
 
 from __future__ import annotations
 
@@ -43,10 +43,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def replica(session: nox.Session) -> None:
-    """Pretrain every recipe in recipes/replica/ (slow: CPU-scale runs of the paper's comparisons)."""
-    recipes = sorted((ROOT / "recipes" / "replica").glob("*.toml"))
-    if not recipes:
-        session.skip("recipes/replica/ has no recipes yet")
+    """The CPU-scale replica of the paper's Tables 1-3 (slow, ≤ 90 min on 2 cores): `urrl replica`, resumable;
+    writes docs/replica.md. Options after --, e.g. `nox -s replica -- --dry-run` or `-- --seeds 0,1,2`."""
     _install(session)
-    for recipe in recipes:
-        session.run("urrl", "pretrain", str(recipe.relative_to(ROOT)), *session.posargs)
+    session.run("urrl", "replica", *session.posargs)

@@ -194,6 +194,20 @@ def report(
     run_report(runs, out)
 
 
+@app.command()
+@user_errors
+def replica(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the replica's runs.")] = Path("runs/replica"),
+    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0,1,2",
+    budget: Annotated[str, typer.Option("--budget", help="cpu (recipes as written) | gpu.")] = "cpu",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (commands) without running.")] = False,
+) -> None:
+    """CPU-scale replica of the paper's Tables 1-3 (recipes/replica/); resumable; writes docs/replica.md."""
+    from urrlkit.replica import run_replica
+
+    run_replica(out_dir, [int(s) for s in seeds.split(",") if s.strip()], budget=budget, dry_run=dry_run)
+
+
 # ----------------------------------------------------------------------------------------------- hub
 
 

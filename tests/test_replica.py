@@ -1,0 +1,115 @@
+"""The replica's infrastructure (urrlkit/replica.py, recipes/replica/): recipes, plan, report — no training."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from urrlkit import replica
+from urrlkit.recipe import load
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "recipes" / "replica").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_replica_recipes_validate(path: Path) -> None:
+    r = load(path)
+    assert r.model.backbone == "resnet18"
+
+
+def test_every_method_and_regularizer_has_a_recipe() -> None:
+    names = {p.stem for p in RECIPES}
+    assert set(replica.METHODS) <= names
+    assert {f"cifar10_{reg}" for reg in replica.REGS} <= names
+    assert load(ROOT / "recipes/replica/urrl.toml").pretext.p == 0.5
+    for reg, key in [("sim", "regularizer.weight"), ("l2sp", "regularizer.alpha")]:
+        assert len(load(ROOT / f"recipes/replica/cifar10_{reg}.toml").finetune.sweep[key]) >= 2
+
+
+def test_dry_run_plan_lists_all_methods_and_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    steps = replica.run_replica(tmp_path, [0, 1, 2], dry_run=True, report=tmp_path / "r.md")
+    keys = {s.key for s in steps}
+    for seed in (0, 1, 2):
+        for m in replica.METHODS:
+            assert f"pretrain/{m}/s{seed}" in keys and f"linear/{m}/s{seed}" in keys
+        for m in replica.TRANSFER_ENCODERS:
+            for reg in replica.REGS:
+                assert f"finetune/{m}/{reg}/s{seed}" in keys
+    assert len(steps) == 3 * (2 * len(replica.METHODS) + len(replica.TRANSFER_ENCODERS) * len(replica.REGS))
+    printed = capsys.readouterr().out
+    assert "urrl pretrain recipes/replica/augmix_moco.toml" in printed and "run.seed=2" in printed
+    assert not (tmp_path / "r.md").exists() and not (tmp_path / "runs").exists()
+
+
+def test_planned_overrides_load(tmp_path: Path) -> None:
+    step = replica.plan(tmp_path, [1])[0]
+    sets = [step.args[i + 1] for i, a in enumerate(step.args) if a == "--set"]
+    r = load(step.args[2], sets)
+    assert r.run.seed == 1 and r.run_dir == replica.pretrain_dir(tmp_path, "moco_v2", 1)
+
+
+def _write(path: Path, metrics: dict) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "results.json").write_text(json.dumps({"dataset": "x", "metrics": metrics}))
+
+
+def _fake(out: Path) -> None:
+    # Linear: URRL top-1 10/12/14 (mean 12, sd 2) vs MoCo v2 5/6/7 (mean 6, sd 1) → clearly higher.
+    top1 = {"moco_v2": [5, 6, 7], "urrl": [10, 12, 14], "augmix": [6, 6, 6], "augmix_allop": [7, 8, 9],
+            "augmix_moco": [1, 2, 3]}
+    for m, vals in top1.items():
+        for s, v in enumerate(vals):
+            _write(replica.pretrain_dir(out, m, s) / "linear" / "eval",
+                   {"clean": {"top1": v}, "calibration": {"rms": 20 - v},
+                    "corruptions": {"error": 90 - v if m != "urrl" else 95, "rms_calibration": 10}})
+    for m in replica.TRANSFER_ENCODERS:
+        for reg in replica.REGS:
+            for s in range(3):
+                robust = {"none": 10, "l2sp": 11, "sim": 20, "adversarial": 30}[reg] + s
+                _write(replica.finetune_dir(out, m, s, reg) / "eval",
+                       {"clean": {"top1": 50 - (5 if reg == "sim" else 0)}, "calibration": {"rms": 5},
+                        "adversarial": {"robust_top1": robust, "clean_top1": 50},
+                        "corruptions": {"error": 60, "rms_calibration": 8 if reg == "sim" else 9 + s}})
+    sweep = [{"settings": {"regularizer.weight": 0.001}, "val_top1": 30},
+             {"settings": {"regularizer.weight": 0.01}, "val_top1": 40}]
+    (replica.finetune_dir(out, "urrl", 0, "sim") / "sweep.json").write_text(json.dumps(sweep))
+
+
+def test_report_from_synthetic_results(tmp_path: Path) -> None:
+    _fake(tmp_path / "out")
+    data = replica.collect(tmp_path / "out", [0, 1, 2])
+    assert data["sweeps"]["urrl/sim"][0] == {"regularizer.weight": 0.01}
+    mu, sd, n = replica.stat(data["linear"]["urrl"], "top1")
+    assert (mu, sd, n) == (12.0, 2.0, 3)
+    assert replica.mean_std([1.0, 2.0, 4.0])[1] == pytest.approx(math.sqrt(7 / 3))
+    assert replica.mean_std([3.0]) == (3.0, None)
+    t = replica.tables(data)
+    t1 = {r[0]: r for r in t["table1"][1]}
+    assert t1["URRL"][1:5] == ["3", "12.00 ± 2.00", "95.00 ± 0.00", "8.00 ± 2.00"]
+    assert t1["URRL"][5] == "68.47" and t1["MoCo v2"][6] == "88.21"
+    t2 = {r[0]: r for r in t["table2"][1]}
+    assert t2["URRL-SR"][2:6] == ["21.00 ± 1.00", "45.00 ± 0.00", "36.72", "78.38"]
+    assert t2["MoCo v2 + adversarial training"][4] == "46.25"
+    t3 = {r[0]: r for r in t["table3"][1]}
+    assert t3["MoCo v2-SR"][2] == "8.00 ± 0.00" and t3["MoCo v2-SR"][4] == "9.92"
+    verdicts = {c.text: c.verdict() for c in replica.claims(data)}
+    assert verdicts["URRL top-1 > MoCo v2 top-1"] == "reproduces"
+    assert verdicts["URRL corruption error < MoCo v2"].startswith("does not reproduce")  # 95 vs 84 ± 1
+    assert verdicts["URRL top-1 > AugMix (AllOp) top-1"] == "reproduces"
+    assert verdicts["URRL-SR robust > URRL robust"] == "reproduces"
+    assert verdicts["URRL robust > MoCo v2 robust (no regularizer)"] == "does not reproduce (opposite, within noise)"
+    text = replica.write_report(data, tmp_path / "docs" / "replica.md", meta={"budget": "cpu", "seeds": [0, 1, 2]})
+    for heading in ("Table 1 analogue", "Table 2 analogue", "Table 3 analogue", "Which of the paper's claims"):
+        assert heading in text
+    assert (tmp_path / "docs" / "replica_table1.png").is_file()
+    assert (tmp_path / "docs" / "replica_tables23.png").is_file()
+
+
+def test_single_seed_claims_have_no_error_bar() -> None:
+    c = replica.Claim("1", "a > b", (2.0, None, 1), (1.0, None, 1), True)
+    assert c.verdict() == "same direction (1 seed, no error bar)"
+    assert replica.Claim("1", "a > b", None, (1.0, None, 1), True).verdict() == "not run"
