@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from urrlkit import metrics
 from urrlkit.data import from_config, num_classes
 from urrlkit.engine.logging import console
 from urrlkit.engine.schedule import lr_at
@@ -84,11 +85,6 @@ def train_head_on_features(feats: torch.Tensor, labels: torch.Tensor, n_cls: int
     return head
 
 
-@torch.no_grad()
-def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return 100.0 * float((logits.argmax(1) == labels).float().mean())
-
-
 def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = None) -> dict[str, float]:
     """Linear-evaluate `encoder` on the recipe's data set (train → fit head, test → report); save the probe as a
     model directory and run the recipe's eval suites on it."""
@@ -111,7 +107,8 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
         from urrlkit.finetune.runner import train_classifier
 
         probe = train_classifier(recipe, probe, train, cfg, out_dir / "checkpoints", title="linear")
-    result["linear_top1"] = top1(probe.head(te_f), te_y)
+    with torch.no_grad():
+        result["linear_top1"] = 100.0 * metrics.top1(probe.head(te_f), te_y)
     save_model(probe, out_dir / "model", recipe, stage="linear_eval", classes=list(train.classes))
     (out_dir / "linear_eval.json").write_text(json.dumps(result, indent=2))
     console.print(f"linear evaluation on {recipe.data.dataset} ({len(te_y)} test images): "

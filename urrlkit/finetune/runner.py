@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from urrlkit import metrics
 from urrlkit.data import from_config, num_classes, split_train_val
 from urrlkit.engine.checkpoint import Checkpointer
-from urrlkit.engine.linear import LinearProbe, top1
+from urrlkit.engine.linear import LinearProbe
 from urrlkit.engine.logging import MetricLogger, console
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
@@ -70,7 +71,7 @@ def accuracy(model: Classifier, ds: Dataset, image_size: int, batch_size: int = 
     for x, y in DataLoader(ds, batch_size=batch_size):
         logits.append(model(to_input(x, None)))
         labels.append(y)
-    return top1(torch.cat(logits), torch.cat(labels))
+    return 100.0 * metrics.top1(torch.cat(logits), torch.cat(labels))
 
 
 def apply_cli(recipe: Recipe, reg: str | None, reg_weight: float | None) -> Recipe:
