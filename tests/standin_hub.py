@@ -181,6 +181,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {unquote(rev)}", head=head)
         return sha
 
+    def _at(self, repo_id: str, rev: str, head: bool = False) -> tuple[Repo, str] | None:
+        """The repo and the commit `rev` names, or None after answering 404 for whichever is missing."""
+        repo = self._repo(repo_id, head)
+        sha = None if repo is None else self._rev(repo, rev, head)
+        return None if repo is None or sha is None else (repo, sha)
+
     # ------------------------------------------------------------------------------------------- verbs
     def do_GET(self) -> None:
         path = self._record()
@@ -234,34 +240,25 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
 
     def _info(self, repo: str, rev: str) -> None:
-        r = self._repo(repo)
-        if r is None:
+        if (found := self._at(repo, rev)) is None:
             return
-        sha = self._rev(r, rev)
-        if sha is None:
-            return
+        r, sha = found
         self._json(200, {"id": unquote(repo), "modelId": unquote(repo), "sha": sha, "private": r.private,
                          "siblings": [{"rfilename": p} for p in sorted(r.commits[sha])], "tags": []})
 
     def _tree(self, repo: str, rev: str, sub: str | None = None) -> None:
-        r = self._repo(repo)
-        if r is None:
+        if (found := self._at(repo, rev)) is None:
             return
-        sha = self._rev(r, rev)
-        if sha is None:
-            return
+        r, sha = found
         prefix = f"{unquote(sub).strip('/')}/" if sub else ""
         entries = [{"type": "file", "oid": git_blob_oid(data), "size": len(data), "path": p}
                    for p, data in sorted(r.commits[sha].items()) if p.startswith(prefix)]
         self._json(200, entries)
 
     def _resolve(self, repo: str, rev: str, file: str, head: bool = False) -> None:
-        r = self._repo(repo, head)
-        if r is None:
+        if (found := self._at(repo, rev, head)) is None:
             return
-        sha = self._rev(r, rev, head)
-        if sha is None:
-            return
+        r, sha = found
         data = r.commits[sha].get(unquote(file))
         if data is None:
             self._error(404, "EntryNotFound", f"{unquote(file)} does not exist on {unquote(rev)}", head=head,
@@ -271,8 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
                    content_type="application/octet-stream", head=head)
 
     def _preupload(self, repo: str, rev: str, body: bytes) -> None:
-        r = self._repo(repo)
-        if r is None or self._rev(r, rev) is None:
+        if self._at(repo, rev) is None:
             return
         files = json.loads(body).get("files", [])
         # Every file goes inline ("regular"): the stand-in has no LFS/Xet storage to hand out.
@@ -280,12 +276,9 @@ class _Handler(BaseHTTPRequestHandler):
                                    for f in files]})
 
     def _commit(self, repo: str, rev: str, body: bytes) -> None:
-        r = self._repo(repo)
-        if r is None:
+        if (found := self._at(repo, rev)) is None:
             return
-        parent = self._rev(r, rev)
-        if parent is None:
-            return
+        r, parent = found
         lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
         with self.standin._lock:
             self.standin.commit_payloads.append(lines)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from urrlkit import metrics
 from urrlkit.data import from_config, num_classes, split_train_val
 from urrlkit.engine.checkpoint import Checkpointer
-from urrlkit.engine.linear import LinearProbe
+from urrlkit.engine.linear import LinearProbe, extract_features
 from urrlkit.engine.logging import MetricLogger, console
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
@@ -63,15 +63,8 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
 
 @torch.no_grad()
 def accuracy(model: Classifier, ds: Dataset, image_size: int, batch_size: int = 256) -> float:
-    from urrlkit.augment import supervised_transform
-
-    to_input = supervised_transform("none", image_size=image_size, train=False)
-    model.eval()
-    logits, labels = [], []
-    for x, y in DataLoader(ds, batch_size=batch_size):
-        logits.append(model(to_input(x, None)))
-        labels.append(y)
-    return 100.0 * metrics.top1(torch.cat(logits), torch.cat(labels))
+    feats, labels = extract_features(model.encoder, ds, image_size, batch_size)
+    return 100.0 * metrics.top1(model.head(feats), labels)
 
 
 def apply_cli(recipe: Recipe, reg: str | None, reg_weight: float | None) -> Recipe:
