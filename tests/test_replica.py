@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from urrlkit import replica
+from urrlkit.errors import UrrlError
 from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +19,8 @@ RECIPES = sorted((ROOT / "recipes" / "replica").glob("*.toml"))
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_replica_recipes_validate(path: Path) -> None:
     r = load(path)
-    assert r.model.backbone == "resnet18"
+    # Pretraining and transfer recipes must describe the same encoder (fine-tuning loads the pretrained one).
+    assert (r.model.backbone, r.model.width, r.data.image_size) == ("resnet10", 16, 32)
 
 
 def test_every_method_and_regularizer_has_a_recipe() -> None:
@@ -32,21 +34,49 @@ def test_every_method_and_regularizer_has_a_recipe() -> None:
 
 def test_dry_run_plan_lists_all_methods_and_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     steps = replica.run_replica(tmp_path, [0, 1, 2], dry_run=True, report=tmp_path / "r.md")
-    keys = {s.key for s in steps}
+    keys = [s.key for s in steps]
+    assert keys[0] == "linear/untrained/s0"
     for seed in (0, 1, 2):
         for m in replica.METHODS:
             assert f"pretrain/{m}/s{seed}" in keys and f"linear/{m}/s{seed}" in keys
-        for m in replica.TRANSFER_ENCODERS:
-            for reg in replica.REGS:
-                assert f"finetune/{m}/{reg}/s{seed}" in keys
-    assert len(steps) == 3 * (2 * len(replica.METHODS) + len(replica.TRANSFER_ENCODERS) * len(replica.REGS))
+        for m, reg in replica.TRANSFER:
+            assert f"finetune/{m}/{reg}/s{seed}" in keys
+    assert len(steps) == 1 + 3 * (2 * len(replica.METHODS) + len(replica.TRANSFER))
+    # Every pretraining run comes before the transfer runs that need it.
+    assert max(i for i, k in enumerate(keys) if k.startswith("pretrain")) < keys.index("finetune/moco_v2/none/s0")
     printed = capsys.readouterr().out
     assert "urrl pretrain recipes/replica/augmix_moco.toml" in printed and "run.seed=2" in printed
+    assert "finetune.<the first seed's choice>" in printed
     assert not (tmp_path / "r.md").exists() and not (tmp_path / "runs").exists()
 
 
+def test_later_seeds_reuse_the_first_seeds_sweep(tmp_path: Path) -> None:
+    steps = {s.key: s for s in replica.plan(tmp_path, [0, 1])}
+    first, later = steps["finetune/urrl/sim/s0"], steps["finetune/urrl/sim/s1"]
+    assert first.late is None and steps["finetune/urrl/none/s1"].late is None
+    with pytest.raises(UrrlError, match=r"sweep\.json"):
+        later.command()
+    sweep = replica.finetune_dir(tmp_path, "urrl", 0, "sim") / "sweep.json"
+    sweep.parent.mkdir(parents=True)
+    sweep.write_text(json.dumps([{"settings": {"regularizer.weight": 0.001}, "val_top1": 30},
+                                 {"settings": {"regularizer.weight": 0.003}, "val_top1": 41}]))
+    cmd = later.command()
+    assert cmd[-4:] == ["--set", "finetune.sweep={}", "--set", "finetune.regularizer.weight=0.003"]
+    r = load(cmd[2], [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"])
+    assert r.finetune.sweep == {} and r.finetune.regularizer.weight == 0.003 and r.run.seed == 1
+
+
+def test_budgets_load_and_unknown_budget_is_one_line(tmp_path: Path) -> None:
+    for budget in replica.BUDGETS:
+        for step in replica.plan(tmp_path, [0], budget):
+            if step.args[0] == "urrl":
+                load(step.args[2], [step.args[i + 1] for i, a in enumerate(step.args) if a == "--set"])
+    with pytest.raises(UrrlError, match="--budget 'tpu'"):
+        replica.plan(tmp_path, [0], "tpu")
+
+
 def test_planned_overrides_load(tmp_path: Path) -> None:
-    step = replica.plan(tmp_path, [1])[0]
+    step = replica.plan(tmp_path, [1])[1]
     sets = [step.args[i + 1] for i, a in enumerate(step.args) if a == "--set"]
     r = load(step.args[2], sets)
     assert r.run.seed == 1 and r.run_dir == replica.pretrain_dir(tmp_path, "moco_v2", 1)
@@ -66,14 +96,13 @@ def _fake(out: Path) -> None:
             _write(replica.pretrain_dir(out, m, s) / "linear" / "eval",
                    {"clean": {"top1": v}, "calibration": {"rms": 20 - v},
                     "corruptions": {"error": 90 - v if m != "urrl" else 95, "rms_calibration": 10}})
-    for m in replica.TRANSFER_ENCODERS:
-        for reg in replica.REGS:
-            for s in range(3):
-                robust = {"none": 10, "l2sp": 11, "sim": 20, "adversarial": 30}[reg] + s
-                _write(replica.finetune_dir(out, m, s, reg) / "eval",
-                       {"clean": {"top1": 50 - (5 if reg == "sim" else 0)}, "calibration": {"rms": 5},
-                        "adversarial": {"robust_top1": robust, "clean_top1": 50},
-                        "corruptions": {"error": 60, "rms_calibration": 8 if reg == "sim" else 9 + s}})
+    for m, reg in replica.TRANSFER:
+        for s in range(3):
+            robust = {"none": 10, "l2sp": 11, "sim": 20, "adversarial": 30}[reg] + s
+            _write(replica.finetune_dir(out, m, s, reg) / "eval",
+                   {"clean": {"top1": 50 - (5 if reg == "sim" else 0)}, "calibration": {"rms": 5},
+                    "adversarial": {"robust_top1": robust, "clean_top1": 50},
+                    "corruptions": {"error": 60, "rms_calibration": 8 if reg == "sim" else 9 + s}})
     sweep = [{"settings": {"regularizer.weight": 0.001}, "val_top1": 30},
              {"settings": {"regularizer.weight": 0.01}, "val_top1": 40}]
     (replica.finetune_dir(out, "urrl", 0, "sim") / "sweep.json").write_text(json.dumps(sweep))
@@ -93,7 +122,7 @@ def test_report_from_synthetic_results(tmp_path: Path) -> None:
     assert t1["URRL"][5] == "68.47" and t1["MoCo v2"][6] == "88.21"
     t2 = {r[0]: r for r in t["table2"][1]}
     assert t2["URRL-SR"][2:6] == ["21.00 ± 1.00", "45.00 ± 0.00", "36.72", "78.38"]
-    assert t2["MoCo v2 + adversarial training"][4] == "46.25"
+    assert t2["URRL + adversarial training"][4] == "46.25" and "MoCo v2-L2SP" not in t2
     t3 = {r[0]: r for r in t["table3"][1]}
     assert t3["MoCo v2-SR"][2] == "8.00 ± 0.00" and t3["MoCo v2-SR"][4] == "9.92"
     verdicts = {c.text: c.verdict() for c in replica.claims(data)}
@@ -101,7 +130,7 @@ def test_report_from_synthetic_results(tmp_path: Path) -> None:
     assert verdicts["URRL corruption error < MoCo v2"].startswith("does not reproduce")  # 95 vs 84 ± 1
     assert verdicts["URRL top-1 > AugMix (AllOp) top-1"] == "reproduces"
     assert verdicts["URRL-SR robust > URRL robust"] == "reproduces"
-    assert verdicts["URRL robust > MoCo v2 robust (no regularizer)"] == "does not reproduce (opposite, within noise)"
+    assert verdicts["URRL robust > MoCo v2 robust (no regularizer)"] == "no difference"  # equal means
     text = replica.write_report(data, tmp_path / "docs" / "replica.md", meta={"budget": "cpu", "seeds": [0, 1, 2]})
     for heading in ("Table 1 analogue", "Table 2 analogue", "Table 3 analogue", "Which of the paper's claims"):
         assert heading in text
@@ -113,3 +142,5 @@ def test_single_seed_claims_have_no_error_bar() -> None:
     c = replica.Claim("1", "a > b", (2.0, None, 1), (1.0, None, 1), True)
     assert c.verdict() == "same direction (1 seed, no error bar)"
     assert replica.Claim("1", "a > b", None, (1.0, None, 1), True).verdict() == "not run"
+    noisy = replica.Claim("1", "a > b", (1.0, 1.0, 3), (1.5, 1.0, 3), True)
+    assert noisy.verdict() == "does not reproduce (opposite, within noise)"

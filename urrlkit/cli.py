@@ -199,13 +199,22 @@ def report(
 def replica(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the replica's runs.")] = Path("runs/replica"),
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0,1,2",
-    budget: Annotated[str, typer.Option("--budget", help="cpu (recipes as written) | gpu.")] = "cpu",
+    budget: Annotated[str, typer.Option("--budget", help="cpu (recipes as written) | gpu | smoke (minutes, "
+                                                          "checks the pipeline; numbers mean nothing).")] = "cpu",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (commands) without running.")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Markdown report to write (default "
+                                                "docs/replica.md; OUT/replica.md for --budget smoke).")] = None,
 ) -> None:
     """CPU-scale replica of the paper's Tables 1-3 (recipes/replica/); resumable; writes docs/replica.md."""
     from urrlkit.replica import run_replica
 
-    run_replica(out_dir, [int(s) for s in seeds.split(",") if s.strip()], budget=budget, dry_run=dry_run)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UrrlError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seed_list:
+        raise UrrlError("--seeds: give at least one seed")
+    run_replica(out_dir, seed_list, budget=budget, dry_run=dry_run, report=report)
 
 
 # ----------------------------------------------------------------------------------------------- hub

@@ -17,24 +17,39 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from urrlkit.errors import UrrlError
+from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = Path("recipes/replica")
 METHODS = ["moco_v2", "augmix", "augmix_allop", "augmix_moco", "urrl"]
 TRANSFER_ENCODERS = ["moco_v2", "urrl"]
 REGS = ["none", "l2sp", "sim", "adversarial"]
+# The paper's Table 2 rows (encoder, regularizer); adversarial training is one reference row (from URRL here).
+TRANSFER = [("moco_v2", "none"), ("moco_v2", "sim"), ("urrl", "none"), ("urrl", "l2sp"), ("urrl", "sim"),
+            ("urrl", "adversarial")]
+UNTRAINED = "untrained"  # Table 1's floor: the same encoder, randomly initialised, linear-evaluated
 LABELS = {"moco_v2": "MoCo v2", "augmix": "AugMix", "augmix_allop": "AugMix (AllOp)",
-          "augmix_moco": "AugMix (MoCo)", "urrl": "URRL"}
+          "augmix_moco": "AugMix (MoCo)", "urrl": "URRL", UNTRAINED: "untrained encoder (floor)"}
 # Overrides per budget; "cpu" is the recipes as written (sized for ≤ 90 minutes on 2 cores).
 BUDGETS: dict[str, dict[str, list[str]]] = {
-    "cpu": {"pretrain": [], "finetune": []},
-    "gpu": {"pretrain": ["data.image_size=64", "model.width=64", "optim.epochs=100", "data.train_limit=100000",
-                         "eval.corruptions.limit=200"],
-            "finetune": ["model.width=64", "finetune.epochs=30", "data.train_limit=20000",
+    "cpu": {"linear": [], "pretrain": [], "finetune": []},
+    "gpu": {"linear": [],
+            "pretrain": ["data.image_size=64", "model.backbone=resnet18", "model.width=64", "optim.epochs=100",
+                         "data.train_limit=100000", "eval.corruptions.limit=200"],
+            "finetune": ["model.backbone=resnet18", "model.width=64", "finetune.epochs=30", "data.train_limit=20000",
                          "eval.corruptions.limit=200", "eval.adversarial.limit=1000"]},
+    # Every step on a few hundred images: checks the whole pipeline end to end in minutes; numbers mean nothing.
+    "smoke": {"linear": ["--labels", "1000"],
+              "pretrain": ["data.train_limit=256", "data.test_limit=200", "optim.epochs=1", "pretext.queue_size=256",
+                           "linear_eval.epochs=1", "eval.corruptions.limit=1"],
+              "finetune": ["data.train_limit=300", "data.test_limit=200", "finetune.epochs=1",
+                           "eval.corruptions.limit=1", "eval.adversarial.limit=8", "eval.adversarial.steps=2"]},
 }
 
 # The paper's numbers (REFERENCE.md §5).
@@ -50,16 +65,21 @@ REG_LABELS = {"none": "", "l2sp": "-L2SP", "sim": "-SR", "adversarial": " + adve
 
 @dataclass
 class Step:
-    """One CLI invocation; `done` is the file whose existence marks it finished."""
+    """One CLI invocation; `done` is the file whose existence marks it finished. `late` computes extra arguments
+    when the step runs (a later seed reusing the first seed's validation choice, which exists only by then)."""
 
     key: str
     args: list[str]
     done: Path
     resume_marker: Path | None = None
-    extra: list[str] = field(default_factory=list)
+    late: Callable[[], list[str]] | None = None
 
     def command(self, resume: bool = False) -> list[str]:
-        return [*self.args, *(["--resume"] if resume else []), *self.extra]
+        return [*self.args, *(["--resume"] if resume else []), *(self.late() if self.late else [])]
+
+    def shown(self) -> str:
+        return _shell(self.args) + (" --set finetune.sweep={} --set finetune.<the first seed's choice>"
+                                    if self.late else "")
 
 
 def pretrain_dir(out: Path, method: str, seed: int) -> Path:
@@ -74,13 +94,37 @@ def _sets(items: list[str]) -> list[str]:
     return [a for s in items for a in ("--set", s)]
 
 
+def best_settings(sweep_json: Path) -> dict[str, Any]:
+    """The grid point with the highest validation top-1 in a sweep.json written by `urrl finetune`."""
+    trials = json.loads(Path(sweep_json).read_text())
+    return max(trials, key=lambda t: t.get("val_top1", -1))["settings"]
+
+
+def _reuse(sweep_json: Path) -> Callable[[], list[str]]:
+    def late() -> list[str]:
+        if not sweep_json.is_file():
+            raise UrrlError(f"{sweep_json}: the first seed's sweep is missing; run the replica from its first seed")
+        chosen = best_settings(sweep_json)
+        return _sets(["finetune.sweep={}", *(f"finetune.{k}={v}" for k, v in chosen.items())])
+
+    return late
+
+
 def plan(out: Path, seeds: list[int], budget: str = "cpu") -> list[Step]:
-    """Every step of the replica, in order (pretrain → linear eval for all methods, then the transfer runs)."""
+    """Every step of the replica, in order: the untrained floor, pretrain → linear eval for every method and seed,
+    then the transfer runs. Regularizer strengths are swept on validation data for the first seed only; later
+    seeds reuse that choice (the sweep is a hyperparameter choice, the seeds measure its spread)."""
     if budget not in BUDGETS:
-        raise ValueError(f"budget {budget!r}: choose one of {', '.join(BUDGETS)}")
+        raise UrrlError(f"--budget {budget!r}: choose one of {', '.join(BUDGETS)}")
     b = BUDGETS[budget]
     runs = out / "runs"
     steps: list[Step] = []
+    floor = pretrain_dir(out, UNTRAINED, seeds[0])
+    common = [f"run.seed={seeds[0]}", f"run.name={floor.name}", f"run.output_dir={runs}", *b["pretrain"]]
+    steps.append(Step(f"linear/{UNTRAINED}/s{seeds[0]}",
+                      [sys.executable, "-m", "urrlkit.replica", "linear-eval", str(RECIPES / "moco_v2.toml"),
+                       str(floor), "--untrained", *b["linear"], *_sets(common)],
+                      floor / "linear" / "eval" / "results.json"))
     for seed in seeds:
         for m in METHODS:
             run = pretrain_dir(out, m, seed)
@@ -90,19 +134,19 @@ def plan(out: Path, seeds: list[int], budget: str = "cpu") -> list[Step]:
                                                          *_sets(common)],
                               run / "model" / "model.safetensors", run / "checkpoints" / "latest"))
             steps.append(Step(f"linear/{m}/s{seed}", [sys.executable, "-m", "urrlkit.replica", "linear-eval", recipe,
-                                                      str(run), *_sets(common)],
+                                                      str(run), *b["linear"], *_sets(common)],
                               run / "linear" / "eval" / "results.json"))
     for seed in seeds:
-        for m in TRANSFER_ENCODERS:
+        for m, reg in TRANSFER:
             src = pretrain_dir(out, m, seed)
-            for reg in REGS:
-                ft = finetune_dir(out, m, seed, reg)
-                sets = [f"run.seed={seed}", f"run.name={ft.parent.name}", f"run.output_dir={runs}",
-                        *b["finetune"]]
-                steps.append(Step(f"finetune/{m}/{reg}/s{seed}",
-                                  ["urrl", "finetune", str(RECIPES / f"cifar10_{reg}.toml"), "--from", str(src),
-                                   *_sets(sets)],
-                                  ft / "eval" / "results.json", ft / "checkpoints" / "latest"))
+            ft = finetune_dir(out, m, seed, reg)
+            recipe = RECIPES / f"cifar10_{reg}.toml"
+            sets = [f"run.seed={seed}", f"run.name={ft.parent.name}", f"run.output_dir={runs}", *b["finetune"]]
+            sweeps = bool(load(recipe).finetune.sweep)
+            late = _reuse(finetune_dir(out, m, seeds[0], reg) / "sweep.json") if sweeps and seed != seeds[0] else None
+            steps.append(Step(f"finetune/{m}/{reg}/s{seed}",
+                              ["urrl", "finetune", str(recipe), "--from", str(src), *_sets(sets)],
+                              ft / "eval" / "results.json", ft / "checkpoints" / "latest", late))
     return steps
 
 
@@ -126,12 +170,12 @@ def run_replica(out: Path, seeds: list[int], budget: str = "cpu", dry_run: bool 
                 report: Path | None = None) -> list[Step]:
     """Run (or, with dry_run, print) every step of the replica, then write the report."""
     out = Path(out)
-    report = Path(report) if report else ROOT / "docs" / "replica.md"
     steps = plan(out, seeds, budget)
+    report = Path(report) if report else (out / "replica.md" if budget == "smoke" else ROOT / "docs" / "replica.md")
     if dry_run:
         for s in steps:
             state = "done" if s.done.exists() else "todo"
-            print(f"[{state}] {s.key}: {_shell(s.command())}")
+            print(f"[{state}] {s.key}: {s.shown()}")
         print(f"{len(steps)} steps; report → {report}")
         return steps
     out.mkdir(parents=True, exist_ok=True)
@@ -152,17 +196,28 @@ def run_replica(out: Path, seeds: list[int], budget: str = "cpu", dry_run: bool 
 
 
 def linear_eval_main(argv: list[str]) -> None:
-    """`python -m urrlkit.replica linear-eval RECIPE RUN_DIR [--set K=V ...]`: linear evaluation of a pretrained
-    encoder on all labelled training images (the pretraining train_limit does not apply to the labels)."""
+    """`python -m urrlkit.replica linear-eval RECIPE RUN_DIR [--untrained] [--labels N] [--set K=V ...]`: linear
+    evaluation of a pretrained encoder on all labelled training images (the pretraining train_limit does not apply
+    to the labels; --labels N keeps a fixed subset of N).
+    --untrained evaluates the recipe's backbone at its random initialisation (seeded by run.seed): the floor that
+    tells how much pretraining added."""
+    import torch
+
     from urrlkit.engine.linear import run_linear_eval
     from urrlkit.hub import load_backbone
-    from urrlkit.recipe import load
+    from urrlkit.models import build_encoder
 
     recipe_path, run_dir, rest = argv[0], Path(argv[1]), argv[2:]
     sets = [rest[i + 1] for i in range(len(rest) - 1) if rest[i] == "--set"]
     recipe = load(recipe_path, sets)
-    recipe.data.train_limit = None
-    run_linear_eval(recipe, load_backbone(str(run_dir)), out_dir=run_dir / "linear")
+    recipe.data.train_limit = int(rest[rest.index("--labels") + 1]) if "--labels" in rest else None
+    if "--untrained" in rest:
+        torch.manual_seed(recipe.run.seed)
+        m = recipe.model
+        encoder = build_encoder(m.backbone, m.small_stem, m.width)
+    else:
+        encoder = load_backbone(str(run_dir))
+    run_linear_eval(recipe, encoder, out_dir=run_dir / "linear")
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -173,25 +228,23 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def collect(out: Path, seeds: list[int]) -> dict[str, Any]:
-    """{'linear': {method: {seed: metrics}}, 'transfer': {'method/reg': {seed: metrics}}, 'sweeps': {...}}."""
+    """{'linear': {method: {seed: metrics}}, 'transfer': {'method/reg': {seed: metrics}},
+    'sweeps': {'method/reg': {seed: chosen settings}}} from whatever results exist under `out`."""
     out = Path(out)
     data: dict[str, Any] = {"linear": {}, "transfer": {}, "sweeps": {}}
-    for m in METHODS:
+    for m in [UNTRAINED, *METHODS]:
         for s in seeds:
             r = _read(pretrain_dir(out, m, s) / "linear" / "eval" / "results.json")
             if r:
                 data["linear"].setdefault(m, {})[s] = r["metrics"]
-    for m in TRANSFER_ENCODERS:
-        for reg in REGS:
-            for s in seeds:
-                d = finetune_dir(out, m, s, reg)
-                r = _read(d / "eval" / "results.json")
-                if r:
-                    data["transfer"].setdefault(f"{m}/{reg}", {})[s] = r["metrics"]
-                sw = _read(d / "sweep.json")
-                if sw:
-                    best = max(sw, key=lambda t: t.get("val_top1", -1))
-                    data["sweeps"].setdefault(f"{m}/{reg}", {})[s] = best["settings"]
+    for m, reg in TRANSFER:
+        for s in seeds:
+            d = finetune_dir(out, m, s, reg)
+            r = _read(d / "eval" / "results.json")
+            if r:
+                data["transfer"].setdefault(f"{m}/{reg}", {})[s] = r["metrics"]
+            if (d / "sweep.json").is_file():
+                data["sweeps"].setdefault(f"{m}/{reg}", {})[s] = best_settings(d / "sweep.json")
     return data
 
 
@@ -243,6 +296,8 @@ class Claim:
         if self.a is None or self.b is None:
             return "not run"
         (ma, sa, na), (mb, sb, nb) = self.a, self.b
+        if ma == mb:
+            return "no difference"
         same = ma > mb if self.higher else ma < mb
         if sa is None or sb is None:
             return ("same direction" if same else "opposite direction") + " (1 seed, no error bar)"
@@ -297,24 +352,26 @@ def tables(data: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]
     """The three tables in the paper's layout, replica (mean ± std over seeds) next to the paper's numbers."""
     lin, tr = data["linear"], data["transfer"]
     t1 = []
-    for m in METHODS:
-        p = PAPER_T1[m]
+    for m in [UNTRAINED, *METHODS]:
+        p = PAPER_T1.get(m, (None, None, None))
         n = len(lin.get(m, {}))
+        if m == UNTRAINED and not n:
+            continue
         t1.append([LABELS[m], str(n), fmt(stat(lin.get(m), "top1")), fmt(stat(lin.get(m), "c_error")),
                    fmt(stat(lin.get(m), "calib")), _p(p[0]), _p(p[1]), _p(p[2])])
     h1 = ["method", "seeds", "top-1 (%)", "Tiny-ImageNet-C error (%)", "RMS calib. (%)",
           "paper top-1", "paper ImageNet-C mCE", "paper RMS calib."]
     t2, t3 = [], []
-    for e in TRANSFER_ENCODERS:
-        for reg in REGS:
-            key = f"{e}/{reg}"
-            label = LABELS[e] + REG_LABELS[reg]
-            paper = PAPER_T2.get(("adversarial", "") if reg == "adversarial" else (e, reg))
-            t2.append([label, str(len(tr.get(key, {}))), fmt(stat(tr.get(key), "robust")),
-                       fmt(stat(tr.get(key), "top1")),
-                       _p(paper[0] if paper else None), _p(paper[1] if paper else None)])
+    for e, reg in TRANSFER:
+        key = f"{e}/{reg}"
+        label = LABELS[e] + REG_LABELS[reg]
+        paper = PAPER_T2.get(("adversarial", "") if reg == "adversarial" else (e, reg))
+        t2.append([label, str(len(tr.get(key, {}))), fmt(stat(tr.get(key), "robust")),
+                   fmt(stat(tr.get(key), "top1")),
+                   _p(paper[0] if paper else None), _p(paper[1] if paper else None)])
+        if (e, reg) in PAPER_T3:
             t3.append([label, str(len(tr.get(key, {}))), fmt(stat(tr.get(key), "c_calib")),
-                       fmt(stat(tr.get(key), "calib")), _p(PAPER_T3.get((e, reg)))])
+                       fmt(stat(tr.get(key), "calib")), _p(PAPER_T3[(e, reg)])])
     h2 = ["method", "seeds", "CIFAR-10 robust top-1 (%)", "CIFAR-10 clean top-1 (%)",
           "paper robust (12-set avg.)", "paper clean (12-set avg.)"]
     h3 = ["method", "seeds", "RMS calib. on CIFAR-10-C (%)", "RMS calib. clean (%)", "paper CIFAR-10-C"]
@@ -326,12 +383,19 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def _final(step: Step) -> str:
+    try:
+        return _shell(step.command())
+    except UrrlError:
+        return step.shown()
+
+
 def machine_meta(steps: list[Step], seeds: list[int], budget: str, timings: dict[str, float]) -> dict[str, Any]:
     import torch
 
     return {"platform": platform.platform(), "machine": platform.machine(), "cpu_cores": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "budget": budget,
-            "seeds": seeds, "commands": [_shell(s.command()) for s in steps], "timings": timings,
+            "seeds": seeds, "commands": [_final(s) for s in steps], "timings": timings,
             "minutes": round(sum(timings.values()) / 60, 1)}
 
 
@@ -357,15 +421,14 @@ def _plots(data: dict[str, Any], folder: Path) -> list[str]:
     plt.close(fig)
     saved.append("replica_table1.png")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for e in TRANSFER_ENCODERS:
-        for reg in REGS:
-            key = f"{e}/{reg}"
-            r, c, k = stat(tr.get(key), "robust"), stat(tr.get(key), "top1"), stat(tr.get(key), "c_calib")
-            label = LABELS[e] + REG_LABELS[reg]
-            if r and c:
-                axes[0].errorbar(c[0], r[0], xerr=c[1] or 0, yerr=r[1] or 0, fmt="o", capsize=3, label=label)
-            if k:
-                axes[1].barh(label, k[0], xerr=k[1] or 0, capsize=3)
+    for e, reg in TRANSFER:
+        key = f"{e}/{reg}"
+        r, c, k = stat(tr.get(key), "robust"), stat(tr.get(key), "top1"), stat(tr.get(key), "c_calib")
+        label = LABELS[e] + REG_LABELS[reg]
+        if r and c:
+            axes[0].errorbar(c[0], r[0], xerr=c[1] or 0, yerr=r[1] or 0, fmt="o", capsize=3, label=label)
+        if k:
+            axes[1].barh(label, k[0], xerr=k[1] or 0, capsize=3)
     axes[0].set_xlabel("clean top-1 (%)")
     axes[0].set_ylabel("L2-PGD robust top-1 (%)")
     axes[0].set_title("Table 2 analogue (CIFAR-10)", fontsize=9)
@@ -420,6 +483,9 @@ def write_report(data: dict[str, Any], path: Path, meta: dict[str, Any] | None =
         md += ["Regularizer strength chosen on the validation split (10% of the fine-tuning images; never test):", ""]
         for key, per in sorted(data["sweeps"].items()):
             md.append(f"- {key}: " + ", ".join(f"seed {s}: {v}" for s, v in sorted(per.items())))
+        later = [s for s in meta.get("seeds", [])[1:]]
+        if later:
+            md.append(f"- seeds {', '.join(map(str, later))} reuse the first seed's choice (no sweep)")
         md.append("")
     md += [
         "## Which of the paper's claims reproduce at this scale",

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from urrlkit.augment import rand
 from urrlkit.augment.augmix_ops import Op
+from urrlkit.augment.groups import group_rows
 
 
 @dataclass
@@ -56,14 +57,12 @@ def run_chains(x255: Tensor, p: AugMixParams, ops: list[Op], g: torch.Generator)
     """Apply every chain to its image; x255 (n, 3, H, W) holds the 8-bit grid. Returns (width, n, 3, H, W)."""
     n = x255.shape[0]
     chains = x255.repeat(p.width, 1, 1, 1)
-    for step in range(p.op.shape[0]):
-        # Inactive chains (depth ≤ step) get the out-of-range op id and join no group.
-        op_id = torch.where(p.depth > step, p.op[step], len(ops))
-        for k, op in enumerate(ops):
-            idx = (op_id == k).nonzero().squeeze(1)
-            if idx.numel():
-                chains.index_copy_(0, idx, op(chains.index_select(0, idx), p.level[step, idx],
-                                              p.sign[step, idx], g))
+    # Inactive chains (depth ≤ step) get the out-of-range op id and join no group.
+    steps = torch.arange(p.op.shape[0], device=p.op.device).unsqueeze(1)
+    op_ids = torch.where(p.depth.unsqueeze(0) > steps, p.op, len(ops))
+    for step, groups in enumerate(group_rows(op_ids, len(ops))):
+        for k, idx in groups:
+            chains.index_copy_(0, idx, ops[k](chains.index_select(0, idx), p.level[step, idx], p.sign[step, idx], g))
     return chains.view(p.width, n, *x255.shape[1:])
 
 

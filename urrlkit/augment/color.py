@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from urrlkit.augment import rand
+from urrlkit.augment.groups import group_rows
 
 # ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
 _LUMA = (0.2989, 0.587, 0.114)
@@ -103,11 +104,9 @@ _JITTER_OPS = (brightness, contrast, saturation, hue)
 def apply_jitter(x: Tensor, factors: Tensor, order: Tensor) -> Tensor:
     """Apply the four adjustments in each sample's own order, grouping samples by the op at each position."""
     out = x.clone()
-    for pos in range(4):
-        for k, op in enumerate(_JITTER_OPS):
-            idx = (order[:, pos] == k).nonzero().squeeze(1)
-            if idx.numel():
-                out.index_copy_(0, idx, op(out.index_select(0, idx), factors[idx, k]))
+    for groups in group_rows(order.t(), len(_JITTER_OPS)):  # one row per position in the order
+        for k, idx in groups:
+            out.index_copy_(0, idx, _JITTER_OPS[k](out.index_select(0, idx), factors[idx, k]))
     return out
 
 

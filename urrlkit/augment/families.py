@@ -14,6 +14,7 @@ from torch import Tensor
 
 from urrlkit.augment import augmix, color, geometry, rand
 from urrlkit.augment.augmix_ops import AUGMENTATIONS, AUGMENTATIONS_ALL, MOCO_OPS, Op
+from urrlkit.augment.groups import true_indices
 from urrlkit.registry import FAMILIES
 
 # ------------------------------------------------------------------------------------------ MoCo v2
@@ -71,16 +72,14 @@ class MocoV2:
     def apply(self, x: Tensor, p: MocoParams) -> Tensor:
         s = self.image_size
         out = geometry.resized_crop(x, p.top, p.left, p.height, p.width, s, p.flip).clamp_(0, 1)
-        idx = p.jitter.nonzero().squeeze(1)
-        if idx.numel():
-            jittered = color.apply_jitter(out.index_select(0, idx), p.factors[idx], p.order[idx])
-            out.index_copy_(0, idx, jittered)
-        idx = p.gray.nonzero().squeeze(1)
-        if idx.numel():
-            out.index_copy_(0, idx, color.grayscale(out.index_select(0, idx)))
-        idx = p.blur.nonzero().squeeze(1)
-        if idx.numel():
-            out.index_copy_(0, idx, color.gaussian_blur(out.index_select(0, idx), p.sigma[idx], self.kernel))
+        jitter, gray, blur = true_indices([p.jitter, p.gray, p.blur])
+        if jitter.numel():
+            jittered = color.apply_jitter(out.index_select(0, jitter), p.factors[jitter], p.order[jitter])
+            out.index_copy_(0, jitter, jittered)
+        if gray.numel():
+            out.index_copy_(0, gray, color.grayscale(out.index_select(0, gray)))
+        if blur.numel():
+            out.index_copy_(0, blur, color.gaussian_blur(out.index_select(0, blur), p.sigma[blur], self.kernel))
         return out.clamp_(0, 1)  # blur and the HSV round trip can overshoot by float rounding
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from urrlkit.augment.groups import group
 from urrlkit.registry import FAMILIES
 
 if TYPE_CHECKING:
@@ -66,11 +67,9 @@ class FamilySampler:
         s = self.image_size
         fam = self.draw_families(self.views * b, g)  # view-major: index v·B + i
         out = torch.empty(self.views * b, x.shape[1], s, s, device=x.device)
-        for k, family in enumerate(self.families):
-            idx = (fam == k).nonzero().squeeze(1)
-            if idx.numel():
-                # Select in the stored dtype (uint8: a quarter of the float traffic), convert per family.
-                out.index_copy_(0, idx, family(to_float(x.index_select(0, idx % b)), g).to(out.dtype))
+        for k, idx in group(fam, len(self.families)):
+            # Select in the stored dtype (uint8: a quarter of the float traffic), convert per family.
+            out.index_copy_(0, idx, self.families[k](to_float(x.index_select(0, idx % b)), g).to(out.dtype))
         return list(out.view(self.views, b, x.shape[1], s, s).unbind(0)), fam.view(self.views, b)
 
     def __repr__(self) -> str:
