@@ -74,7 +74,7 @@ def hue(x: Tensor, factor: Tensor) -> Tensor:
     off = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0))
     # h′ + n for n = 5, 3, 1 (R, G, B), reduced mod 6 once: (h mod 6 + shift) mod 6 = (h + shift) mod 6.
     h6 = num.div_(safe).add_(off).add_(_col(factor).squeeze(1) * 6.0)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    n = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # 5, 3, 1; no host copy
     k = h6.unsqueeze(1) + n
     k.sub_(torch.floor(k * (1 / 6.0)).mul_(6.0))
     w = torch.minimum(k, 4.0 - k).clamp_(0, 1)

@@ -57,7 +57,9 @@ def warp(x: Tensor, matrix: Tensor, size: tuple[int, int], *, edges: str = "zero
     if edges == "pil":
         sx, sy = src.unbind(-1)
         inside = (sx >= 0) & (sx < win) & (sy >= 0) & (sy < hin)
-    scale = torch.tensor([2.0 / win, 2.0 / hin], device=x.device)
+    scale = torch.full((2,), 2.0 / win, device=x.device)  # not torch.tensor([...]): a host→GPU copy syncs
+    if hin != win:
+        scale[1] = 2.0 / hin
     grid = src.mul(scale).sub_(1.0)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros" if edges == "zeros" else "border",
                         align_corners=False)

@@ -19,7 +19,9 @@ def group_rows(ids: Tensor, n: int) -> list[list[tuple[int, Tensor]]]:
     rows, cols = ids.shape
     keys = (ids + torch.arange(rows, device=ids.device).unsqueeze(1) * (n + 1)).reshape(-1)
     order = torch.argsort(keys, stable=True)
-    counts = torch.bincount(keys, minlength=rows * (n + 1)).tolist()  # the one host sync
+    # scatter_add, not bincount: CUDA bincount reads max() back to the host first (a second sync).
+    counts = torch.zeros(rows * (n + 1), dtype=torch.long, device=ids.device)
+    counts = counts.scatter_add_(0, keys, torch.ones_like(keys)).tolist()  # the one host sync
     col = order % cols
     out: list[list[tuple[int, Tensor]]] = []
     start = 0

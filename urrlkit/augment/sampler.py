@@ -50,6 +50,7 @@ class FamilySampler:
         self.families = list(families)
         self.image_size = image_size
         self.views = views
+        self._cdf: dict[torch.device, Tensor] = {}
 
     @property
     def probabilities(self) -> list[float]:
@@ -58,7 +59,9 @@ class FamilySampler:
 
     def draw_families(self, n: int, g: torch.Generator) -> Tensor:
         """n family indices by inverse CDF (a zero-weight family gets an empty interval, so never drawn)."""
-        cdf = torch.tensor(self.probabilities, dtype=torch.float64, device=g.device).cumsum(0)
+        cdf = self._cdf.get(g.device)
+        if cdf is None:  # cached per device: a host→GPU copy on every call would synchronise the stream
+            cdf = self._cdf[g.device] = torch.tensor(self.probabilities, dtype=torch.float64, device=g.device).cumsum(0)
         u = torch.rand(n, generator=g, device=g.device, dtype=torch.float64)
         return torch.searchsorted(cdf, u, right=True).clamp_(max=len(self.names) - 1)
 

@@ -82,12 +82,13 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     sampler = build_sampler(recipe.pretext.family_weights(), image_size=recipe.data.image_size,
                             views=recipe.pretext.views)
     aug_gen = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + acc.process_index)
-    counts = torch.zeros(len(sampler.names), dtype=torch.long)
+    # Views per family, counted on the device: bincount or .cpu() here would stall a GPU every step.
+    counts = torch.zeros(len(sampler.names), dtype=torch.long, device=acc.device)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         images, index = batch
         views, fam = sampler(images, aug_gen)
-        counts.add_(torch.bincount(fam.flatten().cpu(), minlength=len(sampler.names)))
+        counts.scatter_add_(0, fam.flatten(), torch.ones_like(fam.flatten()))
         with acc.autocast():
             return model(views, index)
 
@@ -102,6 +103,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume)
     encoder = acc.unwrap_model(model).encoder
     if state.epoch >= o.epochs and acc.is_main_process:
+        counts = counts.cpu()
         total = counts.sum().clamp(min=1)
         mix = {name: round(float(c) / float(total), 4) for name, c in zip(sampler.names, counts, strict=True)}
         logger.log({"stage": "pretrain-done", "family_fraction": mix}, state.global_step)
