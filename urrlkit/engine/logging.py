@@ -59,7 +59,12 @@ class ProgressReporter:
         if self.progress is not None:
             self.progress.stop()
 
-    def update(self, step: int, epoch: int, info: dict[str, float], done: int = 1) -> None:
+    def update(self, step: int, epoch: int, info: dict[str, float] | None, done: int = 1) -> None:
+        """Advance to `step`; `info` (None between log steps: the bar keeps its last numbers) is shown."""
+        if info is None:
+            if self.progress is not None:
+                self.progress.update(self.task, completed=step)
+            return
         text = "  ".join(f"{k} {v:.4g}" for k, v in info.items())
         if self.progress is not None:
             self.progress.update(self.task, completed=step, info=f"epoch {epoch}  {text}")

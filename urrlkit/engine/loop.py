@@ -21,7 +21,7 @@ from urrlkit.engine.logging import MetricLogger, ProgressReporter
 from urrlkit.engine.schedule import lr_at
 from urrlkit.errors import TrainingError
 
-StepFn = Callable[[Any], tuple[torch.Tensor, dict[str, float]]]
+StepFn = Callable[[Any], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
 
 
 def make_accelerator(run_dir: Path, seed: int, mixed_precision: str = "no", grad_accum: int = 1,
@@ -59,6 +59,7 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
         generators: list[torch.Generator], resume: bool = False) -> TrainState:
     """Train `model` for spec.epochs over `loader` (already prepared), calling `step_fn(batch)` for the loss."""
     state = TrainState()
+    watch = NaNWatch()
     acc.register_for_checkpointing(state)
     acc.register_for_checkpointing(Generators(generators))
     if resume and ckpt is not None:
@@ -78,31 +79,66 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
             for batch in batches:
                 with acc.accumulate(model):
                     loss, stats = step_fn(batch)
-                    _check_finite(acc, loss, state)
+                    watch.update(loss, state.global_step + 1)
                     acc.backward(loss)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 state.step_in_epoch += 1
                 state.global_step += 1
                 seen += _batch_len(batch) * acc.num_processes
-                info = {"loss": float(loss.detach()), "lr": lr,
-                        "img_s": seen / max(time.perf_counter() - t0, 1e-9), **stats}
-                progress.update(state.global_step, epoch, info)
-                if logger is not None and (state.global_step % spec.log_every == 0 or
-                                           state.step_in_epoch == steps_per_epoch):
-                    logger.log({"stage": spec.title, "epoch": epoch, **info}, state.global_step)
+                # Reading a value back from the GPU waits for every queued kernel, so the loss is read (and
+                # the NaN watch checked) only on log steps and before checkpoints, not on every step.
+                if state.global_step % spec.log_every == 0 or state.step_in_epoch == steps_per_epoch:
+                    watch.check(acc)
+                    info = {"loss": float(loss.detach()), "lr": lr,
+                            "img_s": seen / max(time.perf_counter() - t0, 1e-9),
+                            **{k: float(v) for k, v in stats.items()}}
+                    progress.update(state.global_step, epoch, info)
+                    if logger is not None:
+                        logger.log({"stage": spec.title, "epoch": epoch, **info}, state.global_step)
+                else:
+                    progress.update(state.global_step, epoch, None)
                 if state.step_in_epoch == steps_per_epoch:
                     state.epoch += 1
                     state.step_in_epoch = 0
                 if ckpt is not None and (state.step_in_epoch == 0 or (
                         spec.checkpoint_every and state.global_step % spec.checkpoint_every == 0)):
+                    watch.check(acc)
                     _check_weights(model, state)  # a checkpoint must never hold inf/NaN weights
                     ckpt.save(state.global_step)
                 if spec.stop_after is not None and state.global_step >= spec.stop_after:
+                    watch.check(acc)
                     return state
                 if state.step_in_epoch == 0:
                     break
+    watch.check(acc)
     return state
+
+
+class NaNWatch:
+    """Remembers, on the loss's device, the first global step whose loss was not finite; `check` (one host
+    sync, collective across processes) raises TrainingError naming it. Steps after a bad one run on wasted
+    weights until the next check, which always comes before a checkpoint is written."""
+
+    def __init__(self) -> None:
+        self.first_bad: torch.Tensor | None = None
+
+    def update(self, loss: torch.Tensor, global_step: int) -> None:
+        bad = ~torch.isfinite(loss.detach()).reshape(())
+        if self.first_bad is None:
+            self.first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), global_step, self.first_bad)
+
+    def check(self, acc: Accelerator) -> None:
+        if self.first_bad is None:
+            return
+        first = self.first_bad.reshape(1)
+        if acc.num_processes > 1:
+            first = acc.gather(first).max().reshape(1)  # any process that saw a bad loss stops them all
+        step = int(first.item())
+        if step >= 0:
+            raise TrainingError(f"loss became non-finite at global step {step}; stopped, the last good checkpoint "
+                                "is kept — lower optim.lr or check the data")
 
 
 def _batch_len(batch: Any) -> int:
@@ -115,15 +151,3 @@ def _check_weights(model: torch.nn.Module, state: TrainState) -> None:
     if bad:
         raise TrainingError(f"weights became non-finite ({bad[0]}, …) at global step {state.global_step}; "
                             "stopped, the last good checkpoint is kept — lower optim.lr")
-
-
-def _check_finite(acc: Accelerator, loss: torch.Tensor, state: TrainState) -> None:
-    finite = torch.isfinite(loss.detach()).float().reshape(1)
-    if acc.num_processes > 1:
-        finite = acc.gather(finite).min().reshape(1)
-    if not bool(finite.item()):
-        raise TrainingError(
-            f"loss became {float(loss.detach())} at epoch {state.epoch}, step {state.step_in_epoch} "
-            f"(global step {state.global_step}); stopped, the last good checkpoint is kept — "
-            "lower optim.lr or check the data"
-        )

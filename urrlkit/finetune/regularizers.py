@@ -18,7 +18,9 @@ from urrlkit.models import Classifier, Encoder
 from urrlkit.recipe import AdvReg, CustomReg, L2SPReg, NoReg, SimReg
 from urrlkit.registry import REGULARIZERS
 
-Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
+# Stats stay tensors: converting them to floats every step would make the GPU wait (the loop reads them on log steps).
+Stats = dict[str, float | torch.Tensor]
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, Stats]]
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -67,7 +69,7 @@ def frozen_copy(encoder: Encoder) -> Encoder:
 
 @REGULARIZERS.register("none")
 def build_none(cfg: NoReg, model: Classifier, pretrained: Encoder) -> Objective:
-    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
         logits = model(x)
         return task_loss(logits, y), logits, {}
 
@@ -78,14 +80,14 @@ def build_none(cfg: NoReg, model: Classifier, pretrained: Encoder) -> Objective:
 def build_sim(cfg: SimReg, model: Classifier, pretrained: Encoder) -> Objective:
     f_star = frozen_copy(pretrained)
 
-    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
         logits, feats = model(x, return_features=True)
         with torch.no_grad():
             f_star.eval()
             target = f_star(x)
         reg = similarity_regularization(feats.float(), target.float(), cfg.norm, cfg.normalize)
         task = task_loss(logits, y)
-        return task + cfg.weight * reg, logits, {"task": float(task.detach()), "sim": float(reg.detach())}
+        return task + cfg.weight * reg, logits, {"task": task.detach(), "sim": reg.detach()}
 
     return objective
 
@@ -98,11 +100,11 @@ def build_l2sp(cfg: L2SPReg, model: Classifier, pretrained: Encoder) -> Objectiv
     encoder_params = [p for n, p in named.items() if ".encoder." in f".{n}"]
     head_weight = [p for n, p in named.items() if n.endswith("head.weight")]
 
-    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
         logits = model(x)
         reg = l2sp_penalty(encoder_params, start, head_weight, cfg.alpha, cfg.beta)
         task = task_loss(logits, y)
-        return task + reg, logits, {"task": float(task.detach()), "l2sp": float(reg.detach())}
+        return task + reg, logits, {"task": task.detach(), "l2sp": reg.detach()}
 
     return objective
 
@@ -120,7 +122,7 @@ def build_adversarial(cfg: AdvReg, model: Classifier, pretrained: Encoder) -> Ob
     # reduction hooks for a backward that never comes.
     bare = extract_model_from_parallel(model)
 
-    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
         was_training = bare.training
         bare.eval()
         x_adv = pgd_l2(bare, x.detach(), y, eps=cfg.eps, steps=cfg.steps, step_size=cfg.step_size,

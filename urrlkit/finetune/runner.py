@@ -21,7 +21,7 @@ from urrlkit.engine.logging import MetricLogger, console
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
 from urrlkit.errors import RecipeError, UrrlError
-from urrlkit.finetune.regularizers import build_objective
+from urrlkit.finetune.regularizers import Stats, build_objective
 from urrlkit.models import Classifier, Encoder
 from urrlkit.recipe import NoReg, Recipe, ScheduleConfig, apply_overrides, to_file, validate_dict
 
@@ -48,7 +48,7 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
     augment = supervised_transform(cfg.augment, image_size=recipe.data.image_size, train=True)
     gen = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + 7 + acc.process_index)
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
         x, y = batch
         with acc.autocast():
             loss, _, stats = objective(augment(x, gen), y)

@@ -58,10 +58,11 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def momentum_update(self) -> None:
-        pairs = zip((*self.encoder_q.parameters(), *self.head_q.parameters()),
-                    (*self.encoder_k.parameters(), *self.head_k.parameters()), strict=True)
-        for q, k in pairs:
-            k.mul_(self.m).add_(q.detach(), alpha=1.0 - self.m)
+        qs = [p.detach() for p in (*self.encoder_q.parameters(), *self.head_q.parameters())]
+        ks = [p.detach() for p in (*self.encoder_k.parameters(), *self.head_k.parameters())]
+        # One fused launch per op for all parameters instead of two per tensor (same arithmetic).
+        torch._foreach_mul_(ks, self.m)
+        torch._foreach_add_(ks, qs, alpha=1.0 - self.m)
 
     @torch.no_grad()
     def embed_k(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,9 +89,10 @@ class MoCo(nn.Module):
         n = keys.shape[0]
         if self.k % n:
             raise ValueError(f"queue size {self.k} must be a multiple of the global batch {n}")
-        ptr = int(self.queue_ptr)
-        self.queue[:, ptr:ptr + n] = keys.T.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + n) % self.k
+        # The pointer stays on the device: reading it back (int(...)) would stall a GPU every step.
+        cols = (self.queue_ptr + torch.arange(n, device=self.queue_ptr.device)) % self.k
+        self.queue.index_copy_(1, cols, keys.T.to(self.queue.dtype))
+        self.queue_ptr.add_(n).remainder_(self.k)
 
     def forward(self, views: list[torch.Tensor], index: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, float]]:
