@@ -129,11 +129,11 @@ class NaNWatch:
             self.first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
         self.first_bad = torch.where(bad & (self.first_bad < 0), global_step, self.first_bad)
 
-    def check(self, acc: Accelerator) -> None:
+    def check(self, acc: Accelerator | None = None) -> None:
         if self.first_bad is None:
             return
         first = self.first_bad.reshape(1)
-        if acc.num_processes > 1:
+        if acc is not None and acc.num_processes > 1:
             first = acc.gather(first).max().reshape(1)  # any process that saw a bad loss stops them all
         step = int(first.item())
         if step >= 0:
