@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from urrlkit.errors import CheckpointError
 from urrlkit.hub import atomic_write_bytes
@@ -80,16 +81,16 @@ class Checkpointer:
         tmp = self.dir / f".tmp-{name}"
         if self.acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-        self.acc.wait_for_everyone()
+        barrier(self.acc)
         self.acc.save_state(str(tmp))
-        self.acc.wait_for_everyone()
+        barrier(self.acc)
         if self.acc.is_main_process:
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
             atomic_write_bytes(self.dir / "latest", name.encode())
             self._prune(keep_name=name)
-        self.acc.wait_for_everyone()
+        barrier(self.acc)
         return final
 
     def _prune(self, keep_name: str) -> None:
@@ -108,3 +109,14 @@ class Checkpointer:
             first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             raise CheckpointError(f"{path}: cannot restore checkpoint ({first})") from None
         return path
+
+
+def barrier(acc: Accelerator) -> None:
+    """``acc.wait_for_everyone()``, except for CPU processes (gloo): Accelerate passes
+    ``device_ids=[local_rank]`` there too, and on a host that also has a GPU torch then places the barrier on
+    ``cuda:<local_rank>`` — "invalid device ordinal" on rank 1 of a one-GPU machine (seen on an H100 host with
+    ACCELERATE_USE_CPU=1). A plain gloo barrier needs no device."""
+    if acc.distributed_type == DistributedType.MULTI_CPU:
+        torch.distributed.barrier()
+    else:
+        acc.wait_for_everyone()
