@@ -23,6 +23,15 @@ def test_replica_recipes_validate(path: Path) -> None:
     assert (r.model.backbone, r.model.width, r.data.image_size) == ("resnet10", 16, 32)
 
 
+def test_budget_is_what_the_recipes_say() -> None:
+    text = "\n".join(replica.describe_budget("cpu"))
+    assert "resnet10 width 16" in text and "32 px" in text and "3 epochs" in text
+    assert "CIFAR-10, 10,000 labelled training images (10% held out" in text
+    assert "on 500 test images" in text and "40 per corruption and severity" in text
+    smoke = "\n".join(replica.describe_budget("smoke"))
+    assert "256 Tiny-ImageNet training images" in smoke and "1 epochs" in smoke
+
+
 def test_every_method_and_regularizer_has_a_recipe() -> None:
     names = {p.stem for p in RECIPES}
     assert set(replica.METHODS) <= names

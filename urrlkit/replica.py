@@ -383,6 +383,40 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def describe_budget(budget: str) -> list[str]:
+    """The protocol as the recipes (plus the budget's overrides) define it, one Markdown bullet per stage."""
+    b = BUDGETS[budget]
+    pre = load(RECIPES / "urrl.toml", b["pretrain"])
+    ft = load(RECIPES / "cifar10_sim.toml", b["finetune"])
+    adv = load(RECIPES / "cifar10_adversarial.toml", b["finetune"]).finetune.regularizer
+    m, d, o, q = pre.model, pre.data, pre.optim, pre.pretext
+    images = f"{d.train_limit:,}" if d.train_limit else "all"
+    sweeps = "; ".join(f"{k} ∈ {v}" for r in ("sim", "l2sp")
+                       for k, v in load(RECIPES / f"cifar10_{r}.toml").finetune.sweep.items())
+    return [
+        f"- Pretraining (Table 1): {m.backbone} width {m.width}, {'3×3 stem' if m.small_stem else '7×7 stem'}, "
+        f"{d.image_size} px, {images} Tiny-ImageNet training images (unlabelled), {o.epochs} epochs, batch "
+        f"{d.batch_size}, SGD lr {o.lr} cosine, MoCo v2 K = {q.queue_size}, m = {q.momentum}, τ = {q.temperature}, "
+        f"BN over {q.bn_groups} groups; every method the same except its augmentation family.",
+        f"- Linear evaluation: frozen features of all labelled training images, {pre.linear_eval.epochs} epochs, "
+        f"lr {pre.linear_eval.lr} ({pre.linear_eval.schedule}); top-1 and RMS calibration on the 10,000 val images; "
+        f"corruption error on Tiny-ImageNet-C generated from val ({pre.eval.corruptions.limit} images per "
+        "corruption and severity, 15 × 5).",
+        f"- Transfer (Tables 2–3): CIFAR-10, {ft.data.train_limit or 'all':,} labelled training images "
+        f"({ft.finetune.val_fraction:.0%} held out for validation), {ft.finetune.epochs} epochs, lr "
+        f"{ft.finetune.lr} cosine, batch {ft.finetune.batch_size}; regularizer strength chosen on the validation "
+        f"split of the first seed ({sweeps}); adversarial training with L2-PGD ε = {adv.eps}, {adv.steps} steps, "
+        f"from the URRL encoder. Clean top-1 and RMS calibration on all 10,000 test images; L2-PGD "
+        f"(ε = {ft.eval.adversarial.eps}, {ft.eval.adversarial.steps} steps) on {ft.eval.adversarial.limit} test "
+        f"images; CIFAR-10-C generated from test ({ft.eval.corruptions.limit} per corruption and severity).",
+        "- Differences from the paper's protocol, all for the CPU budget: a ResNet-10 at width 16 instead of a "
+        "ResNet-50, minutes instead of 200 epochs, Tiny-ImageNet at 32 px instead of ImageNet at 224 px, a mean "
+        "corruption error instead of an AlexNet-normalised mCE, one transfer data set (CIFAR-10) instead of 12, and "
+        "adversarial training with a 3-step attack. The numbers test the direction of each claim at this scale, "
+        "not its size.",
+    ]
+
+
 def _final(step: Step) -> str:
     try:
         return _shell(step.command())
@@ -461,6 +495,7 @@ def write_report(data: dict[str, Any], path: Path, meta: dict[str, Any] | None =
         f"{meta.get('minutes', '?')} minutes; machine: {meta.get('platform', '?')}, {meta.get('cpu_cores', '?')} "
         f"CPU cores, torch {meta.get('torch', '?')} ({meta.get('torch_threads', '?')} threads).",
         "",
+        *([*describe_budget(meta["budget"]), ""] if meta.get("budget") in BUDGETS else []),
         "## Table 1 analogue: linear evaluation (Tiny-ImageNet-200 val, 32 px)",
         "",
         "Corruption error is the mean top-1 error on Tiny-ImageNet-C generated from val (no AlexNet reference, so "
