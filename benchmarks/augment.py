@@ -35,6 +35,7 @@ from torchvision.transforms import v2
 
 from urrlkit.augment import build_sampler
 from urrlkit.data import DataRequest, build
+from urrlkit.engine.allocator import tune_glibc_malloc
 from urrlkit.recipe import PretextConfig
 
 RESULTS = Path(__file__).parent / "results" / "augment.json"
@@ -161,7 +162,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="32,64,224")
     ap.add_argument("--out", type=Path, default=None, help=f"output JSON (full mode default: {RESULTS})")
     ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-malloc-tuning", action="store_true",
+                    help="keep glibc's malloc defaults (the `urrl` command tunes them; forked workers inherit it)")
     args = ap.parse_args()
+    tuned = False if args.no_malloc_tuning else tune_glibc_malloc()
     if args.memory_probe:
         memory_probe(args.device)
         return
@@ -212,6 +216,7 @@ def main() -> None:
                         "torch": torch.__version__, "torchvision": torchvision.__version__,
                         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                        "malloc_tuning": tuned,
                         "urrlkit_threads_tried": [1, cores],
                         "load_average_at_start": [round(v, 2) for v in load_start],
                         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],

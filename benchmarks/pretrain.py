@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from urrlkit.augment import build_sampler
 from urrlkit.data import DataRequest, build
 from urrlkit.data.loading import from_config
+from urrlkit.engine.allocator import tune_glibc_malloc
 from urrlkit.engine.pretrain import pretrain
 from urrlkit.models import build_encoder
 from urrlkit.recipe import load
@@ -139,8 +140,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc's malloc defaults")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pretrain.json")
     args = ap.parse_args()
+    tuned = False if args.no_malloc_tuning else tune_glibc_malloc()  # as the `urrl` command does; both sides
     with tempfile.TemporaryDirectory() as tmp:
         args.data_dir = tiled_sample(args.images, Path(tmp)) if args.images > 1000 else None
         engine, steps = engine_pairs_per_s(args)
@@ -153,7 +156,7 @@ def main() -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "device": (torch.cuda.get_device_name() if device().type == "cuda" else
                    f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
-        "torch": torch.__version__,
+        "torch": torch.__version__, "malloc_tuning": tuned,
     }
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

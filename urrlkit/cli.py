@@ -69,7 +69,10 @@ def main(
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
 ) -> None:
+    from urrlkit.engine.allocator import tune_glibc_malloc
+
     _state["debug"] = debug
+    tune_glibc_malloc()  # the application's choice, not the library's: see urrlkit/engine/allocator.py
 
 
 def _load(recipe: Path, overrides: list[str] | None):
