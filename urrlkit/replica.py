@@ -122,7 +122,7 @@ def plan(out: Path, seeds: list[int], budget: str = "cpu") -> list[Step]:
     floor = pretrain_dir(out, UNTRAINED, seeds[0])
     common = [f"run.seed={seeds[0]}", f"run.name={floor.name}", f"run.output_dir={runs}", *b["pretrain"]]
     steps.append(Step(f"linear/{UNTRAINED}/s{seeds[0]}",
-                      [sys.executable, "-m", "urrlkit.replica", "linear-eval", str(RECIPES / "moco_v2.toml"),
+                      ["python", "-m", "urrlkit.replica", "linear-eval", str(RECIPES / "moco_v2.toml"),
                        str(floor), "--untrained", *b["linear"], *_sets(common)],
                       floor / "linear" / "eval" / "results.json"))
     for seed in seeds:
@@ -133,7 +133,7 @@ def plan(out: Path, seeds: list[int], budget: str = "cpu") -> list[Step]:
             steps.append(Step(f"pretrain/{m}/s{seed}", ["urrl", "pretrain", recipe, "--no-linear-eval",
                                                          *_sets(common)],
                               run / "model" / "model.safetensors", run / "checkpoints" / "latest"))
-            steps.append(Step(f"linear/{m}/s{seed}", [sys.executable, "-m", "urrlkit.replica", "linear-eval", recipe,
+            steps.append(Step(f"linear/{m}/s{seed}", ["python", "-m", "urrlkit.replica", "linear-eval", recipe,
                                                       str(run), *b["linear"], *_sets(common)],
                               run / "linear" / "eval" / "results.json"))
     for seed in seeds:
@@ -160,7 +160,9 @@ def _run_step(step: Step, timings: dict[str, float]) -> None:
     resume = bool(step.resume_marker and step.resume_marker.exists())
     cmd = step.command(resume)
     print(f"$ {_shell(cmd)}", flush=True)
-    argv = [sys.executable, "-m", "urrlkit.cli", *cmd[1:]] if cmd[0] == "urrl" else cmd
+    # Shown as `urrl …` / `python …` (the report's commands); run with this interpreter.
+    argv = ([sys.executable, "-m", "urrlkit.cli", *cmd[1:]] if cmd[0] == "urrl" else
+            [sys.executable, *cmd[1:]] if cmd[0] == "python" else cmd)
     t0 = time.time()
     subprocess.run(argv, check=True, cwd=ROOT)
     timings[step.key] = round(time.time() - t0, 1)
