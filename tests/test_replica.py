@@ -153,3 +153,24 @@ def test_single_seed_claims_have_no_error_bar() -> None:
     assert replica.Claim("1", "a > b", None, (1.0, None, 1), True).verdict() == "not run"
     noisy = replica.Claim("1", "a > b", (1.0, 1.0, 3), (1.5, 1.0, 3), True)
     assert noisy.verdict() == "does not reproduce (opposite, within noise)"
+
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "tiny-imagenet-200" / "wnids.txt").is_file()
+                    or not (SHARED / "cifar10" / "train.npz").is_file(), reason="../shared/data absent")
+def test_smoke_budget_runs_every_step_end_to_end(tmp_path: Path) -> None:
+    """`urrl replica --budget smoke` for 2 seeds: every real step (≈ 5 min on 2 cores), then the report."""
+    out = tmp_path / "out"
+    steps = replica.run_replica(out, [0, 1], budget="smoke")
+    assert all(s.done.is_file() for s in steps)
+    data = replica.collect(out, [0, 1])
+    assert len(data["linear"]["urrl"]) == 2 and len(data["transfer"]["urrl/sim"]) == 2
+    assert set(data["sweeps"]["urrl/sim"]) == {0}  # later seeds reuse seed 0's λ instead of sweeping
+    chosen = data["sweeps"]["urrl/sim"][0]["regularizer.weight"]
+    used = load(replica.finetune_dir(out, "urrl", 1, "sim") / "recipe.toml").finetune.regularizer.weight
+    assert used == chosen
+    text = (out / "replica.md").read_text()
+    assert "Budget: `smoke`" in text and "| URRL-SR | 2 |" in text
