@@ -35,7 +35,7 @@ def test_budget_is_what_the_recipes_say() -> None:
 def test_every_method_and_regularizer_has_a_recipe() -> None:
     names = {p.stem for p in RECIPES}
     assert set(replica.METHODS) <= names
-    assert {f"cifar10_{reg}" for reg in replica.REGS} <= names
+    assert {f"cifar10_{reg}" for _, reg in replica.TRANSFER} <= names
     assert load(ROOT / "recipes/replica/urrl.toml").pretext.p == 0.5
     for reg, key in [("sim", "regularizer.weight"), ("l2sp", "regularizer.alpha")]:
         assert len(load(ROOT / f"recipes/replica/cifar10_{reg}.toml").finetune.sweep[key]) >= 2

@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = Path("recipes/replica")
 METHODS = ["moco_v2", "augmix", "augmix_allop", "augmix_moco", "urrl"]
 TRANSFER_ENCODERS = ["moco_v2", "urrl"]
-REGS = ["none", "l2sp", "sim", "adversarial"]
 # The paper's Table 2 rows (encoder, regularizer); adversarial training is one reference row (from URRL here).
 TRANSFER = [("moco_v2", "none"), ("moco_v2", "sim"), ("urrl", "none"), ("urrl", "l2sp"), ("urrl", "sim"),
             ("urrl", "adversarial")]
@@ -136,14 +135,15 @@ def plan(out: Path, seeds: list[int], budget: str = "cpu") -> list[Step]:
             steps.append(Step(f"linear/{m}/s{seed}", ["python", "-m", "urrlkit.replica", "linear-eval", recipe,
                                                       str(run), *b["linear"], *_sets(common)],
                               run / "linear" / "eval" / "results.json"))
+    swept = {reg: bool(load(RECIPES / f"cifar10_{reg}.toml").finetune.sweep) for _, reg in TRANSFER}
     for seed in seeds:
         for m, reg in TRANSFER:
             src = pretrain_dir(out, m, seed)
             ft = finetune_dir(out, m, seed, reg)
             recipe = RECIPES / f"cifar10_{reg}.toml"
             sets = [f"run.seed={seed}", f"run.name={ft.parent.name}", f"run.output_dir={runs}", *b["finetune"]]
-            sweeps = bool(load(recipe).finetune.sweep)
-            late = _reuse(finetune_dir(out, m, seeds[0], reg) / "sweep.json") if sweeps and seed != seeds[0] else None
+            reuse = swept[reg] and seed != seeds[0]
+            late = _reuse(finetune_dir(out, m, seeds[0], reg) / "sweep.json") if reuse else None
             steps.append(Step(f"finetune/{m}/{reg}/s{seed}",
                               ["urrl", "finetune", str(recipe), "--from", str(src), *_sets(sets)],
                               ft / "eval" / "results.json", ft / "checkpoints" / "latest", late))
