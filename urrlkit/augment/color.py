@@ -63,20 +63,21 @@ def hue(x: Tensor, factor: Tensor) -> Tensor:
     (kornia's adjust_hue is ~2–3× slower on the CPU). Agrees with ``TF.adjust_hue`` to float rounding.
     """
     r, g, b = x.unbind(dim=1)
-    minc, maxc = torch.aminmax(x, dim=1)
-    c = maxc - minc
-    safe = torch.where(c > 0, c, 1.0)
+    # Elementwise max/min and lerps instead of aminmax(dim=1) and torch.where: on the CPU those two are
+    # 10-40× slower per element than the vectorised binary ops (measured at 224 px; hue was 2 ms/image).
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    c = maxc - torch.minimum(torch.minimum(r, g), b)
     # torchvision's branch priority: R if it is the max, else G, else B; the numerator and sextant offset
     # are selected first so that one division serves all three branches.
-    is_r = maxc == r
-    is_g = (maxc == g) & ~is_r
-    num = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
-    off = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0))
-    # h′ + n for n = 5, 3, 1 (R, G, B), reduced mod 6 once: (h mod 6 + shift) mod 6 = (h + shift) mod 6.
-    h6 = num.div_(safe).add_(off).add_(_col(factor).squeeze(1) * 6.0)
+    is_r = (maxc == r).to(x.dtype)
+    is_g = (maxc == g).to(x.dtype).sub_(is_r).clamp_(min=0)
+    num = torch.lerp(torch.lerp(r - g, b - r, is_g), g - b, is_r)
+    off = is_g.mul(-2.0).add_(4.0).mul_(1 - is_r)  # 0 (R), 2 (G), 4 (B)
+    # c = 0 means a grey pixel, whose numerator is 0 too: any non-zero divisor gives hue 0, as torchvision.
+    h6 = num.div_(c.clamp_min(1e-12)).add_(off).add_(_col(factor).squeeze(1) * 6.0)
     n = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # 5, 3, 1; no host copy
     k = h6.unsqueeze(1) + n
-    k.sub_(torch.floor(k * (1 / 6.0)).mul_(6.0))
+    k.sub_(k.mul(1 / 6.0).floor_().mul_(6.0))
     w = torch.minimum(k, 4.0 - k).clamp_(0, 1)
     return w.mul_(-c.unsqueeze(1)).add_(maxc.unsqueeze(1)).clamp_(0, 1)
 
