@@ -93,7 +93,8 @@ def posterize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Ten
 def solarize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
     """Invert pixels ≥ 256 − int(level·256/10) (``ImageOps.solarize``)."""
     thr = _col(256 - int_parameter(level, 256))
-    return torch.where(x < thr, x, 255 - x)
+    # x + [x ≥ thr]·(255 − 2x), exact on the 8-bit grid; torch.where is 2× slower on the CPU.
+    return torch.addcmul(x, (x >= thr).to(x.dtype), x.mul(-2).add_(255))
 
 
 # ------------------------------------------------------------------------------------------- geometric
