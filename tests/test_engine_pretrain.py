@@ -65,6 +65,23 @@ def test_resume_mid_epoch_is_bit_identical(tmp_path: Path, method: str) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_views_made_in_workers_resume_bit_identically(tmp_path: Path) -> None:
+    """augment_in = 'workers': two worker processes make the views; a resumed run reaches the same weights,
+    and the run records where its views were made."""
+    extra = ("data.workers=2", "data.augment_in='workers'")
+    pretrain(tiny(tmp_path, "full", *extra))
+    interrupted = tiny(tmp_path, "cut", *extra)
+    pretrain(interrupted, stop_after=5)
+    pretrain(interrupted, resume=True)
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    start = json.loads((tmp_path / "full" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["augment_in"] == "workers"
+    pretrain(tiny(tmp_path, "dev"))  # views made on the device: another random stream, other weights
+    device = weights(tmp_path / "dev")
+    assert not all(torch.equal(a[k], device[k]) for k in a)
+
+
 def test_resume_after_a_real_kill_is_bit_identical(tmp_path: Path) -> None:
     """A separate process is SIGKILLed right after its first checkpoint lands; `--resume` then reaches the
     same weights as an uninterrupted run."""

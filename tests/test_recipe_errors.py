@@ -89,6 +89,9 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("p-and-families", "[pretext]\np = 0.5\nfamilies = [{ name = 'augmix' }]\n", ["pretext:", "either p"]),
     ("all-zero-weights", "[pretext]\nfamilies = [{ name = 'augmix', weight = 0 }]\n",
      ["pretext:", "weights"]),
+    ("augment-in-workers-without-workers", "[data]\naugment_in = 'workers'\n",
+     ["data:", "augment_in = 'workers' needs workers ≥ 1"]),
+    ("bad-augment-in", "[data]\naugment_in = 'gpu'\n", ["data.augment_in = 'gpu'", "auto, device, workers"]),
     # extends
     ("extends-missing", "extends = 'nope.toml'\n", ["bad.toml: extends", "nope.toml"]),
     ("extends-not-string", "extends = 3\n", ["bad.toml: extends", "3"]),

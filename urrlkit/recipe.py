@@ -47,7 +47,10 @@ class DataConfig(Section):
     image_size: int = Field(32, ge=8, le=1024, description="network input size")
     load_size: int | None = Field(None, ge=8, le=2048, description="stored size before device crops")
     batch_size: int = Field(256, ge=1)
-    workers: int = Field(0, ge=0)
+    workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    augment_in: Literal["auto", "device", "workers"] = Field(
+        "auto", description="where pretraining views are made: on the training device, or in the DataLoader "
+        "workers (needs workers ≥ 1); auto = workers for a CPU run with workers ≥ 1, else device")
     download: bool = False
     train_limit: int | None = Field(None, ge=1, description="use a fixed random subset (seed 0) of N training images")
     test_limit: int | None = Field(None, ge=1, description="use a fixed random subset (seed 0) of N test images")
@@ -57,9 +60,22 @@ class DataConfig(Section):
     def _known_dataset(cls, v: str) -> str:
         return _check_registered(registry.DATASETS, v)
 
+    @model_validator(mode="after")
+    def _workers_for_augment(self) -> DataConfig:
+        if self.augment_in == "workers" and self.workers < 1:
+            raise ValueError("augment_in = 'workers' needs workers ≥ 1")
+        return self
+
     @property
     def stored_size(self) -> int:
         return self.load_size or self.image_size
+
+    def augments_in_workers(self, device_type: str) -> bool:
+        """Whether pretraining makes its views in the DataLoader workers on a device of this type
+        (``"cpu"``, ``"cuda"``, …; see augment_in)."""
+        if self.augment_in == "auto":
+            return self.workers > 0 and device_type == "cpu"
+        return self.augment_in == "workers"
 
 
 class ModelConfig(Section):

@@ -142,8 +142,10 @@ class NaNWatch:
 
 
 def _batch_len(batch: Any) -> int:
-    first = batch[0] if isinstance(batch, list | tuple) else batch
-    return int(first.shape[0])
+    """Images in a batch: the leading size of its first tensor (nested lists, e.g. of views, included)."""
+    while isinstance(batch, list | tuple):
+        batch = batch[0]
+    return int(batch.shape[0])
 
 
 def _check_weights(model: torch.nn.Module, state: TrainState) -> None:

@@ -56,6 +56,7 @@ def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
 def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None) -> Encoder:
     """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder."""
     from urrlkit.augment import build_sampler
+    from urrlkit.augment.workers import AugmentingCollate
     from urrlkit.hub import save_model
 
     run_dir = prepare_run_dir(recipe, resume)
@@ -72,22 +73,30 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     if n < recipe.data.batch_size:
         raise DataError(f"data set {recipe.data.dataset!r} has {n} training images, fewer than one batch "
                         f"(data.batch_size = {recipe.data.batch_size})")
+    sampler = build_sampler(recipe.pretext.family_weights(), image_size=recipe.data.image_size,
+                            views=recipe.pretext.views)
+    in_workers = recipe.data.augments_in_workers(acc.device.type)
+    # In the workers each batch seeds its own generator from its indices (augment/workers.py); on the device
+    # one generator per process runs through the whole run and is checkpointed.
+    collate = AugmentingCollate(sampler, recipe.run.seed) if in_workers else None
     loader = DataLoader(Indexed(train), batch_size=per_process, shuffle=True, drop_last=True,
-                        num_workers=recipe.data.workers, persistent_workers=recipe.data.workers > 0)
+                        num_workers=recipe.data.workers, persistent_workers=recipe.data.workers > 0,
+                        collate_fn=collate)
     model = build_pretext(recipe, n)
     optimizer = build_optimizer(model, o.optimizer, o.lr, o.momentum, o.weight_decay)
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     if recipe.run.trackers:
         acc.init_trackers("pretrain", config=_flat(recipe.to_dict()))
-    sampler = build_sampler(recipe.pretext.family_weights(), image_size=recipe.data.image_size,
-                            views=recipe.pretext.views)
     aug_gen = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + acc.process_index)
     # Views per family, counted on the device: bincount or .cpu() here would stall a GPU every step.
     counts = torch.zeros(len(sampler.names), dtype=torch.long, device=acc.device)
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        images, index = batch
-        views, fam = sampler(images, aug_gen)
+    def step(batch: tuple) -> tuple[torch.Tensor, dict[str, float]]:
+        if in_workers:
+            views, fam, index = batch
+        else:
+            images, index = batch
+            views, fam = sampler(images, aug_gen)
         counts.scatter_add_(0, fam.flatten(), torch.ones_like(fam.flatten()))
         with acc.autocast():
             return model(views, index)
@@ -97,6 +106,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
                     title="pretrain", stop_after=stop_after)
     logger = MetricLogger(acc, run_dir / "metrics.jsonl", bool(recipe.run.trackers))
     logger.log({"stage": "pretrain-start", "processes": acc.num_processes, "device": str(acc.device),
+                "augment_in": "workers" if in_workers else "device",
                 "mixed_precision": acc.mixed_precision, "images": n, "resume": resume}, 0)
     ckpt = Checkpointer(acc, run_dir / "checkpoints")
     gens = [aug_gen, *module_generators(acc.unwrap_model(model))]
