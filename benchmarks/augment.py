@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from urrlkit.augment import build_sampler
+from urrlkit.augment.workers import AugmentingCollate
 from urrlkit.data import DataRequest, build
 from urrlkit.engine.allocator import tune_glibc_malloc
 from urrlkit.recipe import PretextConfig
@@ -88,15 +89,25 @@ class URRLTwoViews(Dataset):
         return [(self.augmix if random.random() < self.p else self.moco)(img) for _ in range(2)]
 
 
+def loader_views_per_s(loader: DataLoader, workers: int) -> float:
+    """Views per second through a loader whose batches start with the first view batch, timed from the moment
+    every worker has delivered its first batch: start-up is not augmentation time, and no batch that a worker
+    made before the clock started is counted."""
+    it = iter(loader)
+    for _ in range(max(1, workers)):
+        next(it)
+    start, views = time.perf_counter(), 0
+    for batch in it:
+        views += 2 * len(batch[-1])
+    if not views:
+        raise ValueError("no batch left to time: give the loader more batches than workers")
+    return views / (time.perf_counter() - start)
+
+
 def torchvision_views_per_s(images: list[Image.Image], size: int, workers: int, batch: int) -> float:
     loader = DataLoader(URRLTwoViews(images, size), batch_size=batch, num_workers=workers,
                         worker_init_fn=lambda w: random.seed(1000 + w))
-    it = iter(loader)
-    next(it)  # worker start-up is not augmentation time
-    start, views = time.perf_counter(), 0
-    for v1, _ in it:
-        views += 2 * v1.shape[0]
-    return views / (time.perf_counter() - start)
+    return loader_views_per_s(loader, workers)
 
 
 # ---------------------------------------------------------------------------------------- urrlkit sampler
@@ -115,6 +126,29 @@ def urrlkit_views_per_s(x: torch.Tensor, size: int, device: torch.device, reps: 
         sampler(x, g)
     sync()
     return reps * 2 * x.shape[0] / (time.perf_counter() - start)
+
+
+class StoredImages(Dataset):
+    """(uint8 image, index) items cycling over a stored batch, as urrlkit's pretraining loader yields them."""
+
+    def __init__(self, x: torch.Tensor, n: int) -> None:
+        self.x, self.n = x, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i % len(self.x)], i
+
+
+def urrlkit_workers_views_per_s(x: torch.Tensor, size: int, workers: int, batches: int) -> float:
+    """The sampler in DataLoader workers (one thread each), as `urrl pretrain` runs it on a CPU with
+    data.workers ≥ 1 (``data.augment_in = "auto"``): each worker makes whole batches of views."""
+    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=size, views=2)
+    b = x.shape[0]
+    loader = DataLoader(StoredImages(x, b * (workers + batches)), batch_size=b, num_workers=workers,
+                        collate_fn=AugmentingCollate(sampler, seed=0))
+    return loader_views_per_s(loader, workers)
 
 
 def stored(size: int) -> int:
@@ -172,31 +206,37 @@ def main() -> None:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     device = torch.device(args.device)
-    # (batch of images per urrlkit call, urrlkit calls, images through the baseline loader) per size
-    plan = {32: (512, 6, 1536), 64: (256, 4, 768), 224: (128, 2, 192)}
+    # (batch of images per urrlkit call, urrlkit calls, images through the baseline loader, batch per worker,
+    # timed batches through urrlkit's workers) per size
+    plan = {32: (512, 6, 1536, 512, 16), 64: (256, 4, 768, 256, 12), 224: (128, 2, 192, 32, 10)}
     if device.type == "cuda":  # many more calls, so that launch overhead and clock ramp-up average out
-        plan = {32: (2048, 20, 768 * cores), 64: (1024, 20, 384 * cores), 224: (256, 20, 96 * cores)}
+        plan = {32: (2048, 20, 768 * cores, 0, 0), 64: (1024, 20, 384 * cores, 0, 0),
+                224: (256, 20, 96 * cores, 0, 0)}
     if args.quick:
-        plan = {32: (128, 2, 128), 64: (64, 2, 64), 224: (16, 1, 32)}
+        plan = {32: (128, 2, 256, 64, 2), 64: (64, 2, 128, 32, 2), 224: (16, 1, 64, 8, 2)}
     load_start = os.getloadavg()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        batch, reps, n_tv = plan[size]
+        batch, reps, n_tv, worker_batch, worker_batches = plan[size]
         x = load_images(size, batch)
         pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in load_images(size, n_tv)]
-        # urrlkit with 1 intra-op thread and with one per core: on a shared, oversubscribed machine OpenMP
-        # barriers can make 2 threads slower than 1. The baseline gets one single-threaded worker per core.
-        # The two sides alternate so that load from other processes hits both alike.
+        # urrlkit in one process with 1 intra-op thread and with one per core (on a shared machine OpenMP
+        # barriers can make 2 threads slower than 1), and on the CPU in one single-threaded DataLoader worker
+        # per core, exactly as the baseline is fed. The sides alternate so that load from other processes
+        # hits them alike.
         one = urrlkit_views_per_s(x, size, device, reps, 1)
         theirs = torchvision_views_per_s(pil, size, cores, batch=32 if size < 224 else 16)
         many = urrlkit_views_per_s(x, size, device, max(1, reps // 3), cores)
-        ours = max(one, many)
+        pooled = urrlkit_workers_views_per_s(x[:worker_batch], size, cores, worker_batches) \
+            if device.type == "cpu" else 0.0
+        modes = {"1_thread": one, f"{cores}_threads": many, f"{cores}_workers": pooled}
+        best = max(modes, key=modes.__getitem__)
+        ours = modes[best]
         rows.append({"size": size, "urrlkit_views_per_s": round(ours, 1),
                      "torchvision_views_per_s": round(theirs, 1), "speedup": round(ours / theirs, 2),
-                     "device": str(device), "urrlkit_threads": 1 if one >= many else cores,
-                     "urrlkit_views_per_s_1_thread": round(one, 1),
-                     f"urrlkit_views_per_s_{cores}_threads": round(many, 1),
-                     "batch": batch})
+                     "device": str(device), "urrlkit_mode": best,
+                     **{f"urrlkit_views_per_s_{k}": round(v, 1) for k, v in modes.items() if v},
+                     "batch": batch, "worker_batch": worker_batch if pooled else None})
         print(json.dumps(rows[-1]), flush=True)
 
     probe = subprocess.run([sys.executable, __file__, "--memory-probe", "--device", args.device],
@@ -217,7 +257,8 @@ def main() -> None:
                         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                         "malloc_tuning": tuned,
-                        "urrlkit_threads_tried": [1, cores],
+                        "urrlkit_modes": "1 thread, one thread per core, one single-threaded DataLoader "
+                                         "worker per core (CPU only); the fastest is reported",
                         "load_average_at_start": [round(v, 2) for v in load_start],
                         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
                         "baseline": f"DataLoader(num_workers={cores}, one thread each), PIL MoCo v2 + "

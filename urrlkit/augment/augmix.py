@@ -56,7 +56,7 @@ def sample_params(n: int, n_ops: int, g: torch.Generator, severity: float = 3.0,
 def run_chains(x255: Tensor, p: AugMixParams, ops: list[Op], g: torch.Generator) -> Tensor:
     """Apply every chain to its image; x255 (n, 3, H, W) holds the 8-bit grid. Returns (width, n, 3, H, W)."""
     n = x255.shape[0]
-    chains = x255.repeat(p.width, 1, 1, 1)
+    chains = torch.cat([x255] * p.width)  # a plain copy per chain; repeat() takes a slow strided path on the CPU
     # Inactive chains (depth ≤ step) get the out-of-range op id and join no group.
     steps = torch.arange(p.op.shape[0], device=p.op.device).unsqueeze(1)
     op_ids = torch.where(p.depth.unsqueeze(0) > steps, p.op, len(ops))
