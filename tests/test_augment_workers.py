@@ -43,3 +43,14 @@ def test_worker_views_match_the_sampler_and_not_the_worker_count() -> None:
         assert views[0].shape == (16, 3, 32, 32) and views[0].dtype == torch.float32
     # Different batches draw different augmentations (not one seed reused).
     assert not torch.equal(inline[0][1], inline[1][1]) or not torch.equal(inline[0][0][0], inline[1][0][0])
+
+
+def test_collate_survives_pickling_for_spawned_workers() -> None:
+    import pickle
+
+    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=32, views=2)
+    collate = AugmentingCollate(sampler, seed=3)
+    ds = Indexed(build("cifar10-sample", DataRequest(None, "train", 32)))
+    items = [ds[i] for i in range(8)]
+    a, b = collate(items), pickle.loads(pickle.dumps(collate))(items)
+    assert torch.equal(a[1], b[1]) and all(torch.equal(x, y) for x, y in zip(a[0], b[0], strict=True))

@@ -124,17 +124,20 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None
     assert not list(ckpts.glob(".tmp-*"))
 
 
-def test_two_cpu_processes_run_the_engine(tmp_path: Path) -> None:
-    """`torchrun --nproc_per_node 2` with ACCELERATE_USE_CPU=1: a real 2-process (gloo) pretraining run."""
+@pytest.mark.parametrize("where", ["device", "workers"])
+def test_two_cpu_processes_run_the_engine(tmp_path: Path, where: str) -> None:
+    """`torchrun --nproc_per_node 2` with ACCELERATE_USE_CPU=1: a real 2-process (gloo) pretraining run, with the
+    views made in each process or in one DataLoader worker per process."""
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "urrlkit.cli", "pretrain",
             str(ROOT / "recipes" / "quickstart.toml"), "--no-linear-eval"]
-    for s in [*TINY, f"run.output_dir='{tmp_path}'", "run.name='ddp'", "optim.epochs=1"]:
+    workers = ["data.workers=1", "data.augment_in='workers'"] if where == "workers" else []
+    for s in [*TINY, f"run.output_dir='{tmp_path}'", "run.name='ddp'", "optim.epochs=1", *workers]:
         args += ["--set", s]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0]["stage"] == "pretrain-start" and rows[0]["processes"] == 2
+    assert rows[0]["stage"] == "pretrain-start" and rows[0]["processes"] == 2 and rows[0]["augment_in"] == where
     steps = [r for r in rows if r.get("stage") == "pretrain"]
     assert steps[-1]["step"] == 128 // 32  # global batch 32 split over 2 ranks: 4 steps per epoch
     assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
