@@ -109,6 +109,27 @@ def test_views_come_from_their_family(images: torch.Tensor) -> None:
         assert torch.equal(same, f == 0)
 
 
+def test_cpu_chunks_keep_families_and_deterministic_views(images: torch.Tensor) -> None:
+    """Chunked family calls (the CPU default) draw the same families and leave deterministic views untouched;
+    only the random draws inside a family are split into chunks."""
+    specs = [FamilySpec(name="identity"), FamilySpec(name="moco_v2")]
+    whole = build_sampler(specs, image_size=32, chunk_mib=None)
+    chunked = build_sampler(specs, image_size=32, chunk_mib=5 * 3 * 32 * 32 * 4 / 2**20)  # 5 images a call
+    assert whole.chunk_size(images) is None and chunked.chunk_size(images) == 5
+    (va, fa), (vb, fb) = (s(images, torch.Generator().manual_seed(4)) for s in (whole, chunked))
+    assert torch.equal(fa, fb)
+    for a, b, f in zip(va, vb, fb, strict=True):
+        assert torch.equal(a[f == 0], b[f == 0])  # identity views, whatever the chunking
+        assert not torch.equal(a[f == 1], b[f == 1])  # moco draws per chunk: another (equally valid) stream
+        assert b.shape == a.shape and b.min() >= 0 and b.max() <= 1
+    # The default budget: about 8 MiB of float32 pixels per call on the CPU.
+    default = build_sampler(specs, image_size=224)
+    assert default.chunk_size(torch.zeros(1, 3, 256, 256, dtype=torch.uint8)) == 10
+    assert default.chunk_size(torch.zeros(1, 3, 256, 256, dtype=torch.uint8, device="meta")) is None
+    with pytest.raises(ValueError, match="chunk_mib"):
+        build_sampler(specs, image_size=32, chunk_mib=0)
+
+
 def test_register_new_family_without_touching_sampler(images: torch.Tensor) -> None:
     @FAMILIES.register("test_invert")
     def invert(image_size: int, strength: float = 1.0):
