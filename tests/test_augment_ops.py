@@ -59,6 +59,23 @@ def pil_op(name: str, im: Image.Image, level: float, sign: float) -> Image.Image
     }[name]()
 
 
+def test_equalize_edge_cases_match_pil() -> None:
+    """Flat channels, two-valued channels and channels whose top value covers all but < 255 pixels (PIL's
+    step = 0: left unchanged) — the branches random photos rarely reach."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(6, 3, 32, 32, generator=g) * 256).floor()
+    x[0] = 7
+    x[1, 0] = 200
+    x[2, 1, :30] = 255
+    x[3, 2] = (torch.rand(32, 32, generator=g) < 0.5).float() * 255
+    x[4, :, :31] = 255  # 32 non-max pixels per channel: step 0
+    x[5, :, :, :24] = 0
+    ours = augmix_ops.equalize(x, torch.ones(6), torch.ones(6), g)
+    ref = torch.stack([from_pil(ImageOps.equalize(to_pil(im.to(torch.uint8)))) for im in x])
+    assert torch.equal(ours, ref)
+    assert torch.equal(ours[4], x[4]) and torch.equal(ours[0], x[0])
+
+
 GEOMETRIC = {"rotate", "shear_x", "shear_y"}
 
 
