@@ -50,11 +50,21 @@ def pil_blend(degenerate: Tensor, x: Tensor, factor: Tensor) -> Tensor:
     return (x - degenerate).mul_(_col(factor)).add_(degenerate).floor_().clamp_(0, 255)
 
 
-def apply_lut(x: Tensor, lut: Tensor) -> Tensor:
-    """out[b, c, …] = lut[b, c, x[b, c, …]] for x on the 8-bit grid and a (B, C, 256) float table."""
+def lut_indices(x: Tensor) -> Tensor:
+    """Flat int32 indices (b·C + c)·256 + x[b, c, …] of x on the 8-bit grid into a flattened (B, C, 256) table.
+
+    int32, not int64: on the CPU the int64 cast and add cost several times more than the table lookup itself.
+    """
     b, c = x.shape[:2]
-    idx = x.reshape(b, c, -1).to(torch.int64)
-    return lut.gather(2, idx).view_as(x)
+    rows = torch.arange(b * c, device=x.device, dtype=torch.int32).unsqueeze(1) * 256
+    return (x.reshape(b * c, -1).to(torch.int32) + rows).view(-1)
+
+
+def apply_lut(x: Tensor, lut: Tensor, flat: Tensor | None = None) -> Tensor:
+    """out[b, c, …] = lut[b, c, x[b, c, …]] for x on the 8-bit grid and a (B, C, 256) table; ``flat`` reuses
+    ``lut_indices(x)``."""
+    flat = lut_indices(x) if flat is None else flat
+    return lut.reshape(-1).index_select(0, flat).view_as(x)
 
 
 # ------------------------------------------------------------------------------------------- pointwise
@@ -85,9 +95,7 @@ def equalize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tens
     float → uint8 → float round trip (the float → uint8 cast alone cost a third of the op on the CPU).
     """
     b, c = x.shape[:2]
-    # Flat (channel·256 + value) indices in int32: on the CPU int64 casts and adds cost ~10× more here.
-    rows = torch.arange(b * c, device=x.device, dtype=torch.int32).unsqueeze(1) * 256
-    flat = (x.reshape(b * c, -1).to(torch.int32) + rows).view(-1)
+    flat = lut_indices(x)
     if flat.is_cuda:  # CUDA bincount reads its max back to the host; scatter_add does not
         ones = torch.ones(1, dtype=torch.int64, device=x.device).expand(flat.numel())
         hist = torch.zeros(b * c * 256, dtype=torch.int64, device=x.device).scatter_add_(0, flat.long(), ones)
@@ -101,7 +109,7 @@ def equalize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tens
     lut = torch.cat([torch.zeros_like(lut[:, :1]), lut], 1)
     identity = torch.arange(256, device=x.device).expand_as(lut)
     lut = torch.where(step > 0, lut, identity).to(x.dtype)  # (b·c, 256): tiny, so where is cheap here
-    return lut.view(-1).index_select(0, flat).view_as(x)
+    return apply_lut(x, lut, flat)
 
 
 def posterize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
