@@ -180,18 +180,29 @@ def pad_crop(x: Tensor, size: int, g: torch.Generator, padding: int = 4, flip: b
 
 def shift_crop(x: Tensor, top: Tensor, left: Tensor, size: int, flip: Tensor | None = None) -> Tensor:
     """size×size windows at integer offsets (top, left) per sample, zero outside the image, optionally
-    mirrored: out[…, v, u] = x[…, top + v, left + u′] with u′ = size − 1 − u when flipped. Two gathers (rows,
-    then columns) — pure copies, no resampling, so exactly ``warp`` of the integer crop matrix."""
-    b, _, hin, win = x.shape
-    u = torch.arange(size, device=x.device)
-    rows = top.view(-1, 1) + u  # (B, size)
-    cu = torch.where(flip.view(-1, 1), size - 1 - u, u) if flip is not None else u.expand(b, size)
-    cols = left.view(-1, 1) + cu
-    row_ok = (rows >= 0) & (rows < hin)
-    col_ok = (cols >= 0) & (cols < win)
-    out = x.gather(2, rows.clamp(0, hin - 1).view(b, 1, size, 1).expand(b, x.shape[1], size, win))
-    out = out.gather(3, cols.clamp(0, win - 1).view(b, 1, 1, size).expand(b, x.shape[1], size, size))
-    return out.mul_((row_ok[:, :, None] & col_ok[:, None, :]).unsqueeze(1))
+    mirrored: out[…, v, u] = x[…, top + v, left + u′] with u′ = size − 1 − u when flipped. Pure copies, no
+    resampling, so exactly ``warp`` of the integer crop matrix."""
+    return shift_window(x, top, left, (size, size), flip)
+
+
+def shift_window(x: Tensor, top: Tensor, left: Tensor, size: tuple[int, int], flip: Tensor | None = None) -> Tensor:
+    """(h, w) windows at integer offsets per sample, zero outside, optionally mirrored (see ``shift_crop``).
+
+    One element gather through flat int32 indices built from (B, h) and (B, w) vectors: on the CPU this is
+    ~1.7× faster than a row gather followed by a column gather, and int64 indices would cost more than the copy.
+    (A shift along the width alone is faster as one ``gather`` on the last dimension; see AugMix's translate.)
+    """
+    b, c, hin, win = x.shape
+    h, w = size
+    rows = top.view(-1, 1) + torch.arange(h, device=x.device)
+    u = torch.arange(w, device=x.device)
+    cols = left.view(-1, 1) + (torch.where(flip.view(-1, 1), w - 1 - u, u) if flip is not None else u)
+    inside = ((rows >= 0) & (rows < hin))[:, :, None] & ((cols >= 0) & (cols < win))[:, None, :]  # (B, h, w)
+    base = (torch.arange(b * c, device=x.device, dtype=torch.int32) * (hin * win)).view(b, c, 1, 1)
+    r = (rows.clamp(0, hin - 1) * win).to(torch.int32).view(b, 1, h, 1)
+    flat = (base + r + cols.clamp(0, win - 1).to(torch.int32).view(b, 1, 1, w)).view(-1)
+    out = x.reshape(-1).index_select(0, flat).view(b, c, h, w)
+    return out.mul_(inside.unsqueeze(1))
 
 
 def center_crop_resize(x: Tensor, size: int, resize_to: int | None = None) -> Tensor:
