@@ -247,7 +247,7 @@ def main() -> None:
                 224: (256, 20, 96 * cores, 0, 0)}
     if args.quick:
         plan = {32: (128, 2, 256, 64, 2), 64: (64, 2, 128, 32, 2), 224: (16, 1, 64, 8, 2)}
-    rounds = 1 if args.quick else 2
+    rounds = 1 if args.quick else 3
     load_start = os.getloadavg()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
