@@ -74,6 +74,10 @@ def test_equalize_edge_cases_match_pil() -> None:
     ref = torch.stack([from_pil(ImageOps.equalize(to_pil(im.to(torch.uint8)))) for im in x])
     assert torch.equal(ours, ref)
     assert torch.equal(ours[4], x[4]) and torch.equal(ours[0], x[0])
+    # The GPU's histogram path (scatter_add) counts exactly as the CPU's (bincount).
+    flat = augmix_ops.lut_indices(x)
+    assert torch.equal(augmix_ops.channel_histograms(flat, 18, scatter=True),
+                       augmix_ops.channel_histograms(flat, 18, scatter=False))
 
 
 GEOMETRIC = {"rotate", "shear_x", "shear_y"}

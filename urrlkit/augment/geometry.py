@@ -181,27 +181,20 @@ def pad_crop(x: Tensor, size: int, g: torch.Generator, padding: int = 4, flip: b
 def shift_crop(x: Tensor, top: Tensor, left: Tensor, size: int, flip: Tensor | None = None) -> Tensor:
     """size×size windows at integer offsets (top, left) per sample, zero outside the image, optionally
     mirrored: out[…, v, u] = x[…, top + v, left + u′] with u′ = size − 1 − u when flipped. Pure copies, no
-    resampling, so exactly ``warp`` of the integer crop matrix."""
-    return shift_window(x, top, left, (size, size), flip)
+    resampling, so exactly ``warp`` of the integer crop matrix.
 
-
-def shift_window(x: Tensor, top: Tensor, left: Tensor, size: tuple[int, int], flip: Tensor | None = None) -> Tensor:
-    """(h, w) windows at integer offsets per sample, zero outside, optionally mirrored (see ``shift_crop``).
-
-    One element gather through flat int32 indices built from (B, h) and (B, w) vectors: on the CPU this is
-    ~1.7× faster than a row gather followed by a column gather, and int64 indices would cost more than the copy.
-    (A shift along the width alone is faster as one ``gather`` on the last dimension; see AugMix's translate.)
+    One element gather through flat int32 indices built from (B, size) vectors: on the CPU ~1.7× faster than a
+    row gather followed by a column gather, and int64 indices would cost more than the copy itself.
     """
     b, c, hin, win = x.shape
-    h, w = size
-    rows = top.view(-1, 1) + torch.arange(h, device=x.device)
-    u = torch.arange(w, device=x.device)
-    cols = left.view(-1, 1) + (torch.where(flip.view(-1, 1), w - 1 - u, u) if flip is not None else u)
-    inside = ((rows >= 0) & (rows < hin))[:, :, None] & ((cols >= 0) & (cols < win))[:, None, :]  # (B, h, w)
+    u = torch.arange(size, device=x.device)
+    rows = top.view(-1, 1) + u  # (B, size)
+    cols = left.view(-1, 1) + (torch.where(flip.view(-1, 1), size - 1 - u, u) if flip is not None else u)
+    inside = ((rows >= 0) & (rows < hin))[:, :, None] & ((cols >= 0) & (cols < win))[:, None, :]
     base = (torch.arange(b * c, device=x.device, dtype=torch.int32) * (hin * win)).view(b, c, 1, 1)
-    r = (rows.clamp(0, hin - 1) * win).to(torch.int32).view(b, 1, h, 1)
-    flat = (base + r + cols.clamp(0, win - 1).to(torch.int32).view(b, 1, 1, w)).view(-1)
-    out = x.reshape(-1).index_select(0, flat).view(b, c, h, w)
+    r = (rows.clamp(0, hin - 1) * win).to(torch.int32).view(b, 1, size, 1)
+    flat = (base + r + cols.clamp(0, win - 1).to(torch.int32).view(b, 1, 1, size)).view(-1)
+    out = x.reshape(-1).index_select(0, flat).view(b, c, size, size)
     return out.mul_(inside.unsqueeze(1))
 
 
