@@ -130,6 +130,17 @@ def test_cpu_chunks_keep_families_and_deterministic_views(images: torch.Tensor) 
         build_sampler(specs, image_size=32, chunk_mib=0)
 
 
+def test_views_can_be_written_into_a_given_buffer(images: torch.Tensor) -> None:
+    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=32)
+    ref, ref_fam = sampler(images, torch.Generator().manual_seed(5))
+    buf = torch.full((2 * len(images), 3, 32, 32), -1.0).share_memory_()
+    views, fam = sampler(images, torch.Generator().manual_seed(5), out=buf)
+    assert torch.equal(fam, ref_fam) and all(torch.equal(a, b) for a, b in zip(views, ref, strict=True))
+    assert views[0].data_ptr() == buf.data_ptr() and buf.min() >= 0  # every view written, in place
+    with pytest.raises(ValueError, match="out must be"):
+        sampler(images, torch.Generator(), out=torch.empty(3, 3, 32, 32))
+
+
 def test_register_new_family_without_touching_sampler(images: torch.Tensor) -> None:
     @FAMILIES.register("test_invert")
     def invert(image_size: int, strength: float = 1.0):

@@ -81,11 +81,17 @@ class FamilySampler:
         side = max(self.image_size, *x.shape[-2:])
         return max(1, int(self.chunk_mib * 2**20 // (4 * x.shape[1] * side * side)))
 
-    def __call__(self, x: Tensor, g: torch.Generator) -> tuple[list[Tensor], Tensor]:
+    def __call__(self, x: Tensor, g: torch.Generator, out: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """Views of x (B, C, H, W); ``out`` (views·B, C, size, size) float32, if given, receives them (e.g. a
+        buffer in shared memory, which a DataLoader worker can then hand over without a copy)."""
         b = x.shape[0]
         s = self.image_size
         fam = self.draw_families(self.views * b, g)  # view-major: index v·B + i
-        out = torch.empty(self.views * b, x.shape[1], s, s, device=x.device)
+        shape = (self.views * b, x.shape[1], s, s)
+        if out is None:
+            out = torch.empty(shape, device=x.device)
+        elif out.shape != shape or out.dtype != torch.float32:
+            raise ValueError(f"out must be a float32 tensor of shape {shape}, got {out.dtype} {tuple(out.shape)}")
         chunk = self.chunk_size(x)
         for k, idx in group(fam, len(self.families)):
             for part in (idx.split(chunk) if chunk else (idx,)):
