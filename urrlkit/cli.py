@@ -113,6 +113,31 @@ def recipe_show(recipe: RecipeArg, set_: SetOpt = None) -> None:
     sys.stdout.write(_load(recipe, set_).to_toml())
 
 
+@recipe_app.command("views")
+@user_errors
+def recipe_views(
+    recipe: RecipeArg,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("views.png"),
+    images: Annotated[int, typer.Option("--images", "-n", min=1, help="Training images, one row each.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Augmentation generator seed.")] = 0,
+    set_: SetOpt = None,
+) -> None:
+    """Draw the recipe's pretraining views of a few training images into a PNG: each row is an image at
+    network size, then its views, framed in the colour of the family that made them."""
+    from urrlkit.engine.preview import save_preview, views_preview
+
+    preview = views_preview(_load(recipe, set_), images=images, seed=seed)
+    save_preview(preview, out_path)
+    counts = preview.families.flatten().bincount(minlength=len(preview.names)).tolist()
+    legend = ", ".join(f"{name} {_hex(preview.colour(k))} ({counts[k]} views)" for k, name in enumerate(preview.names))
+    out.print(f"wrote {out_path}: {preview.families.shape[0]} images × {preview.families.shape[1]} views; "
+              f"frames: {legend}", markup=False)
+
+
+def _hex(rgb: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
+
+
 # ----------------------------------------------------------------------------------------------- pipeline
 
 

@@ -1,0 +1,71 @@
+"""A picture of what a recipe's views look like: ``urrl recipe views RECIPE --out views.png``.
+
+One row per training image: the image at network size, then each of its views framed in its family's colour,
+upscaled (nearest) so that 32-px images stay visible. The family of every view is returned too, for a legend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from urrlkit.augment.geometry import center_crop_resize
+from urrlkit.augment.sampler import build_sampler, to_float
+from urrlkit.data.loading import from_config
+from urrlkit.errors import DataError
+from urrlkit.recipe import Recipe
+
+# Distinguishable frame colours (Okabe-Ito), one per family in recipe order.
+PALETTE = ((0.90, 0.62, 0.0), (0.34, 0.71, 0.91), (0.0, 0.62, 0.45), (0.94, 0.89, 0.26), (0.0, 0.45, 0.70),
+           (0.84, 0.37, 0.0), (0.80, 0.47, 0.65))
+FRAME = 3
+
+
+@dataclass
+class Preview:
+    grid: Tensor  # (3, H, W) float in [0, 1]
+    families: Tensor  # (n_images, views) index into names
+    names: list[str]
+
+    def colour(self, k: int) -> tuple[float, float, float]:
+        return PALETTE[k % len(PALETTE)]
+
+
+def _framed(x: Tensor, rgb: tuple[float, float, float] | None, tile: int) -> Tensor:
+    """x (3, s, s) upscaled to tile × tile (nearest) inside a FRAME-pixel border of rgb (white if None)."""
+    inner = F.interpolate(x[None], size=(tile - 2 * FRAME,) * 2, mode="nearest")[0]
+    out = torch.tensor(rgb or (1.0, 1.0, 1.0)).view(3, 1, 1).expand(3, tile, tile).clone()
+    out[:, FRAME:tile - FRAME, FRAME:tile - FRAME] = inner
+    return out
+
+
+def views_preview(recipe: Recipe, images: int = 8, seed: int = 0, tile: int = 96) -> Preview:
+    """Draw the recipe's views for its first ``images`` training images with generator seed ``seed``."""
+    if images < 1:
+        raise ValueError(f"images must be ≥ 1, got {images}")
+    ds = from_config(recipe.data, "train")
+    n = min(images, len(ds))  # type: ignore[arg-type]
+    if n == 0:
+        raise DataError(f"data set {recipe.data.dataset!r} has no training images")
+    x = torch.stack([ds[i][0] for i in range(n)])
+    size = recipe.data.image_size
+    sampler = build_sampler(recipe.pretext.family_weights(), image_size=size, views=recipe.pretext.views)
+    views, fam = sampler(x, torch.Generator().manual_seed(seed))
+    originals = center_crop_resize(to_float(x), size)
+    tile = max(tile, size + 2 * FRAME)
+    tiles = []
+    for i in range(n):
+        tiles.append(_framed(originals[i], None, tile))
+        tiles += [_framed(views[v][i], PALETTE[int(fam[v, i]) % len(PALETTE)], tile) for v in range(len(views))]
+    grid = make_grid(torch.stack(tiles), nrow=1 + len(views), padding=2, pad_value=1.0)
+    return Preview(grid, fam.t().contiguous(), sampler.names)
+
+
+def save_preview(preview: Preview, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(preview.grid, str(path))
