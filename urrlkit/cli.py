@@ -124,12 +124,12 @@ def recipe_views(
 ) -> None:
     """Draw the recipe's pretraining views of a few training images into a PNG: each row is an image at
     network size, then its views, framed in the colour of the family that made them."""
-    from urrlkit.engine.preview import save_preview, views_preview
+    from urrlkit.engine.preview import colour, save_preview, views_preview
 
     preview = views_preview(_load(recipe, set_), images=images, seed=seed)
     save_preview(preview, out_path)
     counts = preview.families.flatten().bincount(minlength=len(preview.names)).tolist()
-    legend = ", ".join(f"{name} {_hex(preview.colour(k))} ({counts[k]} views)" for k, name in enumerate(preview.names))
+    legend = ", ".join(f"{name} {_hex(colour(k))} ({counts[k]} views)" for k, name in enumerate(preview.names))
     out.print(f"wrote {out_path}: {preview.families.shape[0]} images × {preview.families.shape[1]} views; "
               f"frames: {legend}", markup=False)
 

@@ -26,14 +26,16 @@ PALETTE = ((0.90, 0.62, 0.0), (0.34, 0.71, 0.91), (0.0, 0.62, 0.45), (0.94, 0.89
 FRAME = 3
 
 
+def colour(k: int) -> tuple[float, float, float]:
+    """The frame colour of family k."""
+    return PALETTE[k % len(PALETTE)]
+
+
 @dataclass
 class Preview:
     grid: Tensor  # (3, H, W) float in [0, 1]
     families: Tensor  # (n_images, views) index into names
     names: list[str]
-
-    def colour(self, k: int) -> tuple[float, float, float]:
-        return PALETTE[k % len(PALETTE)]
 
 
 def _framed(x: Tensor, rgb: tuple[float, float, float] | None, tile: int) -> Tensor:
@@ -61,7 +63,7 @@ def views_preview(recipe: Recipe, images: int = 8, seed: int = 0, tile: int = 96
     tiles = []
     for i in range(n):
         tiles.append(_framed(originals[i], None, tile))
-        tiles += [_framed(views[v][i], PALETTE[int(fam[v, i]) % len(PALETTE)], tile) for v in range(len(views))]
+        tiles += [_framed(views[v][i], colour(int(fam[v, i])), tile) for v in range(len(views))]
     grid = make_grid(torch.stack(tiles), nrow=1 + len(views), padding=2, pad_value=1.0)
     return Preview(grid, fam.t().contiguous(), sampler.names)
 
