@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -90,9 +91,9 @@ class URRLTwoViews(Dataset):
 
 
 def loader_views_per_s(loader: DataLoader, workers: int) -> float:
-    """Views per second through a loader whose batches start with the first view batch, timed from the moment
-    every worker has delivered its first batch: start-up is not augmentation time, and no batch that a worker
-    made before the clock started is counted."""
+    """Views per second (two per image) through a loader whose batches end with one entry per image (labels or
+    indices), timed from the moment every worker has delivered its first batch: start-up is not augmentation
+    time, and no batch that a worker made before the clock started is counted."""
     it = iter(loader)
     for _ in range(max(1, workers)):
         next(it)
@@ -173,7 +174,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def sampled_peak(fn: object, probe: object, every_s: float = 2e-4) -> int:
+def sampled_peak(fn: Callable[[], object], probe: Callable[[], int], every_s: float = 2e-4) -> int:
     """Run fn() while a thread samples probe(); torch ops release the GIL, so the sampler sees the call."""
     peak, done = [probe()], threading.Event()
 

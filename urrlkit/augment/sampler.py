@@ -81,13 +81,17 @@ class FamilySampler:
         side = max(self.image_size, *x.shape[-2:])
         return max(1, int(self.chunk_mib * 2**20 // (4 * x.shape[1] * side * side)))
 
+    def out_shape(self, x: Tensor) -> tuple[int, int, int, int]:
+        """Shape of the (views·B, C, size, size) buffer that the views of x fill."""
+        return (self.views * x.shape[0], x.shape[1], self.image_size, self.image_size)
+
     def __call__(self, x: Tensor, g: torch.Generator, out: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """Views of x (B, C, H, W); ``out`` (views·B, C, size, size) float32, if given, receives them (e.g. a
         buffer in shared memory, which a DataLoader worker can then hand over without a copy)."""
         b = x.shape[0]
         s = self.image_size
         fam = self.draw_families(self.views * b, g)  # view-major: index v·B + i
-        shape = (self.views * b, x.shape[1], s, s)
+        shape = self.out_shape(x)
         if out is None:
             out = torch.empty(shape, device=x.device)
         elif out.shape != shape or out.dtype != torch.float32:

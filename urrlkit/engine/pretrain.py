@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate import PartialState
@@ -17,6 +18,9 @@ from urrlkit.errors import DataError, UrrlError
 from urrlkit.models import Encoder, build_encoder
 from urrlkit.recipe import Recipe, to_file
 from urrlkit.registry import PRETEXTS
+
+if TYPE_CHECKING:
+    from urrlkit.augment import FamilySampler
 
 
 class Indexed(Dataset):
@@ -43,6 +47,14 @@ def build_pretext(recipe: Recipe, num_samples: int) -> torch.nn.Module:
     return PRETEXTS.get(recipe.pretext.method)(encoder, recipe.pretext, num_samples)
 
 
+def recipe_sampler(recipe: Recipe) -> FamilySampler:
+    """The family sampler (paper Eq. 2) that pretraining with this recipe draws its views from."""
+    from urrlkit.augment import build_sampler
+
+    return build_sampler(recipe.pretext.family_weights(), image_size=recipe.data.image_size,
+                         views=recipe.pretext.views)
+
+
 def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
     run_dir = recipe.run_dir
     ckpt = run_dir / "checkpoints" / "latest"
@@ -55,7 +67,6 @@ def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
 
 def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None) -> Encoder:
     """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder."""
-    from urrlkit.augment import build_sampler
     from urrlkit.augment.workers import AugmentingCollate
     from urrlkit.hub import save_model
 
@@ -73,8 +84,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     if n < recipe.data.batch_size:
         raise DataError(f"data set {recipe.data.dataset!r} has {n} training images, fewer than one batch "
                         f"(data.batch_size = {recipe.data.batch_size})")
-    sampler = build_sampler(recipe.pretext.family_weights(), image_size=recipe.data.image_size,
-                            views=recipe.pretext.views)
+    sampler = recipe_sampler(recipe)
     in_workers = recipe.data.augments_in_workers(acc.device.type)
     # In the workers each batch seeds its own generator from its indices (augment/workers.py); on the device
     # one generator per process runs through the whole run and is checkpointed.

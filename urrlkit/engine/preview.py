@@ -15,8 +15,9 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from urrlkit.augment.geometry import center_crop_resize
-from urrlkit.augment.sampler import build_sampler, to_float
+from urrlkit.augment.sampler import to_float
 from urrlkit.data.loading import from_config
+from urrlkit.engine.pretrain import recipe_sampler
 from urrlkit.errors import DataError
 from urrlkit.recipe import Recipe
 
@@ -56,7 +57,7 @@ def views_preview(recipe: Recipe, images: int = 8, seed: int = 0, tile: int = 96
         raise DataError(f"data set {recipe.data.dataset!r} has no training images")
     x = torch.stack([ds[i][0] for i in range(n)])
     size = recipe.data.image_size
-    sampler = build_sampler(recipe.pretext.family_weights(), image_size=size, views=recipe.pretext.views)
+    sampler = recipe_sampler(recipe)
     views, fam = sampler(x, torch.Generator().manual_seed(seed))
     originals = center_crop_resize(to_float(x), size)
     tile = max(tile, size + 2 * FRAME)
