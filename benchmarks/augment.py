@@ -38,7 +38,7 @@ from urrlkit.augment import build_sampler
 from urrlkit.augment.workers import AugmentingCollate
 from urrlkit.data import DataRequest, build
 from urrlkit.engine.allocator import tune_glibc_malloc
-from urrlkit.recipe import PretextConfig
+from urrlkit.recipe import FamilySpec, PretextConfig
 
 RESULTS = Path(__file__).parent / "results" / "augment.json"
 
@@ -127,6 +127,35 @@ def urrlkit_views_per_s(x: torch.Tensor, size: int, device: torch.device, reps: 
         sampler(x, g)
     sync()
     return reps * 2 * x.shape[0] / (time.perf_counter() - start)
+
+
+def per_family_us_per_view(x: torch.Tensor, pil: list[Image.Image], size: int, seconds: float) -> dict:
+    """Single-threaded µs per view of each family of the URRL mix, urrlkit (batched, in process) against the
+    official per-image pipeline: where the speedup at a size comes from, family by family."""
+    torch.set_num_threads(1)
+    official = {"moco_v2": moco_v2_transform(size), "augmix_allop": augmix_transform(size)}
+    out = {}
+    for name, transform in official.items():
+        sampler = build_sampler([FamilySpec(name=name)], image_size=size, views=1)
+        g = torch.Generator().manual_seed(0)
+        sampler(x, g)
+        start, views = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            sampler(x, g)
+            views += x.shape[0]
+        ours = (time.perf_counter() - start) / views * 1e6
+        random.seed(0)
+        for im in pil[:4]:
+            transform(im)
+        start, views = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            for im in pil:
+                transform(im)
+            views += len(pil)
+        theirs = (time.perf_counter() - start) / views * 1e6
+        out[name] = {"urrlkit_us_per_view": round(ours, 1), "torchvision_us_per_view": round(theirs, 1),
+                     "speedup": round(theirs / ours, 2)}
+    return out
 
 
 class StoredImages(Dataset):
@@ -267,6 +296,8 @@ def main() -> None:
             many = max(many, urrlkit_views_per_s(x, size, device, max(1, reps // 3), cores))
             if device.type == "cpu":
                 pooled = max(pooled, urrlkit_workers_views_per_s(x[:worker_batch], size, cores, worker_batches))
+        families = per_family_us_per_view(x, pil[:64], size, 0.5 if args.quick else 3.0) \
+            if device.type == "cpu" else None
         modes = {"1_thread": one, f"{cores}_threads": many, f"{cores}_workers": pooled}
         best = max(modes, key=modes.__getitem__)
         ours = modes[best]
@@ -274,7 +305,8 @@ def main() -> None:
                      "torchvision_views_per_s": round(theirs, 1), "speedup": round(ours / theirs, 2),
                      "device": str(device), "urrlkit_mode": best,
                      **{f"urrlkit_views_per_s_{k}": round(v, 1) for k, v in modes.items() if v},
-                     "batch": batch, "worker_batch": worker_batch if pooled else None})
+                     "batch": batch, "worker_batch": worker_batch if pooled else None,
+                     **({"per_family_1_thread": families} if families else {})})
         print(json.dumps(rows[-1]), flush=True)
 
     probe = subprocess.run([sys.executable, __file__, "--memory-probe", "--device", args.device,

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from urrlkit.augment import rand
 from urrlkit.augment.augmix_ops import Op
-from urrlkit.augment.groups import group_rows
+from urrlkit.augment.groups import copy_rows_, group_rows
 
 
 @dataclass
@@ -56,13 +56,15 @@ def sample_params(n: int, n_ops: int, g: torch.Generator, severity: float = 3.0,
 def run_chains(x255: Tensor, p: AugMixParams, ops: list[Op], g: torch.Generator) -> Tensor:
     """Apply every chain to its image; x255 (n, 3, H, W) holds the 8-bit grid. Returns (width, n, 3, H, W)."""
     n = x255.shape[0]
-    chains = torch.cat([x255] * p.width)  # a plain copy per chain; repeat() takes a slow strided path on the CPU
+    chains = x255.new_empty((p.width * n, *x255.shape[1:]))
     # Inactive chains (depth ≤ step) get the out-of-range op id and join no group.
     steps = torch.arange(p.op.shape[0], device=p.op.device).unsqueeze(1)
     op_ids = torch.where(p.depth.unsqueeze(0) > steps, p.op, len(ops))
     for step, groups in enumerate(group_rows(op_ids, len(ops))):
         for k, idx in groups:
-            chains.index_copy_(0, idx, ops[k](chains.index_select(0, idx), p.level[step, idx], p.sign[step, idx], g))
+            # Every chain has depth ≥ 1, so step 0 fills all of `chains` straight from x: no width-fold copy.
+            src = x255.index_select(0, idx % n) if step == 0 else chains.index_select(0, idx)
+            copy_rows_(chains, idx, ops[k](src, p.level[step, idx], p.sign[step, idx], g))
     return chains.view(p.width, n, *x255.shape[1:])
 
 

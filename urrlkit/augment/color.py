@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from urrlkit.augment import rand
-from urrlkit.augment.groups import group_rows
+from urrlkit.augment.groups import copy_rows_, group_rows
 
 # ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
 _LUMA = (0.2989, 0.587, 0.114)
@@ -107,7 +107,7 @@ def apply_jitter(x: Tensor, factors: Tensor, order: Tensor) -> Tensor:
     out = x.clone()
     for groups in group_rows(order.t(), len(_JITTER_OPS)):  # one row per position in the order
         for k, idx in groups:
-            out.index_copy_(0, idx, _JITTER_OPS[k](out.index_select(0, idx), factors[idx, k]))
+            copy_rows_(out, idx, _JITTER_OPS[k](out.index_select(0, idx), factors[idx, k]))
     return out
 
 

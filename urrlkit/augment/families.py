@@ -14,7 +14,7 @@ from torch import Tensor
 
 from urrlkit.augment import augmix, color, geometry, rand
 from urrlkit.augment.augmix_ops import AUGMENTATIONS, AUGMENTATIONS_ALL, MOCO_OPS, Op
-from urrlkit.augment.groups import true_indices
+from urrlkit.augment.groups import copy_rows_, true_indices
 from urrlkit.registry import FAMILIES
 
 # ------------------------------------------------------------------------------------------ MoCo v2
@@ -75,11 +75,11 @@ class MocoV2:
         jitter, gray, blur = true_indices([p.jitter, p.gray, p.blur])
         if jitter.numel():
             jittered = color.apply_jitter(out.index_select(0, jitter), p.factors[jitter], p.order[jitter])
-            out.index_copy_(0, jitter, jittered)
+            copy_rows_(out, jitter, jittered)
         if gray.numel():
-            out.index_copy_(0, gray, color.grayscale(out.index_select(0, gray)))
+            copy_rows_(out, gray, color.grayscale(out.index_select(0, gray)))
         if blur.numel():
-            out.index_copy_(0, blur, color.gaussian_blur(out.index_select(0, blur), p.sigma[blur], self.kernel))
+            copy_rows_(out, blur, color.gaussian_blur(out.index_select(0, blur), p.sigma[blur], self.kernel))
         return out.clamp_(0, 1)  # blur and the HSV round trip can overshoot by float rounding
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:

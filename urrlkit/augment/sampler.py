@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from urrlkit.augment.groups import group
+from urrlkit.augment.groups import copy_rows_, group
 from urrlkit.registry import FAMILIES
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class FamilySampler:
         for k, idx in group(fam, len(self.families)):
             for part in (idx.split(chunk) if chunk else (idx,)):
                 # Select in the stored dtype (uint8: a quarter of the float traffic), convert per family.
-                out.index_copy_(0, part, self.families[k](to_float(x.index_select(0, part % b)), g).to(out.dtype))
+                copy_rows_(out, part, self.families[k](to_float(x.index_select(0, part % b)), g).to(out.dtype))
         return list(out.view(self.views, b, x.shape[1], s, s).unbind(0)), fam.view(self.views, b)
 
     def __repr__(self) -> str:
