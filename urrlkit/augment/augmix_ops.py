@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from urrlkit.augment import color, geometry, rand
+from urrlkit.augment.masks import indicator, mask_dtype, within
 
 Op = Callable[[Tensor, Tensor, Tensor, torch.Generator], Tensor]
 
@@ -129,7 +130,7 @@ def solarize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tens
     """Invert pixels ≥ 256 − int(level·256/10) (``ImageOps.solarize``)."""
     thr = _col(256 - int_parameter(level, 256))
     # x + [x ≥ thr]·(255 − 2x), exact on the 8-bit grid; torch.where is 2× slower on the CPU.
-    return torch.addcmul(x, (x >= thr).to(x.dtype), x.mul(-2).add_(255))
+    return torch.addcmul(x, indicator(torch.ge, x, thr), x.mul(-2).add_(255))
 
 
 # ------------------------------------------------------------------------------------------- geometric
@@ -149,7 +150,7 @@ def _translate(x: Tensor, t: Tensor, dim: int) -> Tensor:
     """
     n = x.shape[dim]
     src = torch.arange(n, device=x.device).view(1, n) + t.to(torch.int64).view(-1, 1)  # (B, n)
-    valid = (src >= 0) & (src < n)
+    valid = within(src, 0, n, mask_dtype(x))  # (B, n); a float mask for float x, see masks.py
     shape = [x.shape[0], 1, 1, 1]
     shape[dim] = n
     idx = src.clamp_(0, n - 1).view(shape).expand_as(x)

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from urrlkit.augment import rand
 from urrlkit.augment.groups import copy_rows_, group_rows
+from urrlkit.augment.masks import indicator
 
 # ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
 _LUMA = (0.2989, 0.587, 0.114)
@@ -69,8 +70,8 @@ def hue(x: Tensor, factor: Tensor) -> Tensor:
     c = maxc - torch.minimum(torch.minimum(r, g), b)
     # torchvision's branch priority: R if it is the max, else G, else B; the numerator and sextant offset
     # are selected first so that one division serves all three branches.
-    is_r = (maxc == r).to(x.dtype)
-    is_g = (maxc == g).to(x.dtype).sub_(is_r).clamp_(min=0)
+    is_r = indicator(torch.eq, maxc, r)  # float masks: bool ones cost ~9× more here (masks.py)
+    is_g = indicator(torch.eq, maxc, g).sub_(is_r).clamp_(min=0)
     num = torch.lerp(torch.lerp(r - g, b - r, is_g), g - b, is_r)
     off = is_g.mul(-2.0).add_(4.0).mul_(1 - is_r)  # 0 (R), 2 (G), 4 (B)
     # c = 0 means a grey pixel, whose numerator is 0 too: any non-zero divisor gives hue 0, as torchvision.

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from urrlkit.augment import rand
+from urrlkit.augment.masks import mask_dtype, within
 
 
 def _out_centres(h: int, w: int, device: torch.device) -> Tensor:
@@ -56,7 +57,7 @@ def warp(x: Tensor, matrix: Tensor, size: tuple[int, int], *, edges: str = "zero
     inside = None
     if edges == "pil":
         sx, sy = src.unbind(-1)
-        inside = (sx >= 0) & (sx < win) & (sy >= 0) & (sy < hin)
+        inside = within(sx, 0, win).mul_(within(sy, 0, hin))  # float masks, see masks.py
     scale = torch.full((2,), 2.0 / win, device=x.device)  # not torch.tensor([...]): a host→GPU copy syncs
     if hin != win:
         scale[1] = 2.0 / hin
@@ -190,7 +191,8 @@ def shift_crop(x: Tensor, top: Tensor, left: Tensor, size: int, flip: Tensor | N
     u = torch.arange(size, device=x.device)
     rows = top.view(-1, 1) + u  # (B, size)
     cols = left.view(-1, 1) + (torch.where(flip.view(-1, 1), size - 1 - u, u) if flip is not None else u)
-    inside = ((rows >= 0) & (rows < hin))[:, :, None] & ((cols >= 0) & (cols < win))[:, None, :]
+    dt = mask_dtype(x)  # a float mask for float x: bool masks are slow on the CPU (masks.py)
+    inside = within(rows, 0, hin, dt)[:, :, None] * within(cols, 0, win, dt)[:, None, :]
     base = (torch.arange(b * c, device=x.device, dtype=torch.int32) * (hin * win)).view(b, c, 1, 1)
     r = (rows.clamp(0, hin - 1) * win).to(torch.int32).view(b, 1, size, 1)
     flat = (base + r + cols.clamp(0, win - 1).to(torch.int32).view(b, 1, 1, size)).view(-1)
