@@ -147,7 +147,10 @@ def _translate(x: Tensor, t: Tensor, dim: int) -> Tensor:
 
     Integer offsets put every PIL sample point on a pixel centre, so the bilinear transform is an exact
     shift: out[…, u] = x[…, u + t] where 0 ≤ u + t < size, else 0 — done as a gather, no resampling.
+    Vertical shifts move whole rows (``geometry.shift_rows``).
     """
+    if dim == -2:
+        return geometry.shift_rows(x, t)
     n = x.shape[dim]
     src = torch.arange(n, device=x.device).view(1, n) + t.to(torch.int64).view(-1, 1)  # (B, n)
     valid = within(src, 0, n, mask_dtype(x))  # (B, n); a float mask for float x, see masks.py
