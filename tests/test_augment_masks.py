@@ -43,14 +43,3 @@ def test_shift_crop_masks_integer_and_float_images_alike() -> None:
     assert a.dtype == torch.uint8 and torch.equal(a.float(), b)
     assert (a[0, :, :2] == 0).all() and (a[0, :, 2:] > 0).all()  # two rows above the image are zero
     assert (a[1, :, :, :3] == 0).all() and (a[1, :, :, 3:] > 0).all()
-
-
-def test_shift_rows_equals_a_gather_along_the_height() -> None:
-    g = torch.Generator().manual_seed(2)
-    x = torch.rand(5, 3, 7, 4, generator=g)
-    offset = torch.tensor([-9, -2, 0, 3, 7])  # fully out, partly out, none, partly out, fully out
-    src = torch.arange(7).view(1, 7) + offset.view(-1, 1)
-    valid = ((src >= 0) & (src < 7)).view(5, 1, 7, 1)
-    want = x.gather(2, src.clamp(0, 6).view(5, 1, 7, 1).expand_as(x)) * valid
-    assert torch.equal(geometry.shift_rows(x, offset), want)
-    assert (geometry.shift_rows(x, offset)[[0, 4]] == 0).all()
