@@ -53,3 +53,8 @@ def test_copy_rows_equals_index_copy_on_every_path() -> None:
         want = target.clone().index_copy_(0, idx, src)
         copy_rows_(target, idx, src)
         assert torch.equal(target, want)
+
+
+def test_copy_rows_of_an_empty_batch_is_a_no_op() -> None:
+    out = torch.zeros(0, 3, 4, 4)
+    assert copy_rows_(out, torch.zeros(0, dtype=torch.long), torch.zeros(0, 3, 4, 4)).shape == (0, 3, 4, 4)

@@ -9,6 +9,8 @@ Within a group the indices are ascending, exactly as ``nonzero`` returns them, s
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -52,7 +54,7 @@ def copy_rows_(out: Tensor, idx: Tensor, src: Tensor) -> Tensor:
     wide = torch.complex128
     ratio = wide.itemsize // out.element_size() if out.element_size() < wide.itemsize else 0
     if (out.device.type == "cpu" and ratio and out.dtype == src.dtype and out.is_contiguous()
-            and src.is_contiguous() and out[0].numel() % ratio == 0 and out.storage_offset() % ratio == 0
+            and src.is_contiguous() and math.prod(out.shape[1:]) % ratio == 0 and out.storage_offset() % ratio == 0
             and src.storage_offset() % ratio == 0):
         out.view(out.shape[0], -1).view(wide).index_copy_(0, idx, src.reshape(src.shape[0], -1).view(wide))
         return out
