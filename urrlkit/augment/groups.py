@@ -53,10 +53,11 @@ def copy_rows_(out: Tensor, idx: Tensor, src: Tensor) -> Tensor:
     """
     wide = torch.complex128
     ratio = wide.itemsize // out.element_size() if out.element_size() < wide.itemsize else 0
+    row = math.prod(out.shape[1:])
     if (out.device.type == "cpu" and ratio and out.dtype == src.dtype and out.is_contiguous()
-            and src.is_contiguous() and math.prod(out.shape[1:]) % ratio == 0 and out.storage_offset() % ratio == 0
+            and src.is_contiguous() and row % ratio == 0 and out.storage_offset() % ratio == 0
             and src.storage_offset() % ratio == 0):
-        out.view(out.shape[0], -1).view(wide).index_copy_(0, idx, src.reshape(src.shape[0], -1).view(wide))
+        out.view(out.shape[0], row).view(wide).index_copy_(0, idx, src.reshape(src.shape[0], row).view(wide))
         return out
     return out.index_copy_(0, idx, src)
 
