@@ -147,3 +147,77 @@ def test_cli_corrupt_sample(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert np.load(tmp_path / "c" / "contrast.npy").shape == (50, 32, 32, 3)
+
+
+# ------------------------------------------------------------------ one framing for clean and "-C" images
+
+
+def _frame_all(batches):
+    from urrlkit.evaluate.suites import _prepare
+
+    return torch.cat([_prepare(x, 224, torch.device("cpu")) for x, _ in batches])
+
+
+def test_cifar_clean_and_c_share_one_framing(tmp_path):
+    """32-px source at the transfer recipe's 224 px (load_size 256): the clean test images, the official
+    CIFAR-C layout holding the raw arrays, and generation with the identity give identical tensors."""
+    from urrlkit.evaluate.corruptions import official as off
+    from urrlkit.evaluate.corruptions.framing import corrupt_framed
+    from urrlkit.evaluate.suites import _loader, eval_test_set
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(6) % 2
+    np.savez(tmp_path / "test.npz", images=imgs, labels=labels)
+    recipe = validate_dict(
+        {"data": {"dataset": "npz", "root": str(tmp_path), "image_size": 224, "load_size": 256}}
+    )
+    ds = eval_test_set(recipe)
+    assert tuple(ds.images.shape[-2:]) == (32, 32)  # read at the source resolution, framed once later
+    clean = _frame_all(_loader(ds, 4, 0))
+    c_root = tmp_path / "c"
+    c_root.mkdir()
+    np.save(c_root / "raw.npy", np.concatenate([imgs] * 5))
+    np.save(c_root / "labels.npy", np.tile(labels, 5))
+    official = _frame_all(off.iter_npy(c_root, "raw", 3, 4))
+    generated = corrupt_framed(ds.images, 224, lambda x: x).float() / 255
+    assert clean.shape == (6, 3, 224, 224)
+    assert torch.equal(clean, official) and torch.equal(clean, generated)
+    # the framing is Resize(256) + CenterCrop(224) of the 32-px image, as the transfer protocol's test transform
+    up = torch.nn.functional.interpolate(
+        torch.from_numpy(imgs).permute(0, 3, 1, 2).float(), size=(256, 256), mode="bilinear", antialias=True
+    )
+    assert torch.equal(clean * 255, up.round().clamp(0, 255)[..., 16:240, 16:240])
+
+
+def test_imagenet_clean_and_c_share_one_framing(tmp_path):
+    """Photographs: clean = Resize(256) + CenterCrop(224) of the original; ImageNet-C images (that framing,
+    then the corruption, stored at 224) are used as they are; generation corrupts after the framing."""
+    from PIL import Image
+
+    from urrlkit.evaluate.corruptions import official as off
+    from urrlkit.evaluate.corruptions.framing import corrupt_framed
+    from urrlkit.evaluate.suites import _loader, eval_test_set
+
+    rng = np.random.default_rng(1)
+    for k, (w, h) in enumerate([(320, 240), (240, 300), (500, 281)]):
+        d = tmp_path / "in" / "test" / f"n0{k}"
+        d.mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"img{k}.png")
+    recipe = validate_dict(
+        {"data": {"dataset": "imagefolder", "root": str(tmp_path / "in"), "image_size": 224, "load_size": 256}}
+    )
+    ds = eval_test_set(recipe)
+    clean = _frame_all(_loader(ds, 2, 0))
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    seen = []
+    generated = corrupt_framed(x, 224, lambda v: seen.append(v.shape) or v).float() / 255
+    assert seen == [(3, 3, 224, 224)]  # corrupted at the network size, as ImageNet-C
+    assert torch.equal(clean, generated)
+    c_root = tmp_path / "c"
+    for k in range(3):
+        d = c_root / "raw" / "1" / f"n0{k}"
+        d.mkdir(parents=True)
+        Image.fromarray((clean[k] * 255).round().byte().permute(1, 2, 0).numpy()).save(d / f"img{k}.png")
+    official = _frame_all(off.iter_folder(c_root, "raw", 1, None, ds.classes, 2))
+    assert torch.equal(clean, official)

@@ -7,6 +7,7 @@ Rich table and saves PNG plots; see docs/evaluation.md for the metric definition
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from urrlkit.attacks import robust_accuracy
 from urrlkit.errors import CheckpointError, RecipeError, UrrlError
 from urrlkit.evaluate.corruptions import CHUNK, check_names, corrupt
 from urrlkit.evaluate.corruptions import official as off
+from urrlkit.evaluate.corruptions.framing import corrupt_framed, frame, load_size
 from urrlkit.recipe import Recipe
 
 BENCHMARKS = ("cifar10-c", "cifar100-c", "imagenet-c", "tiny-imagenet-c")
@@ -67,22 +69,9 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _prepare(x: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
-    """uint8 NCHW → float [0, 1] on device, centre-cropped to the network size when stored larger."""
-    h, w = x.shape[-2:]
-    if h != size or w != size:
-        if h < size or w < size:
-            x = (
-                torch.nn.functional.interpolate(
-                    x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
-                )
-                .round()
-                .clamp(0, 255)
-                .to(torch.uint8)
-            )
-        else:
-            top, left = (h - size) // 2, (w - size) // 2
-            x = x[..., top : top + size, left : left + size]
-    return x.to(device).float() / 255
+    """uint8 NCHW → float [0, 1] on device, framed to the network size as every evaluation image is
+    (`corruptions.framing.frame`: clean, official -C and generated -C alike)."""
+    return frame(x, size).to(device).float() / 255
 
 
 @torch.no_grad()
@@ -100,6 +89,15 @@ def _predict(
     if not preds:
         raise UrrlError("evaluation: no images to evaluate")
     return np.concatenate(preds), np.concatenate(confs), np.concatenate(labels).astype(np.int64)
+
+
+def eval_test_set(recipe: Recipe) -> Dataset:
+    """The recipe's test split as evaluation reads it: array data sets at their native resolution, photographs
+    at the eval resize (256 for 224); `_prepare` then frames both to the network size."""
+    from urrlkit.data import from_config
+
+    d = recipe.data
+    return from_config(d, "test", size=load_size(d.dataset, d.root, "test", d.image_size))
 
 
 def _loader(ds: Dataset, batch_size: int, workers: int) -> DataLoader:
@@ -148,14 +146,16 @@ def _corruption_batches(
         assert test is not None
         x, y = test
         for i in range(0, x.shape[0], CHUNK):
-            yield corrupt(x[i : i + CHUNK], name, severity, seed=recipe.run.seed, start=i), y[i : i + CHUNK]
+            fn = functools.partial(corrupt, name=name, severity=severity, seed=recipe.run.seed, start=i)
+            yield corrupt_framed(x[i : i + CHUNK], size, fn), y[i : i + CHUNK]
         return
     root = Path(ce.root)  # checked before
     if off.detect_layout(root) == "npy":
         yield from off.iter_npy(root, name, severity, recipe.eval.batch_size, ce.limit)
     else:
+        # read at the stored resolution (224 px for ImageNet-C, 64 for Tiny-ImageNet-C) and framed like clean
         yield from off.iter_folder(
-            root, name, severity, size, classes, recipe.eval.batch_size, ce.limit, recipe.data.workers
+            root, name, severity, None, classes, recipe.eval.batch_size, ce.limit, recipe.data.workers
         )
 
 
@@ -237,8 +237,6 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Evaluate an in-memory classifier ([0, 1] input, logits out) on the recipe's test data; write
     `<out_dir>/results.json` and plots, print a table, and return the results dict."""
-    from urrlkit.data import from_config
-
     console = console or Console(highlight=False)
     basic, bench = plan_suites(suites, recipe)
     if not basic and bench is None:
@@ -249,10 +247,10 @@ def evaluate_model(
     ev = recipe.eval
     size = recipe.data.image_size
     need_test = bool(basic) or bench == "generated"
-    test_ds = from_config(recipe.data, "test") if need_test else None
+    test_ds = eval_test_set(recipe) if need_test else None
     if bench is not None and bench != "generated" and test_ds is None:
         try:
-            test_ds = from_config(recipe.data, "test")
+            test_ds = eval_test_set(recipe)
         except UrrlError:
             test_ds = None  # class names then come from the -C folders
     res: dict[str, Any] = {}

@@ -9,6 +9,7 @@ the data set, split, size, seed, size class and urrlkit version.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,19 +23,16 @@ from urrlkit.data import DataRequest, build, to_tensors
 from urrlkit.data.datasets import ArrayDataset, FileDataset
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.evaluate.corruptions import CHUNK, check_names, corrupt
+from urrlkit.evaluate.corruptions.framing import corrupt_framed, load_size, source_size
 from urrlkit.evaluate.corruptions.params import size_class
 
-NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "cifar10-sample": 32, "tiny-imagenet": 64, "stl10": 96}
 JPEG_QUALITY = 85
 
 
 def native_size(dataset: str, root: Path | None, split: str) -> int:
-    if dataset in NATIVE_SIZE:
-        return NATIVE_SIZE[dataset]
-    if dataset == "npz" and root is not None and (Path(root) / f"{split}.npz").is_file():
-        with np.load(Path(root) / f"{split}.npz") as arr:
-            return int(arr["images"].shape[1])
-    return 224
+    """The size a -C set of `dataset` is written at: its native resolution, or 224 for photographs (which
+    `build` frames as Resize + CenterCrop, the ImageNet-C recipe)."""
+    return source_size(dataset, root, split) or 224
 
 
 def _file_names(ds: object, n: int) -> list[str]:
@@ -63,7 +61,8 @@ def run_corrupt(
     names = check_names(corruptions, "--corruption")
     sevs = severities or [1, 2, 3, 4, 5]
     size = size or native_size(dataset, root, split)
-    ds = build(dataset, DataRequest(root=root, split=split, size=size, limit=limit))
+    # loaded as evaluation loads the clean split, so generated and clean images share one framing
+    ds = build(dataset, DataRequest(root=root, split=split, size=load_size(dataset, root, split, size), limit=limit))
     images, labels = to_tensors(ds)
     n = images.shape[0]
     if n == 0:
@@ -85,7 +84,8 @@ def run_corrupt(
             )
         for k, s in enumerate(sevs):
             for i in range(0, n, CHUNK):
-                y = corrupt(images[i : i + CHUNK], name, s, seed=seed, start=i)
+                fn = functools.partial(corrupt, name=name, severity=s, seed=seed, start=i)
+                y = corrupt_framed(images[i : i + CHUNK], size, fn)
                 hwc = y.permute(0, 2, 3, 1).numpy()
                 if layout == "npy":
                     mm[k * n + i : k * n + i + len(hwc)] = hwc

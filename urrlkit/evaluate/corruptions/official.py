@@ -2,8 +2,9 @@
 
 - CIFAR-10-C / CIFAR-100-C: `<root>/<corruption>.npy` uint8 (5·N, H, W, 3), severities 1..5 in consecutive
   blocks of N, and `<root>/labels.npy`.
-- ImageNet-C / Tiny-ImageNet-C: `<root>/<corruption>/<severity>/<wnid>/<image>`; images already at the network
-  size are used as they are (no resize, no crop).
+- ImageNet-C / Tiny-ImageNet-C: `<root>/<corruption>/<severity>/<wnid>/<image>`, read at their stored
+  resolution (`size=None`); the evaluation then frames them like the clean images (`framing.frame`: images
+  at the network size are used as they are).
 """
 
 from __future__ import annotations
@@ -94,12 +95,13 @@ def folder_dataset(
     root: Path,
     corruption: str,
     severity: int,
-    size: int,
+    size: int | None,
     classes: Sequence[str] | None,
     limit: int | None = None,
 ) -> FileDataset:
     """`<root>/<corruption>/<severity>/<class>/<image>` with labels by `classes` (the model's class names);
-    sorted folder names when `classes` is None."""
+    sorted folder names when `classes` is None. `size` None: the (square) size of the first image, so the
+    images are read as stored."""
     base = root / corruption / str(severity)
     if not base.is_dir():
         raise DataError(f"expected {base}/<wnid>/<image>")
@@ -117,7 +119,19 @@ def folder_dataset(
         files, labels = _spread(files, labels, limit)
     if not files:
         raise DataError(f"no images under {base}/<wnid>/")
+    if size is None:
+        size = _stored_size(files[0])
     return FileDataset(files, labels, list(index), size, source=str(base))
+
+
+def _stored_size(path: Path) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return min(img.size)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc})") from None
 
 
 def _spread(files: list[Path], labels: list[int], limit: int) -> tuple[list[Path], list[int]]:
@@ -132,7 +146,7 @@ def iter_folder(
     root: Path,
     corruption: str,
     severity: int,
-    size: int,
+    size: int | None,
     classes: Sequence[str] | None,
     batch_size: int,
     limit: int | None = None,
