@@ -4,6 +4,8 @@ a runner; user errors become one line on stderr and exit code 2 (`--debug` shows
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,13 @@ import typer
 from rich.console import Console
 
 from urrlkit import __version__
+from urrlkit.engine.allocator import default_thread_env
 from urrlkit.errors import UrrlError
+
+# OpenMP reads these once, when torch loads it: set them before that (a program that imported torch before
+# this module has already chosen).
+if "torch" not in sys.modules:
+    default_thread_env(os.environ)
 
 app = typer.Typer(
     name="urrl",
@@ -50,11 +58,29 @@ def user_errors(fn: F) -> F:
                 raise
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None
+        except Terminated:
+            err.print("terminated (SIGTERM); the last complete checkpoint is kept (continue with --resume)")
+            raise typer.Exit(143) from None
         except KeyboardInterrupt:
-            err.print("interrupted; the last good checkpoint is kept")
+            err.print("interrupted; the last complete checkpoint is kept (continue with --resume)")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `kill`'s stop): unwinds like Ctrl-C, so the run stops the same clean way."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _handle_sigterm() -> None:
+    """Turn SIGTERM into `Terminated` unless someone (an embedding program) installed their own handler.
+    Checkpoints are written to a temporary folder and renamed, so stopping anywhere keeps the last one."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _version(value: bool) -> None:
@@ -72,6 +98,7 @@ def main(
     from urrlkit.engine.allocator import tune_glibc_malloc
 
     _state["debug"] = debug
+    _handle_sigterm()
     tune_glibc_malloc()  # the application's choice, not the library's: see urrlkit/engine/allocator.py
 
 

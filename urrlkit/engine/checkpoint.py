@@ -1,23 +1,40 @@
-"""Atomic, resumable checkpoints on top of Accelerate's save_state / load_state.
+"""Atomic, exactly resumable checkpoints that never unpickle anything.
 
-Layout under `<run_dir>/checkpoints/`: `step-00000123/` folders (Accelerate state: model weights as
-safetensors, optimizer, RNG states, registered objects) and a `latest` file naming the newest complete one.
+Layout under `<run_dir>/checkpoints/`: `step-00000123/` folders and a `latest` file naming the newest complete
+one. A checkpoint folder holds
+  model.safetensors     the (unwrapped) model's state dict (main process)
+  optimizer.safetensors the optimizer's state: tensors + a JSON skeleton in the metadata (main process)
+  rank-<r>.safetensors  per process: Python / numpy / torch (CPU and CUDA) RNG states, the training
+                        generators, extra per-process tensors (e.g. views-per-family counts), GradScaler state
+  state.json            loop counters: epoch, step in epoch, global step, Accelerate's step, process count
+Resume reads exactly these files with safetensors and json (see `urrlkit/engine/statefile.py`); nothing is
+ever unpickled, so a planted `.pkl`/`.bin` is never even opened. Accelerate's own `save_state`/`load_state`
+is not used: it pickles RNG states and registered objects and loads them with `weights_only=False`.
 A checkpoint is written to a hidden temporary folder and renamed into place; `latest` is rewritten atomically
 afterwards, so a kill at any moment leaves the previous checkpoint intact and `latest` pointing at it.
 """
 
 from __future__ import annotations
 
+import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
+from safetensors.torch import load_model, save_model
 
+from urrlkit.engine.statefile import fsync_file, plain_file, read_json, read_state, write_json, write_state
 from urrlkit.errors import CheckpointError
 from urrlkit.hub import atomic_write_bytes
+
+FORMAT = 2  # 1 was Accelerate's pickle-based save_state
+STEP_NAME = re.compile(r"step-\d{8}")
+PICKLED = ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin")
 
 
 class TrainState:
@@ -31,23 +48,11 @@ class TrainState:
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step}
 
-    def load_state_dict(self, d: dict[str, int]) -> None:
-        self.epoch, self.step_in_epoch, self.global_step = d["epoch"], d["step_in_epoch"], d["global_step"]
-
-
-class Generators:
-    """Every torch.Generator that drives training randomness (augmentations, shuffle-BN, memory banks),
-    so that a resumed run draws exactly what the uninterrupted one would have."""
-
-    def __init__(self, gens: list[torch.Generator]) -> None:
-        self.gens = gens
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"states": [g.get_state() for g in self.gens]}
-
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        for g, s in zip(self.gens, d["states"], strict=True):
-            g.set_state(s)
+        values = [d.get(k) for k in ("epoch", "step_in_epoch", "global_step")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            raise ValueError(f"loop counters must be non-negative integers, got {values}")
+        self.epoch, self.step_in_epoch, self.global_step = values
 
 
 def module_generators(module: torch.nn.Module) -> list[torch.Generator]:
@@ -61,37 +66,85 @@ def module_generators(module: torch.nn.Module) -> list[torch.Generator]:
 
 
 class Checkpointer:
+    """Saves and restores what `attach` names: model, optimizer, loop counters, generators, extra tensors."""
+
     def __init__(self, acc: Accelerator, directory: Path, keep: int = 2) -> None:
         self.acc = acc
         self.dir = Path(directory)
         self.keep = keep
+        self.model: torch.nn.Module | None = None
+        self.optimizer: Any = None
+        self.state = TrainState()
+        self.generators: list[torch.Generator] = []
+        self.extra: dict[str, torch.Tensor] = {}
+
+    def attach(self, model: torch.nn.Module, optimizer: Any, state: TrainState,
+               generators: list[torch.Generator], extra: dict[str, torch.Tensor] | None = None) -> None:
+        self.model, self.optimizer, self.state = model, optimizer, state
+        self.generators, self.extra = list(generators), dict(extra or {})
+
+    # ------------------------------------------------------------------------------------------- locate
 
     def latest(self) -> Path | None:
+        """The checkpoint `latest` names. It must name a `step-NNNNNNNN` folder directly inside the checkpoint
+        folder: anything else (`../x`, an absolute path, a symlink) could make resume read outside the run."""
         pointer = self.dir / "latest"
-        if not pointer.is_file():
+        if self.dir.is_symlink():
+            raise CheckpointError(f"{self.dir}: is a symbolic link; refusing to resume from outside the run")
+        if not pointer.exists() and not pointer.is_symlink():
             return None
-        path = self.dir / pointer.read_text().strip()
+        if pointer.is_symlink() or not pointer.is_file():
+            raise CheckpointError(f"{pointer}: must be a regular file naming a checkpoint folder")
+        with pointer.open("rb") as fh:
+            name = fh.read(64).decode("ascii", errors="replace").strip()
+        if not STEP_NAME.fullmatch(name):
+            raise CheckpointError(f"{pointer}: names {name[:40]!r}, not a checkpoint folder of this run "
+                                  "(expected step-NNNNNNNN)")
+        path = self.dir / name
+        if path.is_symlink():
+            raise CheckpointError(f"{path}: is a symbolic link; refusing to resume from outside the run")
         if not path.is_dir():
-            raise CheckpointError(f"{pointer}: names {path.name}, which is missing")
+            raise CheckpointError(f"{pointer}: names {name}, which is missing")
         return path
+
+    # ------------------------------------------------------------------------------------------- save
 
     def save(self, global_step: int) -> Path:
         name = f"step-{global_step:08d}"
         final = self.dir / name
         tmp = self.dir / f".tmp-{name}"
-        if self.acc.is_main_process:
+        acc = self.acc
+        if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-        barrier(self.acc)
-        self.acc.save_state(str(tmp))
-        barrier(self.acc)
-        if self.acc.is_main_process:
+            tmp.mkdir(parents=True)
+        barrier(acc)
+        write_state(tmp / f"rank-{acc.process_index}.safetensors", self._process_state())
+        if acc.is_main_process:
+            if self.model is not None:
+                save_model(acc.unwrap_model(self.model), str(tmp / "model.safetensors"))
+                fsync_file(tmp / "model.safetensors")
+            if self.optimizer is not None:
+                write_state(tmp / "optimizer.safetensors", self.optimizer.state_dict())
+            write_json(tmp / "state.json", {"format": FORMAT, "processes": acc.num_processes,
+                                            "accelerator_step": int(acc.step), **self.state.state_dict()})
+        barrier(acc)
+        if acc.is_main_process:
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
             atomic_write_bytes(self.dir / "latest", name.encode())
             self._prune(keep_name=name)
-        barrier(self.acc)
+        barrier(acc)
         return final
+
+    def _process_state(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                               "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        scaler = getattr(self.acc, "scaler", None)
+        return {"rng": rng, "generators": [g.get_state() for g in self.generators], "extra": self.extra,
+                "scaler": scaler.state_dict() if scaler is not None else None}
 
     def _prune(self, keep_name: str) -> None:
         done = sorted(p for p in self.dir.glob("step-*") if p.is_dir())
@@ -99,16 +152,105 @@ class Checkpointer:
             if old.name != keep_name:
                 shutil.rmtree(old, ignore_errors=True)
 
+    # ------------------------------------------------------------------------------------------- load
+
     def load(self) -> Path:
         path = self.latest()
         if path is None:
             raise CheckpointError(f"{self.dir}: no checkpoint to resume from (run without --resume to start)")
-        try:
-            self.acc.load_state(str(path))
-        except (RuntimeError, OSError, KeyError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise CheckpointError(f"{path}: cannot restore checkpoint ({first})") from None
+        if not (path / "state.json").exists() and any((path / f).exists() for f in PICKLED):
+            raise CheckpointError(f"{path}: written by an older urrlkit in Accelerate's pickle format, which is "
+                                  "never loaded (unpickling can run code); delete the checkpoints folder and "
+                                  "start again")
+        acc = self.acc
+        meta = read_json(path / "state.json")
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path / 'state.json'}: unknown checkpoint format {meta.get('format')!r}")
+        if meta.get("processes") != acc.num_processes:
+            raise CheckpointError(f"{path}: written by {meta.get('processes')} processes; resume with the same "
+                                  f"number (this launch has {acc.num_processes})")
+        self._guard(path / "state.json", lambda: self.state.load_state_dict(meta))
+        step = meta.get("accelerator_step", 0)
+        if not isinstance(step, int) or step < 0:
+            raise CheckpointError(f"{path / 'state.json'}: accelerator_step must be a non-negative integer")
+        if self.model is not None:
+            self._guard(path / "model.safetensors", lambda: self._load_model(path / "model.safetensors"))
+        if self.optimizer is not None:
+            opt_state = read_state(path / "optimizer.safetensors")
+            self._guard(path / "optimizer.safetensors", lambda: self._load_optimizer(opt_state))
+        rank_file = path / f"rank-{acc.process_index}.safetensors"
+        proc = read_state(rank_file)
+        self._guard(rank_file, lambda: self._load_process(proc))
+        acc.step = step
         return path
+
+    @staticmethod
+    def _guard(path: Path, fn: Any) -> None:
+        try:
+            fn()
+        except CheckpointError:
+            raise
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path}: cannot restore checkpoint ({first})") from None
+
+    def _load_model(self, file: Path) -> None:
+        plain_file(file)
+        try:
+            load_model(self.acc.unwrap_model(self.model), str(file), strict=True, device="cpu")
+        except Exception as exc:  # safetensors raises its own error type for a corrupt header
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{file}: cannot restore checkpoint ({first})") from None
+
+    def _load_optimizer(self, sd: Any) -> None:
+        if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict) or not isinstance(
+                sd.get("param_groups"), list):
+            raise ValueError("not an optimizer state dict")
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        for idx, entry in sd["state"].items():
+            if not isinstance(idx, int) or not 0 <= idx < len(params) or not isinstance(entry, dict):
+                raise ValueError(f"state for parameter {idx!r}, which this optimizer does not have")
+            for key, value in entry.items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != params[idx].shape:
+                    raise ValueError(f"state.{idx}.{key} has shape {tuple(value.shape)}, the parameter "
+                                     f"{tuple(params[idx].shape)}")
+        self.optimizer.load_state_dict(sd)
+
+    def _load_process(self, proc: Any) -> None:
+        rng = proc["rng"]
+        gens = proc["generators"]
+        if len(gens) != len(self.generators):
+            raise ValueError(f"{len(gens)} generator states for {len(self.generators)} generators")
+        extra = proc["extra"]
+        if set(extra) != set(self.extra):
+            raise ValueError(f"extra state {sorted(extra)} where {sorted(self.extra)} is expected")
+        for key, t in self.extra.items():
+            if not isinstance(extra[key], torch.Tensor) or extra[key].shape != t.shape:
+                raise ValueError(f"extra state {key!r} does not have shape {tuple(t.shape)}")
+        for g, s in zip(self.generators, gens, strict=True):
+            if not isinstance(s, torch.Tensor) or s.dtype != torch.uint8:
+                raise ValueError("generator states must be uint8 tensors")
+            g.set_state(s)
+        for key, t in self.extra.items():
+            t.copy_(extra[key])
+        random.setstate(_python_rng(rng["python"]))
+        np.random.set_state(rng["numpy"])
+        if not isinstance(rng["torch"], torch.Tensor) or rng["torch"].dtype != torch.uint8:
+            raise ValueError("torch RNG state must be a uint8 tensor")
+        torch.set_rng_state(rng["torch"])
+        if torch.cuda.is_available() and "cuda" in rng:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        scaler = getattr(self.acc, "scaler", None)
+        if scaler is not None and proc.get("scaler") is not None:
+            scaler.load_state_dict(proc["scaler"])
+
+
+def _python_rng(state: Any) -> tuple:
+    """random.setstate wants (version, tuple of 625 ints, gauss_next)."""
+    if not (isinstance(state, tuple) and len(state) == 3 and isinstance(state[1], tuple)
+            and all(isinstance(v, int) for v in state[1])):
+        raise ValueError("malformed Python RNG state")
+    return state
 
 
 def barrier(acc: Accelerator) -> None:

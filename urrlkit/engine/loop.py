@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
-from urrlkit.engine.checkpoint import Checkpointer, Generators, TrainState
+from urrlkit.engine.checkpoint import Checkpointer, TrainState
 from urrlkit.engine.logging import MetricLogger, ProgressReporter
 from urrlkit.engine.schedule import lr_at
 from urrlkit.errors import TrainingError
@@ -56,14 +56,18 @@ class LoopSpec:
 
 def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any,
         step_fn: StepFn, spec: LoopSpec, ckpt: Checkpointer | None, logger: MetricLogger | None,
-        generators: list[torch.Generator], resume: bool = False) -> TrainState:
-    """Train `model` for spec.epochs over `loader` (already prepared), calling `step_fn(batch)` for the loss."""
+        generators: list[torch.Generator], resume: bool = False,
+        extra_state: dict[str, torch.Tensor] | None = None) -> TrainState:
+    """Train `model` for spec.epochs over `loader` (already prepared), calling `step_fn(batch)` for the loss.
+
+    Checkpoints hold the model, the optimizer, the loop position, every generator in `generators` and the
+    per-process tensors in `extra_state` (restored in place on resume)."""
     state = TrainState()
     watch = NaNWatch()
-    acc.register_for_checkpointing(state)
-    acc.register_for_checkpointing(Generators(generators))
-    if resume and ckpt is not None:
-        ckpt.load()
+    if ckpt is not None:
+        ckpt.attach(model, optimizer, state, generators, extra_state)
+        if resume:
+            ckpt.load()
     steps_per_epoch = len(loader)
     total = spec.epochs * steps_per_epoch
     model.train()

@@ -1,0 +1,104 @@
+"""One writer per run directory, and a resume only with the recipe the run was started with.
+
+`lock_run_dir` takes an exclusive `fcntl.flock` on `<dir>/.urrl.lock` and keeps it until the process ends.
+The kernel drops a flock when its holder dies (SIGKILL and OOM included), so a dead holder's lock is reclaimed
+by the next run without any clean-up; the file records pid, host and start time only to name the holder in
+the error. flock is per host: two machines writing one run directory over NFS are not excluded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from urrlkit.errors import UrrlError
+
+LOCK_NAME = ".urrl.lock"
+# Keys that may change on --resume: they do not alter what is trained (how often progress is shown, which
+# trackers get it, how many loader processes build the batches, the evaluations run afterwards).
+RESUME_MAY_CHANGE = ("optim.log_every", "run.trackers", "data.workers", "linear_eval.", "eval.")
+
+_held: dict[Path, int] = {}  # directory → open lock file descriptor, for the life of the process
+
+
+class RunLocked(UrrlError):
+    """Another process is writing this run directory."""
+
+
+def lock_run_dir(directory: Path) -> Path | None:
+    """Hold `directory`'s lock until this process exits; refuse with RunLocked if another process holds it.
+    Re-entrant within one process (pretraining then linear evaluation, or tests calling twice). In a
+    multi-process launch only global rank 0 takes it (the ranks of one launch are one writer)."""
+    import fcntl
+
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    directory = Path(directory)
+    key = directory.resolve()
+    if key in _held:
+        return directory / LOCK_NAME
+    path = directory / LOCK_NAME
+    if path.is_symlink():
+        raise UrrlError(f"{path}: is a symbolic link; remove it (urrlkit keeps its lock file there)")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _describe(path)
+        os.close(fd)
+        raise RunLocked(f"{directory}: in use by another urrl process ({holder}); wait for it to finish or "
+                        "choose another run.name / run.output_dir") from None
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    _held[key] = fd
+    return path
+
+
+def _describe(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text()[:4096])
+        return f"pid {info['pid']} on {info['host']}, since {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+def recipe_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two recipe dicts (a key on one side only counts)."""
+    a, b = _flat(stored), _flat(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
+
+
+def check_resume_recipe(recipe: Any, path: Path) -> None:
+    """Refuse a --resume whose recipe differs from the run's stored `recipe.toml` in anything that changes
+    training (see RESUME_MAY_CHANGE), naming the keys; the stored file is left as it is."""
+    if not path.is_file():
+        return
+    try:
+        stored = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UrrlError(f"{path}: unreadable stored recipe ({exc})") from None
+    diff = [k for k in recipe_differences(stored, tomllib.loads(recipe.to_toml()))
+            if not k.startswith(RESUME_MAY_CHANGE)]
+    if diff:
+        shown = ", ".join(diff[:8]) + (f" and {len(diff) - 8} more" if len(diff) > 8 else "")
+        raise UrrlError(f"{path}: --resume with a different recipe ({shown} changed); resume with the run's own "
+                        "recipe, or start a new run under another run.name")
+
+
+_MISSING = object()
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
