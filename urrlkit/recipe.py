@@ -34,11 +34,22 @@ def _check_registered(reg: registry.Registry, name: str) -> str:
 
 
 class RunConfig(Section):
-    name: str = "run"
-    seed: int = Field(0, ge=0)
+    name: str = Field("run", min_length=1, max_length=200,
+                      description="folder under output_dir; one path component (no '/', '\\', '..')")
+    # numpy's global generator (seeded by accelerate.set_seed) takes seeds below 2**32.
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     output_dir: Path = Path("runs")
     trackers: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=lambda: ["tensorboard"], description="Accelerate trackers besides metrics.jsonl")
+
+    @field_validator("name")
+    @classmethod
+    def _one_component(cls, v: str) -> str:
+        # The run directory is output_dir / name: a separator, '..' or an absolute name would put it elsewhere.
+        if "/" in v or "\\" in v or "\0" in v or v.strip() in {".", ".."} or v != v.strip():
+            raise ValueError(f"{v!r} must be a single folder name (no '/', '\\', '..', NUL, or surrounding "
+                             "spaces); put the location in run.output_dir")
+        return v
 
 
 class DataConfig(Section):

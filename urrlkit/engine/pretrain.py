@@ -62,6 +62,11 @@ def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
         raise UrrlError(f"{run_dir}: a run with checkpoints exists; pass --resume to continue it or choose "
                         "another run.name / run.output_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
+    from urrlkit.engine.lock import check_resume_recipe, lock_run_dir
+
+    lock_run_dir(run_dir)  # one writer per run directory; refused before anything in it is written
+    if resume:
+        check_resume_recipe(recipe, run_dir / "recipe.toml")  # before recipe.toml is rewritten
     return run_dir
 
 
@@ -120,7 +125,9 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
                 "mixed_precision": acc.mixed_precision, "images": n, "resume": resume}, 0)
     ckpt = Checkpointer(acc, run_dir / "checkpoints")
     gens = [aug_gen, *module_generators(acc.unwrap_model(model))]
-    state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume)
+    # The counts are checkpointed, so after a resume they cover the whole run.
+    state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume,
+                extra_state={"family_counts": counts})
     encoder = acc.unwrap_model(model).encoder
     if state.epoch >= o.epochs and acc.is_main_process:
         counts = counts.cpu()

@@ -127,10 +127,15 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     if out.exists() and (out / "checkpoints" / "latest").exists() and not resume:
         raise UrrlError(f"{out}: a fine-tune run exists; pass --resume to continue it or change run.name")
     out.mkdir(parents=True, exist_ok=True)
+    from urrlkit.engine.lock import check_resume_recipe, lock_run_dir
+
+    lock_run_dir(out)  # one writer per fine-tune directory (urrlkit/engine/lock.py)
     grid = parse_sweep(sweep or [], ft.sweep)
     if grid:
         recipe, trials = _sweep(recipe, pretrained, out, grid)
         (out / "sweep.json").write_text(json.dumps(trials, indent=2))
+    if resume:
+        check_resume_recipe(recipe, out / "recipe.toml")  # before recipe.toml is rewritten
     to_file(recipe, out / "recipe.toml")
     model, scores = finetune_once(recipe, pretrained, out, with_val=ft.val_fraction > 0, resume=resume)
     test = from_config(recipe.data, "test", dataset=ft.dataset or recipe.data.dataset)
