@@ -135,11 +135,21 @@ class PretextConfig(Section):
     head_hidden: int | None = Field(None, ge=1, description="MLP head hidden width; None = feature dim")
     head_dim: int = Field(128, ge=1)
     mlp: bool = True
-    bn_groups: int = Field(1, ge=1, description="single-device shuffle-BN: BN statistics per group")
+    bn_groups: int | Literal["auto"] = Field(
+        1, description="MoCo shuffle-BN: key-encoder BN statistics over this many groups per process, the keys "
+        "shuffled across groups and processes; auto = 8 / processes (the paper's 8 GPUs whatever the launch)")
     views: int = Field(2, ge=2)
     pirl_lambda: float = Field(0.5, ge=0, le=1, description="PIRL weight of the view-vs-memory term")
     p: float | None = Field(None, ge=0, le=1, description="shorthand: {augmix_allop: p, moco_v2: 1 - p}")
     families: list[FamilySpec] = Field(default_factory=list)
+
+    @field_validator("bn_groups", mode="before")
+    @classmethod
+    def _groups_or_auto(cls, v: Any) -> Any:
+        # One clear line instead of Pydantic's two union-member errors.
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"expected a positive integer or 'auto', got {v!r}")
 
     @model_validator(mode="after")
     def _resolve_families(self) -> PretextConfig:
@@ -163,9 +173,20 @@ class PretextConfig(Section):
         return list(self.families)
 
 
+DEFAULT_LR = 0.03  # main_moco.py's --lr at its default batch of 256
+
+
+def scaled_lr(lr_per_256: float, batch: int) -> float:
+    """The linear lr scaling rule (Goyal et al. 2017) as the MoCo README applies it: lr = lr_per_256 · batch / 256."""
+    return lr_per_256 * batch / 256
+
+
 class OptimConfig(Section):
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.03, gt=0)
+    lr: float | None = Field(None, gt=0, description=f"absolute learning rate; {DEFAULT_LR} when lr_per_256 is "
+                             "not given either")
+    lr_per_256: float | None = Field(None, gt=0, description="learning rate per 256 images: lr = lr_per_256 × "
+                                     "data.batch_size × grad_accum / 256 (the linear scaling rule)")
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
     schedule: Literal["cosine", "step", "constant"] = "cosine"
@@ -176,6 +197,22 @@ class OptimConfig(Section):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")
     log_every: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _one_lr(self) -> OptimConfig:
+        if self.lr is not None and self.lr_per_256 is not None:
+            raise ValueError(f"give either lr (absolute, here {self.lr}) or lr_per_256 (scaled by the batch, here "
+                             f"{self.lr_per_256}), not both")
+        if self.lr is None and self.lr_per_256 is None:
+            self.__dict__["lr"] = DEFAULT_LR
+        return self
+
+    def effective_lr(self, batch_size: int) -> float:
+        """The learning rate of a run whose global batch is `batch_size` (data.batch_size): gradient
+        accumulation averages grad_accum batches, so one optimizer step sees batch_size × grad_accum images."""
+        if self.lr_per_256 is None:
+            return float(self.lr)  # type: ignore[arg-type]
+        return scaled_lr(self.lr_per_256, batch_size * self.grad_accum)
 
 
 class NoReg(Section):
@@ -373,7 +410,14 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
             out[key] = deep_merge(prev, value)
         else:
             out[key] = value
+        if (other := _ALTERNATIVE.get(key)) is not None and other not in over:
+            out.pop(other, None)
     return out
+
+
+# Keys that state one value two ways: a layer (an extending file, a --set) giving one replaces the other that a
+# base gave; one file giving both is an error (OptimConfig).
+_ALTERNATIVE = {"lr": "lr_per_256", "lr_per_256": "lr"}
 
 
 def _retagged(base: dict[str, Any], over: dict[str, Any]) -> bool:
@@ -427,6 +471,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         if keys[-1] == "type" and node.get("type", value) != value:
             node.clear()  # a new variant (see deep_merge): follow with --set for its own keys
+        node.pop(_ALTERNATIVE.get(keys[-1], ""), None)
         node[keys[-1]] = value
     return data
 

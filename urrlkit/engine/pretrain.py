@@ -20,6 +20,8 @@ from urrlkit.recipe import Recipe, to_file
 from urrlkit.registry import PRETEXTS
 
 if TYPE_CHECKING:
+    from accelerate import Accelerator
+
     from urrlkit.augment import FamilySampler
 
 
@@ -36,15 +38,26 @@ class Indexed(Dataset):
         return self.ds[i][0], i
 
 
-def build_pretext(recipe: Recipe, num_samples: int) -> torch.nn.Module:
+def build_pretext(recipe: Recipe, num_samples: int, acc: Accelerator | None = None) -> torch.nn.Module:
+    """The pretext module; MoCo also gets run.seed (its shuffle-BN permutations) and the process layout of
+    `acc` (bn_groups "auto", checked against the per-process batch), and a warning when it has no shuffle-BN."""
     import urrlkit.pretext  # noqa: F401  (fills the PRETEXTS registry)
+    from urrlkit.pretext.moco import shuffle_warning
 
     m = recipe.model
     encoder = build_encoder(m.backbone, m.small_stem, m.width)
     if m.feature_dim is not None and m.feature_dim != encoder.feature_dim:
         raise UrrlError(f"model.feature_dim = {m.feature_dim}, but {m.backbone} (width {m.width or 64}) "
                         f"gives {encoder.feature_dim}")
-    return PRETEXTS.get(recipe.pretext.method)(encoder, recipe.pretext, num_samples)
+    factory = PRETEXTS.get(recipe.pretext.method)
+    if recipe.pretext.method != "moco_v2":
+        return factory(encoder, recipe.pretext, num_samples)
+    processes = acc.num_processes if acc is not None else 1
+    model = factory(encoder, recipe.pretext, num_samples, seed=recipe.run.seed, processes=processes,
+                    batch_per_process=recipe.data.batch_size // processes)
+    if acc is not None and (warning := shuffle_warning(model.groups, processes)):
+        say(acc, warning)
+    return model
 
 
 def recipe_sampler(recipe: Recipe) -> FamilySampler:
@@ -97,8 +110,9 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     loader = DataLoader(Indexed(train), batch_size=per_process, shuffle=True, drop_last=True,
                         num_workers=recipe.data.workers, persistent_workers=recipe.data.workers > 0,
                         collate_fn=collate)
-    model = build_pretext(recipe, n)
-    optimizer = build_optimizer(model, o.optimizer, o.lr, o.momentum, o.weight_decay)
+    model = build_pretext(recipe, n, acc)
+    optimizer = build_optimizer(model, o.optimizer, o.effective_lr(recipe.data.batch_size), o.momentum,
+                                o.weight_decay)
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     if recipe.run.trackers:
         acc.init_trackers("pretrain", config=_flat(recipe.to_dict()))
@@ -116,7 +130,8 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
         with acc.autocast():
             return model(views, index)
 
-    spec = LoopSpec(epochs=o.epochs, lr=o.lr, schedule=o.schedule, milestones=tuple(o.milestones),
+    spec = LoopSpec(epochs=o.epochs, lr=o.effective_lr(recipe.data.batch_size), schedule=o.schedule,
+                    milestones=tuple(o.milestones),
                     warmup_epochs=o.warmup_epochs, checkpoint_every=o.checkpoint_every, log_every=o.log_every,
                     title="pretrain", stop_after=stop_after)
     logger = MetricLogger(acc, run_dir / "metrics.jsonl", bool(recipe.run.trackers))

@@ -123,6 +123,7 @@ def _recipe_info(recipe: dict[str, Any], config: dict[str, Any]) -> dict[str, An
     total = sum(w for _, w in fams) or 1.0
     families = ", ".join(f"`{n}` (probability {w / total:.2f})" for n, w in fams) or "n/a"
     opt, data = recipe.get("optim", {}), recipe.get("data", {})
+    lr = f"lr {opt['lr_per_256']} per 256 images" if "lr_per_256" in opt else f"lr {opt.get('lr')}"
     reg = (recipe.get("finetune") or {}).get("regularizer") or {"type": "none"}
     stage = config.get("stage")
     applied = ("applied in this fine-tuning" if stage == "finetune"
@@ -134,7 +135,7 @@ def _recipe_info(recipe: dict[str, Any], config: dict[str, Any]) -> dict[str, An
         "contrastive": (f"queue/negatives {pre.get('queue_size')}, temperature {pre.get('temperature')}, "
                         f"momentum {pre.get('momentum')}, head dim {pre.get('head_dim')}, "
                         f"{pre.get('views', 2)} views"),
-        "optim": (f"{opt.get('optimizer', 'sgd')}, lr {opt.get('lr')}, "
+        "optim": (f"{opt.get('optimizer', 'sgd')}, {lr}, "
                   f"{opt.get('schedule', 'cosine')} schedule, {opt.get('epochs')} epochs, "
                   f"batch {data.get('batch_size')}, "
                   f"weight decay {opt.get('weight_decay')}"),

@@ -1,6 +1,9 @@
-"""Pieces the pretexts share: the projection head, a memory bank, and the process topology."""
+"""Pieces the pretexts share: the projection head, a memory bank, the process topology, seeds of random streams
+and MoCo's shuffle-BN groups."""
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 import torch.distributed as dist
@@ -8,7 +11,10 @@ import torch.nn.functional as F
 from accelerate.utils import gather
 from torch import nn
 
+from urrlkit.errors import RecipeError
 from urrlkit.recipe import PretextConfig
+
+PAPER_DEVICES = 8  # MoCo v2 / URRL train on 8 GPUs, each with its own BN statistics over 256 / 8 images
 
 
 def rank_world() -> tuple[int, int]:
@@ -19,6 +25,33 @@ def rank_world() -> tuple[int, int]:
 
 def distributed() -> bool:
     return rank_world()[1] > 1
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """A seed for the named random stream of a run, derived from run.seed: different streams seeded from one
+    run.seed (e.g. shuffle-BN vs augmentations, which use run.seed · 1000 + rank) never draw the same numbers."""
+    return int.from_bytes(hashlib.sha256(f"{stream}:{seed}".encode()).digest()[:8], "little") >> 1
+
+
+def resolve_bn_groups(bn_groups: int | str, processes: int) -> int:
+    """pretext.bn_groups as BN groups per process: "auto" splits the paper's 8 devices over the processes
+    (1 → 8, 2 → 4, 4 → 2, 8 or more → 1, each process then being at least one device)."""
+    if bn_groups != "auto":
+        return int(bn_groups)
+    if processes >= PAPER_DEVICES:
+        return 1
+    if PAPER_DEVICES % processes:
+        raise RecipeError(f"pretext.bn_groups = 'auto' splits the paper's {PAPER_DEVICES} shuffle-BN devices over "
+                          f"the processes, which {processes} processes cannot do evenly; set an integer")
+    return PAPER_DEVICES // processes
+
+
+def check_bn_groups(groups: int, batch_per_process: int, bn_groups: int | str) -> None:
+    """One line naming the field when the per-process batch does not split into `groups` BN groups."""
+    if batch_per_process % groups:
+        how = f"'auto' → {groups} per process" if bn_groups == "auto" else str(groups)
+        raise RecipeError(f"pretext.bn_groups = {how} does not divide the per-process batch of {batch_per_process} "
+                          "images (data.batch_size / processes); change one of them")
 
 
 def head(in_dim: int, cfg: PretextConfig) -> nn.Module:

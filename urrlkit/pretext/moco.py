@@ -12,10 +12,19 @@ from accelerate.utils import broadcast, gather
 from torch import nn
 
 from urrlkit.models import Encoder
-from urrlkit.pretext.common import distributed, head, rank_world
+from urrlkit.pretext.common import check_bn_groups, distributed, head, rank_world, resolve_bn_groups, stream_seed
 from urrlkit.pretext.losses import info_nce
 from urrlkit.recipe import PretextConfig
 from urrlkit.registry import PRETEXTS
+
+
+def shuffle_warning(groups: int, processes: int) -> str | None:
+    """The line to print when a MoCo run would have no shuffle-BN at all, else None."""
+    if groups * processes > 1:
+        return None
+    return ("warning: MoCo without shuffle-BN (1 process, pretext.bn_groups = 1): the key encoder's BN statistics "
+            "span the whole batch, the 'cheating' shuffle-BN exists to prevent (MoCo §3.3); set pretext.bn_groups "
+            "= 'auto' to emulate the paper's 8 GPUs")
 
 
 def grouped_forward(net: nn.Module, x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -29,9 +38,13 @@ def grouped_forward(net: nn.Module, x: torch.Tensor, groups: int) -> torch.Tenso
 
 
 class MoCo(nn.Module):
-    """MoCo v2. `forward(views, index)` returns (loss, stats); views[0] is the query, views[1] the key."""
+    """MoCo v2. `forward(views, index)` returns (loss, stats); views[0] is the query, views[1] the key.
 
-    def __init__(self, encoder: Encoder, cfg: PretextConfig, num_samples: int = 0) -> None:
+    `seed` (run.seed) seeds the shuffle-BN permutations; `processes` (default: the current process group) resolves
+    bn_groups = "auto"; `batch_per_process`, when given, is checked against the groups up front."""
+
+    def __init__(self, encoder: Encoder, cfg: PretextConfig, num_samples: int = 0, seed: int = 0,
+                 processes: int | None = None, batch_per_process: int | None = None) -> None:
         super().__init__()
         self.encoder_q = encoder
         self.head_q = head(encoder.feature_dim, cfg)
@@ -42,12 +55,16 @@ class MoCo(nn.Module):
         self.m = cfg.momentum
         self.t = cfg.temperature
         self.k = cfg.queue_size
-        self.groups = cfg.bn_groups
+        processes = rank_world()[1] if processes is None else processes
+        self.groups = resolve_bn_groups(cfg.bn_groups, processes)
+        if batch_per_process is not None:
+            check_bn_groups(self.groups, batch_per_process, cfg.bn_groups)
         self.register_buffer("queue", F.normalize(torch.randn(cfg.head_dim, cfg.queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
-        # Shuffle permutations come from their own generator, identical on every rank, so that the
-        # single-process and multi-process runs draw the same permutation (see tests).
-        self.shuffle_gen = torch.Generator().manual_seed(int(cfg.queue_size) * 7919 + 17)
+        # Shuffle permutations come from their own generator, seeded from run.seed alone and so identical on
+        # every rank: single-process and multi-process runs draw the same permutation (see tests). It is a
+        # torch.Generator attribute, so checkpoints save and restore it (engine/checkpoint.py module_generators).
+        self.shuffle_gen = torch.Generator().manual_seed(stream_seed(seed, "moco-shuffle-bn"))
 
     @property
     def encoder(self) -> Encoder:
@@ -66,7 +83,9 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def embed_k(self, x: torch.Tensor) -> torch.Tensor:
-        """Key embeddings with shuffle-BN: across processes as the reference, across groups on one device."""
+        """Key embeddings with shuffle-BN, as the reference's _batch_shuffle_ddp / _batch_unshuffle_ddp: the
+        global batch is permuted, cut into one chunk per process and `groups` BN groups per chunk, and the keys
+        are put back in the original order, so no BN group holds the images of its own queries."""
         net = lambda t: self.head_k(grouped_forward(self.encoder_k, t, self.groups))  # noqa: E731
         rank, world = rank_world()
         if world > 1:
