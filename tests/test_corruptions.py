@@ -32,11 +32,12 @@ def _images(n=8, size=32, seed=0):
 
 def test_table_complete_and_size_classes():
     assert len(COMMON) == 15 and len(ALL) == 19
-    for cls in ("cifar", "imagenet"):
+    for cls in ("cifar", "tiny", "imagenet"):
         for name in ALL:
             assert len(PARAMS[cls][name]) == 5, (cls, name)
             assert name in CORRUPTIONS
-    assert size_class(32) == "cifar" and size_class(64) == "cifar" and size_class(224) == "imagenet"
+    # one table per reference script, picked by size as the scripts are run (32, 64, 224 px)
+    assert [size_class(s) for s in (32, 45, 46, 64, 119, 120, 224)] == ["cifar"] * 2 + ["tiny"] * 3 + ["imagenet"] * 2
     assert PARAMS["cifar"]["gaussian_noise"][4] == 0.10 and PARAMS["imagenet"]["gaussian_noise"][4] == 0.38
 
 

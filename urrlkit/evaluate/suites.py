@@ -178,6 +178,11 @@ def _corruptions(
             raise UrrlError("eval.corruptions.benchmark = 'generated' needs the recipe's test split")
         test = _subset(test_ds, ce.limit, recipe.eval.batch_size, recipe.data.workers)
         source = f"{recipe.data.dataset} test split, corrupted in memory (seed {recipe.run.seed})"
+        if "frost" in names:
+            from urrlkit.evaluate.corruptions.textures import frost_source, uses_fallback
+
+            if uses_fallback():
+                console.print(f"  frost textures: {frost_source()}", markup=False, highlight=False)
     else:
         off.check_root(ce.root, bench, names, "eval.corruptions.root")
         source = str(ce.root)
@@ -214,6 +219,10 @@ def _corruptions(
         "bin_size": recipe.eval.calibration.bin_size,
         "per_corruption": per,
     }
+    if bench == "generated" and "frost" in names:
+        from urrlkit.evaluate.corruptions.textures import frost_source
+
+        out["frost_textures"] = frost_source()
     if bench == "imagenet-c" and all(n in metrics.ALEXNET_ERR for n in names):
         m = metrics.mean_corruption_error(
             {n: [e / 100 for e in v["errors"]] for n, v in per.items()},

@@ -25,6 +25,7 @@ from urrlkit.errors import DataError, UrrlError
 from urrlkit.evaluate.corruptions import CHUNK, check_names, corrupt
 from urrlkit.evaluate.corruptions.framing import corrupt_framed, load_size, source_size
 from urrlkit.evaluate.corruptions.params import size_class
+from urrlkit.evaluate.corruptions.textures import frost_source
 
 JPEG_QUALITY = 85
 
@@ -110,6 +111,7 @@ def run_corrupt(
         "corruptions": names,
         "layout": layout,
         "classes": classes,
+        "frost_textures": frost_source() if "frost" in names else None,
         "urrlkit_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

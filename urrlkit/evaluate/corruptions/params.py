@@ -1,9 +1,11 @@
 """Corruption parameters per size class: one module-level table, severities 1→5.
 
-`cifar` holds the CIFAR-10/100-C values (hendrycks/robustness `make_cifar_c.py`), used for images ≤ 64 px;
-`imagenet` holds the ImageNet-C values (`make_imagenet_c.py`), used above 64 px. Size-dependent
-quantities that the reference hard-codes for 32 or 224 px (plasma map size, elastic scale, frost texture
-scale, loop extents) are derived from the actual image size in `ops.py`; see docs/evaluation.md.
+Three tables, one per reference script of hendrycks/robustness (`ImageNet-C/create_c/`), picked by image size as
+those scripts are run: `cifar` (`make_cifar_c.py`, 32 px), `tiny` (`make_tinyimagenet_c.py`, 64 px) and
+`imagenet` (`make_imagenet_c.py`, 224 px); other sizes take the table of the nearest of 32, 64 and 224 on a
+log scale (≤ 45 px cifar, ≤ 119 px tiny). Size-dependent quantities that the scripts hard-code (plasma map
+size, elastic scale, loop extents) are derived from the actual image size in the ops; the frost texture
+scale is relative to the table's native size (`NATIVE`); see docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -82,6 +84,48 @@ PARAMS: dict[str, dict[str, list[Any]]] = {
         # frost texture scale at 32 px (reference: cv2.resize(frost, fx=0.2))
         "frost_scale": [0.2],
     },
+    "tiny": {
+        "gaussian_noise": [0.04, 0.08, 0.12, 0.15, 0.18],
+        "shot_noise": [250, 100, 50, 30, 15],
+        "impulse_noise": [0.01, 0.02, 0.05, 0.08, 0.14],
+        "speckle_noise": [0.15, 0.2, 0.25, 0.3, 0.35],
+        "gaussian_blur": [0.5, 0.75, 1, 1.25, 1.5],
+        "glass_blur": [(0.1, 1, 1), (0.5, 1, 1), (0.6, 1, 2), (0.7, 2, 1), (0.9, 2, 2)],
+        "defocus_blur": [(0.5, 0.6), (1, 0.1), (1.5, 0.1), (2.5, 0.01), (3, 0.1)],
+        "motion_blur": [(10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3)],
+        "zoom_blur": [(1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01), (1, 1.26, 0.01)],
+        "snow": [
+            (0.1, 0.2, 1, 0.6, 8, 3, 0.8),
+            (0.1, 0.2, 1, 0.5, 10, 4, 0.8),
+            (0.15, 0.3, 1.75, 0.55, 10, 4, 0.7),
+            (0.25, 0.3, 2.25, 0.6, 12, 6, 0.65),
+            (0.3, 0.3, 1.25, 0.65, 14, 12, 0.6),
+        ],
+        "frost": [(1, 0.3), (0.9, 0.4), (0.8, 0.45), (0.75, 0.5), (0.7, 0.55)],
+        "fog": [(0.4, 3), (0.7, 3), (1, 2.5), (1.5, 2), (2, 1.75)],
+        "spatter": [
+            (0.62, 0.1, 0.7, 0.7, 0.6, 0),
+            (0.65, 0.1, 0.8, 0.7, 0.6, 0),
+            (0.65, 0.3, 1, 0.69, 0.6, 0),
+            (0.65, 0.1, 0.7, 0.68, 0.6, 1),
+            (0.65, 0.1, 0.5, 0.67, 0.6, 1),
+        ],
+        "contrast": [0.4, 0.3, 0.2, 0.1, 0.05],
+        "brightness": [0.1, 0.2, 0.3, 0.4, 0.5],
+        "saturate": [(0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (30, 0.2)],
+        "jpeg_compression": [65, 58, 50, 40, 25],
+        "pixelate": [0.9, 0.8, 0.7, 0.6, 0.5],
+        # (alpha, sigma, affine) as fractions of the image size (reference: IMSIZE * value, IMSIZE = 64)
+        "elastic_transform": [
+            (0, 0, 0.08),
+            (0.05, 0.3, 0.06),
+            (0.1, 0.08, 0.06),
+            (0.1, 0.03, 0.03),
+            (0.16, 0.03, 0.02),
+        ],
+        # frost texture scale at 64 px (reference: cv2.resize(frost, fx=0.3))
+        "frost_scale": [0.3],
+    },
     "imagenet": {
         "gaussian_noise": [0.08, 0.12, 0.18, 0.26, 0.38],
         "shot_noise": [60, 25, 12, 5, 3],
@@ -121,16 +165,21 @@ PARAMS: dict[str, dict[str, list[Any]]] = {
             (244 / 224 * 0.07, 244 / 224 * 0.01, 244 / 224 * 0.02),
             (244 / 224 * 0.12, 244 / 224 * 0.01, 244 / 224 * 0.02),
         ],
+        # frost photographs used at full size at 224 px (no cv2.resize in make_imagenet_c.py)
         "frost_scale": [1.0],
     },
 }
 
-SIZE_CLASS_LIMIT = 64
+# the image size each table was written for
+NATIVE = {"cifar": 32, "tiny": 64, "imagenet": 224}
 
 
 def size_class(size: int) -> str:
-    """'cifar' for images ≤ 64 px, 'imagenet' above."""
-    return "cifar" if size <= SIZE_CLASS_LIMIT else "imagenet"
+    """The table for images of `size` px: 32 → 'cifar', 64 → 'tiny', 224 → 'imagenet', as the reference
+    scripts; other sizes the nearest of those on a log scale."""
+    if size <= 45:
+        return "cifar"
+    return "tiny" if size <= 119 else "imagenet"
 
 
 def param(name: str, severity: int, size: int) -> Any:

@@ -1,24 +1,37 @@
 """Frost textures for the `frost` corruption.
 
-The reference ships six photographs of frost that urrlkit cannot redistribute, so urrlkit makes its own:
-`make_texture(k)` grows ice-crystal needles with hexagonal (±60°) side branches on a tileable canvas, adds a
-soft glow, a low-frequency haze and a fine grain, and tints the result blue-white. It is deterministic
-(texture k uses seed k) and takes a fraction of a second. Drop PNG or JPEG files into this folder (or point
-URRL_FROST_TEXTURES at a folder) to use other textures, e.g. the original ones, instead.
+The reference (hendrycks/robustness `create_c/`) blends six photographs of frost (frost1.png … frost6.jpg, of
+which it draws from the first five). urrlkit does not redistribute them; it looks for them, in order:
+
+1. the folder named by the URRL_FROST_TEXTURES environment variable (PNG/JPEG files, sorted by name);
+2. the `imagecorruptions` package (`pip install 'urrlkit[frost]'`), which ships the same six files
+   byte for byte — located without importing it;
+3. otherwise a procedural fallback, with a one-line warning: `make_texture(k)` grows ice-crystal needles
+   with hexagonal (±60°) side branches on a tileable canvas, adds a soft glow, a low-frequency haze and a
+   fine grain, and maps the result to the photographs' mean colour and contrast (RGB mean (146, 167, 179),
+   within-image std 28, measured on frost1–5). Deterministic (texture k uses seed 1000 + k).
+
+`frost_source()` names the source in use; evaluation results record it.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 N_TEXTURES = 6
+# the reference draws np.random.randint(5): frost6.jpg is never used
+N_DRAWN = 5
 TEXTURE_SIZE = 384
-HERE = Path(__file__).parent
+# the reference photographs frost1-5: mean RGB and mean within-image standard deviation (grey levels)
+PHOTO_MEAN = (145.8, 167.2, 178.9)
+PHOTO_STD = 28.0
 
 
 def _segments(rng: np.random.Generator, size: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
@@ -69,26 +82,61 @@ def make_texture(k: int, size: int = TEXTURE_SIZE) -> np.ndarray:
         + (haze / np.abs(haze).max()) * 0.15
         + grain / np.abs(grain).max() * 0.08
     )
-    v = v - v.min()
-    v = v / np.quantile(v, 0.995)
-    v = np.clip(0.25 + 0.75 * v, 0, 1)
-    rgb = np.stack([0.82 * v, 0.91 * v, 1.0 * v], -1)
-    return np.clip(rgb * 255, 0, 255).astype(np.uint8)
+    z = (v - v.mean()) / v.std()
+    rgb = np.stack([m + PHOTO_STD * z for m in PHOTO_MEAN], -1)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def _texture_files() -> list[Path]:
-    folder = Path(os.environ.get("URRL_FROST_TEXTURES", HERE))
+def _files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+
+
+@functools.lru_cache(maxsize=1)
+def _photographs() -> tuple[str, list[Path]]:
+    """(source description, photograph files); no files means the procedural fallback."""
+    env = os.environ.get("URRL_FROST_TEXTURES")
+    if env:
+        files = _files_in(Path(env))
+        if files:
+            return f"photographs from URRL_FROST_TEXTURES={env}", files
+    spec = importlib.util.find_spec("imagecorruptions")
+    if spec is not None and spec.submodule_search_locations:
+        files = _files_in(Path(next(iter(spec.submodule_search_locations))) / "frost")
+        if files:
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                ver = version("imagecorruptions")
+            except PackageNotFoundError:
+                ver = "?"
+            return f"reference photographs (imagecorruptions {ver})", files
+    return "procedural (fallback: pip install 'urrlkit[frost]' for the reference photographs)", []
+
+
+def frost_source() -> str:
+    """Which frost textures `frost` uses: the reference photographs or the procedural fallback."""
+    return _photographs()[0]
+
+
+def uses_fallback() -> bool:
+    return not _photographs()[1]
+
+
+def reset() -> None:
+    """Forget the cached textures (after changing URRL_FROST_TEXTURES or installing the extra)."""
+    for f in (_photographs, _base_textures, frost_textures):
+        f.cache_clear()
 
 
 @functools.lru_cache(maxsize=8)
 def _base_textures() -> tuple[torch.Tensor, ...]:
-    files = _texture_files()
+    source, files = _photographs()
     if files:
         from PIL import Image
 
         arrs = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     else:
+        warnings.warn(f"frost: {source}; perturbations differ from the official sets", stacklevel=3)
         arrs = [make_texture(k) for k in range(N_TEXTURES)]
     return tuple(torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous() for a in arrs)
 
