@@ -19,12 +19,13 @@ from torch import nn
 
 from urrlkit import __version__
 from urrlkit.errors import CheckpointError
-from urrlkit.models import Classifier, Encoder, encoder_from_spec
+from urrlkit.models import Classifier, Encoder, check_num_classes, check_spec, encoder_from_spec
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
 META_CONFIG = "urrlkit_config"
+MAX_CONFIG_BYTES = 16 << 20  # a recipe and a card summary fit in a few kB
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -114,21 +115,63 @@ def resolve_local(name: str | Path) -> Path | None:
 def read_config(directory: Path) -> dict[str, Any]:
     path = directory / CONFIG
     try:
-        return json.loads(path.read_text())
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a model config")
+        return json.loads(data)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: config.json not found") from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: malformed JSON ({exc})") from None
 
 
-def _build(cfg: dict[str, Any], source: Path) -> Encoder | Classifier:
+def _build(cfg: dict[str, Any], source: Path, weights: Path | None = None) -> Encoder | Classifier:
+    """The model `cfg` describes. Its fields are checked against bounds first, then it is built on the meta
+    device (no memory) and, given `weights`, every tensor shape compared with the safetensors header, so a
+    config asking for a huge model, or weights of another one, fails before anything is allocated."""
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{source}: not a urrlkit model config (expected a JSON object)")
+    kind = cfg.get("kind", "encoder")
     try:
+        if "encoder" not in cfg:
+            raise ValueError("encoder: missing")
+        if kind not in ("encoder", "classifier"):
+            raise ValueError(f"kind: {kind!r} must be 'encoder' or 'classifier'")
+        check_spec(cfg["encoder"])
+        n_cls = check_num_classes(cfg.get("num_classes")) if kind == "classifier" else 0
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: config {exc}") from None
+
+    def make() -> Encoder | Classifier:
         enc = encoder_from_spec(cfg["encoder"])
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{source}: not a urrlkit model config (config.json lacks {exc})") from None
-    if cfg.get("kind") == "classifier":
-        return Classifier(enc, int(cfg["num_classes"]))
-    return enc
+        return Classifier(enc, n_cls) if kind == "classifier" else enc
+
+    if weights is not None:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in make().state_dict().items()}
+        check_header(weights, expected)
+    return make()
+
+
+def check_header(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Compare the tensor names and shapes in a safetensors header with `expected` (nothing is loaded)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    for key, shape in expected.items():
+        if key not in found:
+            raise CheckpointError(f"{path}: weights do not match the config (tensor {key} is missing)")
+        if found[key] != shape:
+            raise CheckpointError(f"{path}: weights do not match the config (tensor {key} has shape "
+                                  f"{list(found[key])}, the config's model needs {list(shape)})")
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise CheckpointError(f"{path}: weights do not match the config (unexpected tensor {extra[0]})")
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -142,7 +185,7 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) 
 def load_local(path: Path) -> Encoder | Classifier:
     """Load a local model directory (config + weights)."""
     cfg = read_config(path)
-    model = _build(cfg, path)
+    model = _build(cfg, path / CONFIG, path / WEIGHTS)
     _load_state(model, load_weights(path / WEIGHTS), path / WEIGHTS)
     model.config = cfg  # type: ignore[assignment]
     return model.eval()
@@ -177,7 +220,7 @@ def file_config(path: Path) -> dict[str, Any]:
 
 def load_local_file(path: Path) -> Encoder | Classifier:
     cfg = file_config(path)
-    model = _build(cfg, path)
+    model = _build(cfg, path, path)
     _load_state(model, load_weights(path), path)
     model.config = cfg  # type: ignore[assignment]
     return model.eval()

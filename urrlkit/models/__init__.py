@@ -3,19 +3,27 @@
 from urrlkit.models.backbones import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    MAX_CLASSES,
+    MAX_WIDTH,
     Classifier,
     Encoder,
     Normalize,
     build_encoder,
+    check_num_classes,
+    check_spec,
     encoder_from_spec,
 )
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MAX_CLASSES",
+    "MAX_WIDTH",
     "Classifier",
     "Encoder",
     "Normalize",
     "build_encoder",
+    "check_num_classes",
+    "check_spec",
     "encoder_from_spec",
 ]

@@ -122,7 +122,43 @@ def build_encoder(backbone: str, small_stem: bool = False, width: int | None = N
     return enc
 
 
+# Bounds on what a model config (config.json, possibly from the Hub) may ask for, checked before anything is
+# allocated: width 256 is 4× the standard ResNet (a ResNet-50 at 256 has ~0.4 G parameters); 100 000 classes
+# covers ImageNet-21k five times over.
+MAX_WIDTH = 256
+MAX_CLASSES = 100_000
+
+
+def check_spec(spec: object) -> dict:
+    """`spec` (an encoder's config.json entry) with every field of the right type and within bounds; else
+    ValueError naming the field."""
+    if not isinstance(spec, dict):
+        raise ValueError("encoder: expected an object")
+    backbone = spec.get("backbone")
+    if not isinstance(backbone, str) or backbone not in BACKBONES:
+        raise ValueError(f"encoder.backbone: {backbone!r} is not a known backbone ({', '.join(BACKBONES.names())})")
+    width = spec.get("width")
+    if width is not None and (not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= MAX_WIDTH):
+        raise ValueError(f"encoder.width: {width!r} must be an integer in 1..{MAX_WIDTH} (or null for 64)")
+    if not isinstance(spec.get("small_stem", False), bool):
+        raise ValueError(f"encoder.small_stem: {spec.get('small_stem')!r} must be true or false")
+    for key, default in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+        v = spec.get(key, default)
+        if (not isinstance(v, list | tuple) or len(v) != 3
+                or not all(isinstance(x, int | float) and not isinstance(x, bool) and abs(x) < 1e6 for x in v)
+                or (key == "std" and not all(x > 0 for x in v))):
+            raise ValueError(f"encoder.{key}: {v!r} must be three finite numbers" + (" > 0" if key == "std" else ""))
+    return spec
+
+
+def check_num_classes(n: object) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CLASSES:
+        raise ValueError(f"num_classes: {n!r} must be an integer in 1..{MAX_CLASSES}")
+    return n
+
+
 def encoder_from_spec(spec: dict) -> Encoder:
-    """Rebuild an (untrained) encoder from the `spec` dict saved in a model's config.json."""
+    """Rebuild an (untrained) encoder from the `spec` dict saved in a model's config.json (checked first)."""
+    check_spec(spec)
     return build_encoder(spec["backbone"], bool(spec.get("small_stem", False)), spec.get("width"),
                          spec.get("mean", IMAGENET_MEAN), spec.get("std", IMAGENET_STD))
