@@ -140,6 +140,9 @@ class PretextConfig(Section):
         "shuffled across groups and processes; auto = 8 / processes (the paper's 8 GPUs whatever the launch)")
     views: int = Field(2, ge=2)
     pirl_lambda: float = Field(0.5, ge=0, le=1, description="PIRL weight of the view-vs-memory term")
+    negatives: int | None = Field(None, ge=1, description="memory-bank negatives per image; None = queue_size")
+    bank_loss: Literal["nce", "infonce"] = Field("nce", description="memory-bank objective (instdis, pirl)")
+    jigsaw_grid: int = Field(3, ge=0, description="PIRL I^t: grid×grid jigsaw patches; 0 = the whole view")
     p: float | None = Field(None, ge=0, le=1, description="shorthand: {augmix_allop: p, moco_v2: 1 - p}")
     families: list[FamilySpec] = Field(default_factory=list)
 

@@ -6,6 +6,7 @@ Everything runs on the device of the input batch. See docs/augment.md.
 from __future__ import annotations
 
 from urrlkit.augment import families  # noqa: F401  (registers the built-in families)
+from urrlkit.augment import instdis_family  # noqa: F401  (registers `instdis`, App. B)
 from urrlkit.augment.families import AugMix, Identity, MocoV2, default_severity
 from urrlkit.augment.sampler import Family, FamilySampler, build_family, build_sampler, to_float
 from urrlkit.augment.supervised import supervised_transform

@@ -1,17 +1,44 @@
 """InstDis (Wu et al. 2018) with the URRL family sampler (paper App. B): one augmented view per image,
-a memory bank of embeddings, and non-parametric NCE against uniformly sampled bank entries."""
+a memory bank of embeddings, and non-parametric NCE against uniformly sampled bank entries.
+
+Faithful to lemniscate.pytorch (main.py, lib/NCEAverage.py, lib/NCECriterion.py): a linear 128-d head,
+L2-normalised; K noise entries drawn uniformly from the bank (P_n = 1/n); P(i|v) = exp(v·f_i/τ)/Z with Z
+estimated once, from the first batch, as n · mean exp(v·f/τ) over the positive and noise columns; the NCE loss
+of NCECriterion; the bank entry of each image replaced by normalise(m·f_old + (1 − m)·v) after the step.
+`bank_loss = "infonce"` swaps the NCE for the softmax form (PyContrast's InsDis)."""
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from urrlkit.models import Encoder
-from urrlkit.pretext.common import MemoryBank, head
-from urrlkit.pretext.losses import nce_instdis, nce_normaliser
+from urrlkit.pretext.common import MemoryBank, distributed, head, rank_world, resolve_bn_groups
+from urrlkit.pretext.losses import bank_infonce, bank_scores, nce_loss, nce_normaliser
+from urrlkit.pretext.moco import grouped_forward
 from urrlkit.recipe import PretextConfig
 from urrlkit.registry import PRETEXTS
+
+
+def bank_negatives(cfg: PretextConfig) -> int:
+    """Noise samples per image: `negatives`, or `queue_size` when a recipe does not set it."""
+    return cfg.negatives if cfg.negatives is not None else cfg.queue_size
+
+
+def bank_objective(scores: torch.Tensor, z: torch.Tensor, loss: str, temperature: float,
+                   n_data: int) -> torch.Tensor:
+    """NCE (estimating Z into the `z` buffer on the first call) or the softmax form, from (B, 1 + K) scores."""
+    if loss == "infonce":
+        return bank_infonce(scores, temperature)
+    if float(z) == 0.0:
+        estimate = torch.tensor(nce_normaliser(scores, temperature, n_data), device=z.device)
+        if distributed():  # one Z for all processes, as VISSL averages the per-rank means
+            dist.all_reduce(estimate)
+            estimate /= dist.get_world_size()
+        z.fill_(float(estimate))
+    return nce_loss(scores, temperature, float(z), n_data)
 
 
 class InstDis(nn.Module):
@@ -20,19 +47,21 @@ class InstDis(nn.Module):
         self.encoder = encoder
         self.head = head(encoder.feature_dim, cfg)
         self.memory = MemoryBank(num_samples, cfg.head_dim, cfg.momentum)
-        self.k = cfg.queue_size
+        self.k = bank_negatives(cfg)
         self.t = cfg.temperature
+        self.loss = cfg.bank_loss
         self.n = num_samples
         self.register_buffer("z", torch.zeros(()))  # NCE normaliser, estimated on the first batch
+        # BN statistics per group of the batch, as each GPU of the reference runs computes its own.
+        self.groups = resolve_bn_groups(cfg.bn_groups, rank_world()[1])
 
     def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        feat = F.normalize(self.head(self.encoder(views[0])), dim=1)
-        neg = self.memory.sample(feat.shape[0], self.k, feat.device)
-        if float(self.z) == 0.0:
-            self.z.fill_(nce_normaliser(feat.float(), neg.float(), self.t, self.n))
-        loss = nce_instdis(feat.float(), self.memory.bank[index].float(), neg.float(), self.t, float(self.z), self.n)
+        feat = F.normalize(self.head(grouped_forward(self.encoder, views[0], self.groups)), dim=1).float()
+        neg = self.memory.sample(feat.shape[0], self.k, feat.device).float()
+        scores = bank_scores(feat, self.memory.bank[index].float(), neg)
+        loss = bank_objective(scores, self.z, self.loss, self.t, self.n)
         self.memory.update(index, feat)
-        return loss, {"nce_z": float(self.z)}
+        return loss, {"nce_z": float(self.z)} if self.loss == "nce" else {}
 
 
 PRETEXTS.add("instdis", InstDis)
