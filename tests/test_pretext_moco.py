@@ -6,20 +6,27 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
 from safetensors.torch import load_file
 
+from urrlkit.engine.checkpoint import module_generators
+from urrlkit.engine.pretrain import build_pretext
+from urrlkit.errors import RecipeError
 from urrlkit.models import build_encoder
-from urrlkit.pretext.moco import MoCo, grouped_forward
-from urrlkit.recipe import PretextConfig
+from urrlkit.pretext.common import resolve_bn_groups, stream_seed
+from urrlkit.pretext.moco import MoCo, grouped_forward, shuffle_warning
+from urrlkit.recipe import PretextConfig, validate_dict
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 import ddp_moco_step
 
 
-def _moco(**kw: object) -> MoCo:
+def _moco(seed: int = 0, processes: int | None = None, batch_per_process: int | None = None, **kw: object) -> MoCo:
     torch.manual_seed(0)
     cfg = PretextConfig(queue_size=16, momentum=0.9, temperature=0.2, head_dim=8, head_hidden=16, **kw)
-    return MoCo(build_encoder("resnet10", small_stem=True, width=4), cfg)
+    return MoCo(build_encoder("resnet10", small_stem=True, width=4), cfg, seed=seed, processes=processes,
+                batch_per_process=batch_per_process)
 
 
 def test_queue_is_normalised_and_enqueue_wraps() -> None:
@@ -94,3 +101,90 @@ def test_two_processes_match_single_process_maths(tmp_path: Path) -> None:
         value = single[key]
         assert torch.allclose(value.float(), ddp[key].float(), atol=2e-5, rtol=1e-4), key
     assert int(ddp["queue_ptr"]) == 16  # two global batches of 8 enqueued
+
+
+# ------------------------------------------------------------------------------ shuffle-BN groups and seed
+
+
+def test_auto_bn_groups_emulate_eight_devices() -> None:
+    assert [resolve_bn_groups("auto", p) for p in (1, 2, 4, 8, 16)] == [8, 4, 2, 1, 1]
+    assert [resolve_bn_groups(g, p) for g, p in ((1, 1), (3, 1), (2, 4))] == [1, 3, 2]  # integers stay
+    with pytest.raises(RecipeError, match=r"^pretext.bn_groups = 'auto' .* 3 processes"):
+        resolve_bn_groups("auto", 3)
+    assert _moco(bn_groups="auto", processes=1).groups == 8
+    assert _moco(bn_groups="auto", processes=2).groups == 4
+
+
+def test_groups_must_divide_the_per_process_batch() -> None:
+    with pytest.raises(RecipeError) as err:
+        _moco(bn_groups="auto", processes=2, batch_per_process=6)
+    assert str(err.value).startswith("pretext.bn_groups = 'auto' → 4 per process does not divide the per-process "
+                                     "batch of 6 images")
+    with pytest.raises(RecipeError, match=r"^pretext.bn_groups = 3 does not divide .* 8 images"):
+        _moco(bn_groups=3, processes=1, batch_per_process=8)
+    _moco(bn_groups="auto", processes=1, batch_per_process=256)
+
+
+def test_shuffle_permutation_comes_from_the_run_seed() -> None:
+    def first_perm(seed: int, queue: int = 16) -> torch.Tensor:
+        torch.manual_seed(0)
+        cfg = PretextConfig(queue_size=queue, head_dim=8, head_hidden=16)
+        m = MoCo(build_encoder("resnet10", small_stem=True, width=4), cfg, seed=seed)
+        return torch.randperm(64, generator=m.shuffle_gen)
+
+    expected = torch.randperm(64, generator=torch.Generator().manual_seed(stream_seed(5, "moco-shuffle-bn")))
+    assert torch.equal(first_perm(5), expected)
+    assert torch.equal(first_perm(5), first_perm(5, queue=32))  # no longer tied to the queue size
+    assert not torch.equal(first_perm(5), first_perm(6))
+    # a stream of its own: not the augmentation generator's (seeded run.seed · 1000 + rank)
+    assert not torch.equal(first_perm(0), torch.randperm(64, generator=torch.Generator().manual_seed(0)))
+    m = _moco(seed=5)
+    assert any(g is m.shuffle_gen for g in module_generators(m))  # saved and restored with checkpoints
+
+
+def _bn(x: torch.Tensor) -> torch.Tensor:
+    mean, var = x.mean(0), x.var(0, unbiased=False)
+    return (x - mean) / torch.sqrt(var + 1e-5)
+
+
+def test_keys_are_shuffled_across_groups_before_group_bn() -> None:
+    """A BN-only key encoder: each key is normalised by the statistics of the random group it was shuffled
+    into, then returned in its original place, exactly as _batch_shuffle_ddp / _batch_unshuffle_ddp do."""
+    m = _moco(bn_groups=2, seed=3)
+    m.encoder_k, m.head_k = torch.nn.BatchNorm1d(4, affine=False), torch.nn.Identity()
+    g = torch.Generator().manual_seed(7)
+    x = torch.cat([torch.randn(4, 4, generator=g), torch.randn(4, 4, generator=g) + 10])  # two clusters
+    gen = torch.Generator().manual_seed(stream_seed(3, "moco-shuffle-bn"))
+    perm = torch.randperm(8, generator=gen)
+    assert set(perm[:4].tolist()) != {0, 1, 2, 3}  # the groups mix the clusters
+    expected = F.normalize(torch.cat([_bn(x[perm[:4]]), _bn(x[perm[4:]])])[torch.argsort(perm)], dim=1)
+    keys = m.embed_k(x)
+    assert torch.allclose(keys, expected, atol=1e-5)
+    unshuffled = F.normalize(torch.cat([_bn(x[:4]), _bn(x[4:])]), dim=1)
+    assert (keys - unshuffled).abs().max() > 0.1  # grouping without the shuffle would have given this
+    perm = torch.randperm(8, generator=gen)  # the next step: the next permutation of the same stream
+    expected = F.normalize(torch.cat([_bn(x[perm[:4]]), _bn(x[perm[4:]])])[torch.argsort(perm)], dim=1)
+    assert torch.allclose(m.embed_k(x), expected, atol=1e-5)
+
+
+def test_warning_when_there_is_no_shuffle_at_all() -> None:
+    line = shuffle_warning(1, 1)
+    assert line is not None and line.startswith("warning: MoCo without shuffle-BN") and "\n" not in line
+    assert shuffle_warning(2, 1) is None and shuffle_warning(1, 2) is None and shuffle_warning(8, 1) is None
+
+
+def test_engine_builds_moco_from_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """build_pretext: run.seed and the process layout reach MoCo; the warning is printed; errors are one line."""
+    acc = Accelerator(cpu=True)
+    tiny = {"model": {"backbone": "resnet10", "width": 4}, "pretext": {"queue_size": 16, "head_dim": 8},
+            "data": {"batch_size": 16}, "run": {"seed": 9}}
+    one = validate_dict({**tiny, "pretext": {**tiny["pretext"], "bn_groups": 1}})
+    m = build_pretext(one, 64, acc)
+    assert m.groups == 1 and "warning: MoCo without shuffle-BN" in capsys.readouterr().err
+    expected = torch.randperm(16, generator=torch.Generator().manual_seed(stream_seed(9, "moco-shuffle-bn")))
+    assert torch.equal(torch.randperm(16, generator=m.shuffle_gen), expected)
+    auto = validate_dict({**tiny, "pretext": {**tiny["pretext"], "bn_groups": "auto"}})
+    assert build_pretext(auto, 64, acc).groups == 8 and "warning" not in capsys.readouterr().err
+    odd = validate_dict({**tiny, "pretext": {**tiny["pretext"], "bn_groups": "auto"}, "data": {"batch_size": 12}})
+    with pytest.raises(RecipeError, match=r"^pretext.bn_groups = 'auto' → 8 per process does not divide"):
+        build_pretext(odd, 64, acc)

@@ -17,12 +17,13 @@ from urrlkit.pretext.moco import MoCo
 from urrlkit.recipe import PretextConfig
 
 BATCH, SIZE = 8, 16
+SEED = 11  # run.seed: both runs draw their shuffle permutations from it
 
 
 def make(groups: int) -> tuple[MoCo, torch.optim.Optimizer]:
     torch.manual_seed(0)
     cfg = PretextConfig(queue_size=32, momentum=0.9, temperature=0.2, head_dim=8, head_hidden=16, bn_groups=groups)
-    model = MoCo(build_encoder("resnet10", small_stem=True, width=4), cfg)
+    model = MoCo(build_encoder("resnet10", small_stem=True, width=4), cfg, seed=SEED)
     return model, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
 
 
