@@ -3,6 +3,10 @@
 A family factory is ``factory(image_size, **params) -> callable``; the callable maps a float [0, 1] batch
 (B, 3, H, W) (H ≥ image_size allowed) and a ``torch.Generator`` to (B, 3, image_size, image_size), drawing
 independent parameters for every sample. Factories are what recipes name in ``pretext.families``.
+
+For crops drawn on original images (crops.py) a family also exposes its two stages apart: ``crop_spec``, the
+geometric first stage as data, and ``photometric(x, g)``, everything after the crop and flip, on views already
+cut to image_size.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from torch import Tensor
 
 from urrlkit.augment import augmix, color, geometry, rand
 from urrlkit.augment.augmix_ops import AUGMENTATIONS, AUGMENTATIONS_ALL, MOCO_OPS, Op
+from urrlkit.augment.crops import CropSpec
 from urrlkit.augment.groups import copy_rows_, true_indices
 from urrlkit.registry import FAMILIES
 
@@ -24,11 +29,11 @@ from urrlkit.registry import FAMILIES
 class MocoParams:
     """Everything one MoCo v2 view draws for n images."""
 
-    top: Tensor
-    left: Tensor
-    height: Tensor
-    width: Tensor
-    flip: Tensor
+    top: Tensor | None  # the crop and flip (None when only the photometric stage was drawn)
+    left: Tensor | None
+    height: Tensor | None
+    width: Tensor | None
+    flip: Tensor | None
     jitter: Tensor  # bool: ColorJitter applied (p = 0.8)
     factors: Tensor  # (n, 4) brightness, contrast, saturation, hue
     order: Tensor  # (n, 4) jitter order
@@ -59,19 +64,32 @@ class MocoV2:
         self.kernel = color.blur_kernel_size(blur_sigma[1])
         self.flip = flip
 
+    @property
+    def crop_spec(self) -> CropSpec:
+        return CropSpec("rrc", scale=self.scale, ratio=(3 / 4, 4 / 3), flip=self.flip)
+
     def sample_params(self, n: int, height: int, width: int, g: torch.Generator) -> MocoParams:
         top, left, h, w = geometry.rrc_params(n, height, width, self.scale, (3 / 4, 4 / 3), g)
         flip = rand.bernoulli(n, 0.5 if self.flip else 0.0, g)
+        return self.sample_colour(n, g, top, left, h, w, flip)
+
+    def sample_colour(self, n: int, g: torch.Generator, *crop: Tensor | None) -> MocoParams:
+        """The photometric draws (after those of the crop and flip, which ``crop`` carries, if any)."""
         jitter_on = rand.bernoulli(n, self.jitter_p, g)
         factors, order = color.jitter_params(n, g, *self.jitter)
         gray = rand.bernoulli(n, self.grayscale_p, g)
         blur = rand.bernoulli(n, self.blur_p, g)
         sigma = rand.uniform(n, *self.blur_sigma, g)
+        top, left, h, w, flip = crop or (None,) * 5
         return MocoParams(top, left, h, w, flip, jitter_on, factors, order, gray, blur, sigma)
 
     def apply(self, x: Tensor, p: MocoParams) -> Tensor:
-        s = self.image_size
-        out = geometry.resized_crop(x, p.top, p.left, p.height, p.width, s, p.flip).clamp_(0, 1)
+        assert p.top is not None and p.left is not None and p.height is not None and p.width is not None
+        out = geometry.resized_crop(x, p.top, p.left, p.height, p.width, self.image_size, p.flip).clamp_(0, 1)
+        return self.colour(out, p)
+
+    def colour(self, out: Tensor, p: MocoParams) -> Tensor:
+        """ColorJitter, grayscale and blur of ``p`` on ``out`` (B, 3, s, s), in place."""
         jitter, gray, blur = true_indices([p.jitter, p.gray, p.blur])
         if jitter.numel():
             jittered = color.apply_jitter(out.index_select(0, jitter), p.factors[jitter], p.order[jitter])
@@ -84,6 +102,10 @@ class MocoV2:
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
         return self.apply(x, self.sample_params(x.shape[0], x.shape[-2], x.shape[-1], g))
+
+    def photometric(self, x: Tensor, g: torch.Generator) -> Tensor:
+        """Everything after the crop and flip, on views (B, 3, image_size, image_size) in [0, 1]."""
+        return self.colour(x.clone(), self.sample_colour(x.shape[0], g))
 
 
 @FAMILIES.register("moco_v2")
@@ -130,6 +152,15 @@ class AugMix:
         self.scale_min = scale_min
         self.flip = flip
 
+    @property
+    def crop_spec(self) -> CropSpec:
+        kind = {"pad": "pad", "rrc": "rrc", "none": "center"}[self.crop]
+        return CropSpec(kind, scale=(self.scale_min, 1.0), flip=self.flip)
+
+    def photometric(self, x: Tensor, g: torch.Generator) -> Tensor:
+        """AugMix itself, on views (B, 3, image_size, image_size) in [0, 1] already cropped and flipped."""
+        return augmix.augment_and_mix(x, self.ops, g, self.severity, self.width, self.depth)
+
     def crop_flip(self, x: Tensor, g: torch.Generator) -> Tensor:
         s = self.image_size
         if self.crop == "pad":
@@ -144,8 +175,7 @@ class AugMix:
         return out
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
-        x = self.crop_flip(x, g)
-        return augmix.augment_and_mix(x, self.ops, g, self.severity, self.width, self.depth)
+        return self.photometric(self.crop_flip(x, g), g)
 
 
 _AUGMIX_DOC = (
@@ -190,11 +220,16 @@ for _f in (augmix_family, augmix_allop, augmix_moco):
 class Identity:
     """Centre crop (or resize) to image_size, nothing random: the 'no augmentation' ablation."""
 
+    crop_spec = CropSpec("center", flip=False)
+
     def __init__(self, image_size: int) -> None:
         self.image_size = image_size
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
         return geometry.center_crop_resize(x, self.image_size)
+
+    def photometric(self, x: Tensor, g: torch.Generator) -> Tensor:
+        return x
 
 
 @FAMILIES.register("identity")

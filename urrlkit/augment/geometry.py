@@ -121,14 +121,26 @@ def crop_matrix(top: Tensor, left: Tensor, h: Tensor, w: Tensor, size: int,
 
 def rrc_params(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
                g: torch.Generator, attempts: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """torchvision ``RandomResizedCrop.get_params`` for n samples at once: (top, left, h, w) int64 tensors.
+    """torchvision ``RandomResizedCrop.get_params`` for n samples of one (height, width) at once: (top, left,
+    h, w) int64 tensors. See ``rrc_boxes``."""
+    size = torch.full((n,), 1, dtype=torch.int64, device=g.device)
+    return rrc_boxes(size * height, size * width, scale, ratio, g, attempts)
 
-    Same algorithm: up to 10 (area, log-ratio) draws, the first that fits wins, else the central fallback.
-    All attempts are drawn up front, so the random stream differs from torchvision's, not the distribution.
+
+def rrc_boxes(heights: Tensor, widths: Tensor, scale: tuple[float, float], ratio: tuple[float, float],
+              g: torch.Generator, attempts: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """torchvision ``RandomResizedCrop.get_params`` for n images of sizes (heights[i], widths[i]) at once:
+    (top, left, h, w) int64 tensors.
+
+    Same algorithm: up to 10 draws of (area ~ U(scale)·H·W, log-ratio ~ U(log ratio)), the first box that fits
+    wins, else the central fallback (the whole image, or its centre at the clamped ratio). All attempts are drawn
+    up front, so the random stream differs from torchvision's, not the distribution.
     """
-    area = height * width
+    n = heights.shape[0]
+    height = heights.to(device=g.device, dtype=torch.int64).view(n, 1)
+    width = widths.to(device=g.device, dtype=torch.int64).view(n, 1)
     log_r = (math.log(ratio[0]), math.log(ratio[1]))
-    target = rand.uniform(n * attempts, scale[0], scale[1], g).view(n, attempts) * area
+    target = rand.uniform(n * attempts, scale[0], scale[1], g).view(n, attempts) * (height * width)
     aspect = torch.exp(rand.uniform(n * attempts, log_r[0], log_r[1], g).view(n, attempts))
     w = torch.round(torch.sqrt(target * aspect)).long()
     h = torch.round(torch.sqrt(target / aspect)).long()
@@ -136,20 +148,18 @@ def rrc_params(n: int, height: int, width: int, scale: tuple[float, float], rati
     first = ok.float().argmax(dim=1, keepdim=True)  # index of the first fitting attempt (0 when none fits)
     w = w.gather(1, first).squeeze(1)
     h = h.gather(1, first).squeeze(1)
-    # The central-crop fallback of torchvision when none of the attempts fits.
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fw, fh = width, round(width / ratio[0])
-    elif in_ratio > ratio[1]:
-        fh, fw = height, round(height * ratio[1])
-    else:
-        fw, fh = width, height
+    height, width = height.squeeze(1), width.squeeze(1)
+    # The central-crop fallback of torchvision when none of the attempts fits; Python's round() and
+    # torch.round both round half to even.
+    in_ratio = width.double() / height.double()
+    fw = torch.where(in_ratio > ratio[1], torch.round(height.double() * ratio[1]).long(), width)
+    fh = torch.where(in_ratio < ratio[0], torch.round(width.double() / ratio[0]).long(), height)
     any_ok = ok.any(dim=1)
     w = torch.where(any_ok, w, fw)
     h = torch.where(any_ok, h, fh)
     u = torch.rand(n, 2, generator=g, device=g.device)
-    top = torch.where(any_ok, (u[:, 0] * (height - h + 1)).long().clamp_max(height - h), (height - h) // 2)
-    left = torch.where(any_ok, (u[:, 1] * (width - w + 1)).long().clamp_max(width - w), (width - w) // 2)
+    top = torch.where(any_ok, (u[:, 0] * (height - h + 1)).long().minimum(height - h), (height - h) // 2)
+    left = torch.where(any_ok, (u[:, 1] * (width - w + 1)).long().minimum(width - w), (width - w) // 2)
     return top, left, h, w
 
 

@@ -14,9 +14,11 @@ import torch
 from torch import Tensor
 
 from urrlkit.augment.groups import copy_rows_, group
+from urrlkit.errors import UrrlError
 from urrlkit.registry import FAMILIES
 
 if TYPE_CHECKING:
+    from urrlkit.augment.crops import CropSpec
     from urrlkit.recipe import FamilySpec
 
 Family = Callable[[Tensor, torch.Generator], Tensor]
@@ -102,6 +104,36 @@ class FamilySampler:
                 # Select in the stored dtype (uint8: a quarter of the float traffic), convert per family.
                 copy_rows_(out, part, self.families[k](to_float(x.index_select(0, part % b)), g).to(out.dtype))
         return list(out.view(self.views, b, x.shape[1], s, s).unbind(0)), fam.view(self.views, b)
+
+    def crop_specs(self) -> list[CropSpec]:
+        """Each family's geometric first stage, for views cut from original images (augment/crops.py)."""
+        specs = []
+        for name, f in zip(self.names, self.families, strict=True):
+            spec = getattr(f, "crop_spec", None)
+            if spec is None or not callable(getattr(f, "photometric", None)):
+                raise UrrlError(f"family {name!r} has no crop_spec and photometric stage, so its crops cannot be "
+                                "drawn on the original images; set data.crop_from = 'stored'")
+            specs.append(spec)
+        return specs
+
+    def photometric(self, x: Tensor, fam: Tensor, g: torch.Generator, out: Tensor | None = None) -> list[Tensor]:
+        """The families' stages after the crop and flip, on views already cut to image_size (crops.crop_views):
+        x (views·B, C, s, s) uint8 or float [0, 1], view-major; fam (views, B) the families they drew. Returns
+        the views as ``__call__`` does; ``out`` as there."""
+        views, b = fam.shape
+        shape = (views * b, *x.shape[1:])
+        if x.shape[0] != views * b or x.shape[-1] != self.image_size:
+            raise ValueError(f"expected {views * b} views of {self.image_size} px, got {tuple(x.shape)}")
+        if out is None:
+            out = torch.empty(shape, device=x.device)
+        elif out.shape != shape or out.dtype != torch.float32:
+            raise ValueError(f"out must be a float32 tensor of shape {shape}, got {out.dtype} {tuple(out.shape)}")
+        chunk = self.chunk_size(x)
+        for k, idx in group(fam.reshape(-1), len(self.families)):
+            stage = self.families[k].photometric  # type: ignore[attr-defined]
+            for part in (idx.split(chunk) if chunk else (idx,)):
+                copy_rows_(out, part, stage(to_float(x.index_select(0, part)), g).to(out.dtype))
+        return list(out.view(views, b, *x.shape[1:]).unbind(0))
 
     def __repr__(self) -> str:
         pairs = ", ".join(f"{n}: {p:.3g}" for n, p in zip(self.names, self.probabilities, strict=True))

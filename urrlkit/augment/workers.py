@@ -1,4 +1,5 @@
-"""Making the views inside DataLoader workers: the CPU path of the family sampler.
+"""Making the views inside DataLoader workers: the CPU path of the family sampler, and the crops drawn on
+original images (augment/crops.py) for file-backed data sets, on any device.
 
 On a GPU the sampler runs on the device, after loading. On a CPU the cores are shared between augmentation
 and training, and the batched ops scale poorly over intra-op threads (small tensors, many launches); one
@@ -12,13 +13,16 @@ views do not depend on the number of workers, on which worker made the batch, or
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import get_worker_info
+from torch.utils.data import Dataset, get_worker_info
 
-from urrlkit.augment.sampler import FamilySampler
+from urrlkit.augment.crops import CropSpec, WithIndex, crop_views, new_batch
+from urrlkit.augment.sampler import FamilySampler, to_float
+from urrlkit.augment.supervised import supervised_transform
+from urrlkit.data.datasets import originals
 
 
 def batch_seed(seed: int, index: Tensor) -> int:
@@ -50,3 +54,71 @@ class AugmentingCollate:
             out.share_memory_()
         views, fam = self.sampler(images, g, out=out)
         return views, fam, index
+
+
+class OriginalViewsCollate:
+    """``collate_fn`` for (original image, index) items of any sizes (``data.originals``): every view draws its
+    family (Eq. 2, per view and image), then its box on the original with that family's ``CropSpec``, and is
+    cut to image_size in the worker (crops.crop_views). Returns ``(uint8 views (views·B, 3, s, s), families
+    (views, B), index)``; the families' photometric stages then run batched on the training device
+    (``FamilySampler.photometric``). ``photometric=True`` runs them here too and returns float views as
+    ``AugmentingCollate`` does (the CPU path).
+    """
+
+    def __init__(self, sampler: FamilySampler, seed: int, photometric: bool = False) -> None:
+        self.sampler = sampler
+        self.seed = seed
+        self.photometric = photometric
+        self.specs = sampler.crop_specs()  # fails here, in the main process, for a family without a CropSpec
+
+    def __call__(self, items: Sequence[tuple[Tensor, int]]) -> tuple[Tensor | list[Tensor], Tensor, Tensor]:
+        index = torch.tensor([i for _, i in items], dtype=torch.int64)
+        g = torch.Generator().manual_seed(batch_seed(self.seed, index))
+        b, s = len(items), self.sampler.image_size
+        fam = self.sampler.draw_families(self.sampler.views * b, g)  # view-major: index v·B + i
+        cut = crop_views([im for im, _ in items], fam, self.specs, s, g)
+        fam = fam.view(self.sampler.views, b)
+        if not self.photometric:
+            return cut, fam, index
+        out = new_batch(tuple(cut.shape), torch.float32)
+        return self.sampler.photometric(cut, fam, g, out=out), fam, index
+
+
+class SupervisedCropCollate:
+    """``collate_fn`` for supervised training crops on original images (``crops.WithIndex`` items): per image
+    ``spec`` (default RandomResizedCrop(size, scale 0.08–1) + flip, as ``main_lincls.py`` and the transfer
+    pipelines train) → (uint8 (B, 3, size, size), labels). Seeded per batch from ``seed`` and the image indices,
+    so the crops do not depend on the worker count or a resume."""
+
+    def __init__(self, size: int, seed: int, spec: CropSpec | None = None) -> None:
+        self.size = size
+        self.seed = seed
+        self.spec = spec or CropSpec("rrc", scale=(0.08, 1.0))
+
+    def __call__(self, items: Sequence[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor]:
+        index = torch.tensor([i for _, _, i in items], dtype=torch.int64)
+        g = torch.Generator().manual_seed(batch_seed(self.seed, index))
+        fam = torch.zeros(len(items), dtype=torch.int64)
+        views = crop_views([im for im, _, _ in items], fam, [self.spec], self.size, g)
+        return views, torch.tensor([y for _, y, _ in items], dtype=torch.int64)
+
+
+def supervised_source(ds: Dataset, kind: str, image_size: int, crop_from: str, seed: int
+                      ) -> tuple[Dataset, Callable | None, Callable[..., Tensor]]:
+    """What a supervised stage (linear evaluation, fine-tuning) loads, its collate_fn, and the transform its
+    training step applies to a batch on the device.
+
+    ``crop_flip`` above 64 px on a file-backed data set with ``crop_from = "original"``: the originals, cut by
+    ``SupervisedCropCollate`` (RandomResizedCrop 0.08–1 + flip, seeded from ``seed`` and the indices) in the
+    workers, so the step only converts to float. Otherwise the stored images and ``supervised_transform``
+    (pad-crop at ≤ 64 px, as the CIFAR recipes) on the device.
+    """
+    if kind == "crop_flip" and image_size > 64 and crop_from == "original":
+        full = originals(ds)
+        if full is not None:
+            return WithIndex(full), SupervisedCropCollate(image_size, seed), _as_float
+    return ds, None, supervised_transform(kind, image_size, train=True)
+
+
+def _as_float(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    return to_float(x)

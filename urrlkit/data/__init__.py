@@ -8,6 +8,7 @@ from urrlkit.data.datasets import (
     image_folder,
     load_image,
     num_classes,
+    originals,
 )
 from urrlkit.data.loading import from_config, split_train_val, to_tensors
 
@@ -20,6 +21,7 @@ __all__ = [
     "image_folder",
     "load_image",
     "num_classes",
+    "originals",
     "split_train_val",
     "to_tensors",
 ]

@@ -1,10 +1,15 @@
 """Named data sets. Every one yields `(uint8 CHW tensor, int label)` at a fixed stored size, so batches
 stack and augmentation runs batched on the device. Variable-size images are resized (shorter side) and
-centre-cropped to the stored size once, on load; random crops happen later, per sample, in
-`urrlkit.augment`."""
+centre-cropped to the stored size on load — torchvision's Resize + CenterCrop — and random crops happen later,
+per sample, in `urrlkit.augment`.
+
+File-backed data sets (image files, torchvision's transfer sets) can also yield each image as decoded, at its
+own size (`originals`): training crops are then drawn on the original image, as the reference pipelines draw
+them (`urrlkit.augment.crops`)."""
 
 from __future__ import annotations
 
+import copy
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from urrlkit.errors import DataError
 from urrlkit.registry import DATASETS
@@ -60,54 +65,93 @@ class ArrayDataset(Dataset):
 
 
 class FileDataset(Dataset):
-    """Images read from files on demand; a file that cannot be decoded is named in the error."""
+    """Images read from files on demand; a file that cannot be decoded is named in the error.
+    `original = True`: each image as decoded, at its own size (see `originals`)."""
 
     def __init__(self, files: Sequence[Path], labels: Sequence[int], classes: Sequence[str], size: int,
-                 source: str = "") -> None:
+                 source: str = "", original: bool = False) -> None:
         self.files = list(files)
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
         self.classes = list(classes)
         self.size = size
         self.source = source
+        self.original = original
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return load_image(self.files[i], self.size), int(self.labels[i])
+        return load_image(self.files[i], None if self.original else self.size), int(self.labels[i])
 
 
 class TorchvisionDataset(Dataset):
-    """Adapter for torchvision data sets that return PIL images."""
+    """Adapter for torchvision data sets that return PIL images (`original`: as in FileDataset)."""
 
-    def __init__(self, ds: Dataset, classes: Sequence[str], size: int, source: str = "") -> None:
+    def __init__(self, ds: Dataset, classes: Sequence[str], size: int, source: str = "",
+                 original: bool = False) -> None:
         self.ds = ds
         self.classes = list(classes)
         self.size = size
         self.source = source
+        self.original = original
 
     def __len__(self) -> int:
         return len(self.ds)  # type: ignore[arg-type]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img, label = self.ds[i]
-        return pil_to_uint8(img, self.size), int(label)
+        return pil_to_uint8(img, None if self.original else self.size), int(label)
 
 
-def pil_to_uint8(img: Image.Image, size: int) -> torch.Tensor:
-    """Resize the shorter side to `size`, centre-crop to size×size, return uint8 CHW."""
-    img = img.convert("RGB")
+def originals(ds: Dataset) -> Dataset | None:
+    """`ds` yielding every image as decoded, at its own size (uint8 CHW, RGB), with the same labels, order and
+    subset; None for data sets held as arrays (CIFAR, npz, the bundled sample), which have no other original."""
+    if isinstance(ds, Subset):
+        inner = originals(ds.dataset)
+        if inner is None:
+            return None
+        sub = Subset(inner, ds.indices)
+        for attr in ("classes", "categories"):
+            if hasattr(ds, attr):
+                setattr(sub, attr, getattr(ds, attr))
+        return sub
+    if isinstance(ds, FileDataset | TorchvisionDataset):
+        out = copy.copy(ds)
+        out.original = True
+        return out
+    return None
+
+
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """torchvision's ``Resize(size)`` on a PIL image: the shorter side to `size`, the longer to
+    ``int(size · long / short)`` (truncated, as torchvision computes it), PIL bilinear (antialiased)."""
     w, h = img.size
-    if (w, h) != (size, size):
-        scale = size / min(w, h)
-        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+    short, long = min(w, h), max(w, h)
+    if short == size:
+        return img
+    new_long = int(size * long / short)
+    return img.resize((size, new_long) if w <= h else (new_long, size), Image.BILINEAR)
+
+
+def center_offsets(height: int, width: int, size: int) -> tuple[int, int]:
+    """(top, left) of torchvision's ``CenterCrop(size)``: ``int(round((H − size) / 2))`` (half to even)."""
+    return round((height - size) / 2.0), round((width - size) / 2.0)
+
+
+def pil_to_uint8(img: Image.Image, size: int | None) -> torch.Tensor:
+    """``Resize(size)`` + ``CenterCrop(size)`` as torchvision computes them, as uint8 CHW; `size` None: the
+    image as it is (RGB)."""
+    img = img.convert("RGB")
+    if size is not None and img.size != (size, size):
+        img = resize_shorter(img, size)
         w, h = img.size
-        left, top = (w - size) // 2, (h - size) // 2
+        top, left = center_offsets(h, w, size)
         img = img.crop((left, top, left + size, top + size))
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-def load_image(path: Path, size: int) -> torch.Tensor:
+def load_image(path: Path, size: int | None) -> torch.Tensor:
+    """The image at `path` as `pil_to_uint8(img, size)` returns it."""
     try:
         with Image.open(path) as img:
             return pil_to_uint8(img, size)
