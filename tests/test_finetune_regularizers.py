@@ -1,5 +1,6 @@
 """Each regularizer's value and gradient on hand-computable inputs (paper Eq. 3-4, L2-SP)."""
 
+import copy
 import math
 
 import pytest
@@ -9,6 +10,7 @@ from urrlkit.finetune.regularizers import (
     build_objective,
     frozen_copy,
     l2sp_penalty,
+    regularized_parameters,
     similarity_matrix,
     similarity_regularization,
     task_loss,
@@ -107,3 +109,34 @@ def test_sim_step_keeps_similarities_closer_than_plain_step() -> None:
                     p.sub_(1e-3 * p.grad)
             dist[name] = similarity_regularization(model.encoder(x), frozen(x)).item()
     assert dist["sim"] < dist["none"]
+
+
+@pytest.mark.parametrize("which", ["weights", "all"])
+def test_l2sp_penalty_on_a_network_counts_exactly_the_chosen_parameters(which: str) -> None:
+    """Every encoder parameter moved by 0.1 from its start: α/2 · 0.01 · (elements of the chosen tensors) +
+    β/2 · ‖head‖² — conv weights only for "weights" (Li et al.'s released code), BN γ/β too for "all", whose β
+    term also covers the head's bias."""
+    model, enc = _model()
+    start = copy.deepcopy(enc)  # the pretrained encoder; the model's own copy moves away from it
+    with torch.no_grad():
+        model.head.bias.fill_(0.5)
+        for p in model.encoder.parameters():
+            p.add_(0.1)
+    alpha, beta = 0.3, 0.02
+    chosen = [p for p in model.encoder.parameters() if which == "all" or p.ndim > 1]
+    head = [model.head.weight, model.head.bias] if which == "all" else [model.head.weight]
+    assert len(chosen) < len(list(model.encoder.parameters())) or which == "all"
+    expected = (alpha / 2 * 0.01 * sum(p.numel() for p in chosen)
+                + beta / 2 * sum(float((p.detach().double() ** 2).sum()) for p in head))
+    _, _, stats = build_objective(L2SPReg(alpha=alpha, beta=beta, params=which), model, start)(
+        torch.rand(2, 3, 16, 16), torch.tensor([0, 1]))
+    assert float(stats["l2sp"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_only_l2sp_claims_parameters_from_weight_decay() -> None:
+    model, _ = _model()
+    assert regularized_parameters(NoReg(), model) == [] and regularized_parameters(SimReg(), model) == []
+    claimed = regularized_parameters(L2SPReg(), model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in claimed) == sorted(
+        n for n, p in model.named_parameters() if p.ndim > 1)  # conv kernels and the head's weight matrix

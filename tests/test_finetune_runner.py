@@ -1,5 +1,6 @@
 """`urrl finetune` end to end on the bundled sample: every regularizer trains, sim with λ = 0 equals none
-exactly, the sweep chooses on validation data, and CLI shorthands map onto the recipe."""
+exactly, the sweep chooses on validation data by the recipe's criterion and the final model then trains on the
+full training split, L2-SP's parameters get no weight decay, and CLI shorthands map onto the recipe."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from urrlkit.cli import app
 from urrlkit.errors import UrrlError
-from urrlkit.finetune.runner import apply_cli, parse_sweep, run_finetune
+from urrlkit.finetune.runner import apply_cli, parse_sweep, run_finetune, selection_score
 from urrlkit.hub import save_model
 from urrlkit.models import build_encoder
 from urrlkit.recipe import load
@@ -51,7 +52,8 @@ def test_each_regularizer_finetunes(tmp_path: Path, encoder_dir: Path, reg: str)
     extra = ["finetune.regularizer={type='adversarial', steps=2}"] if reg == "adversarial" else []
     out = run_finetune(recipe(tmp_path, "ft", *extra), str(encoder_dir), reg=None if extra else reg)
     scores = json.loads((out / "finetune.json").read_text())
-    assert 0.0 <= scores["test_top1"] <= 100.0 and "val_top1" in scores
+    assert 0.0 <= scores["test_top1"] <= 100.0
+    assert scores["train_images"] == 96 and "val_top1" not in scores  # no sweep: nothing is held out
     cfg = json.loads((out / "model" / "config.json").read_text())
     assert cfg["kind"] == "classifier" and cfg["regularizer"]["type"] == reg
     before = load_file(str(encoder_dir / "model.safetensors"))
@@ -74,14 +76,87 @@ def test_linear_protocol_freezes_encoder(tmp_path: Path, encoder_dir: Path) -> N
     assert all(torch.equal(before[k], after["encoder." + k]) for k in before)
 
 
-def test_sweep_picks_by_validation_and_records_trials(tmp_path: Path, encoder_dir: Path) -> None:
-    out = run_finetune(recipe(tmp_path, "sw"), str(encoder_dir), reg="sim",
-                       sweep=["regularizer.weight=0,5"])
-    trials = json.loads((out / "sweep.json").read_text())
-    assert [t["settings"]["regularizer.weight"] for t in trials] == [0.0, 5.0]
+def _steps(run: Path) -> int:
+    """Optimizer steps of a run, from its metrics.jsonl (each epoch logs its last step)."""
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return max(r["step"] for r in rows if r.get("stage") == "finetune")
+
+
+def test_sweep_picks_by_validation_then_trains_on_the_full_split(tmp_path: Path, encoder_dir: Path) -> None:
+    out = run_finetune(recipe(tmp_path, "sw"), str(encoder_dir), reg="sim", sweep=["regularizer.weight=0,5"])
+    record = json.loads((out / "sweep.json").read_text())
+    trials = record["trials"]
+    assert record["select"] == "clean" and [t["settings"]["regularizer.weight"] for t in trials] == [0.0, 5.0]
+    assert all(t["score"] == t["val_top1"] and t["train_images"] == 96 - 10 for t in trials)
     best = max(trials, key=lambda t: t["val_top1"])
-    chosen = load(out / "recipe.toml").finetune.regularizer.weight
-    assert chosen == best["settings"]["regularizer.weight"]
+    assert record["chosen"] == best["settings"]
+    assert load(out / "recipe.toml").finetune.regularizer.weight == best["settings"]["regularizer.weight"]
+    # The final model saw all 96 training images: 3 steps of 32 (a trial on 86 images drops the last part batch).
+    assert json.loads((out / "finetune.json").read_text())["train_images"] == 96
+    assert _steps(out) == 3
+    assert all(_steps(d) == 2 for d in (out / "sweep").iterdir())
+
+
+def test_selection_criteria_choose_differently() -> None:
+    """A trial set where clean top-1 and robust top-1 disagree: each criterion picks its own winner."""
+    trials = [(80.0, 10.0), (70.0, 30.0), (60.0, 45.0)]  # (clean, robust)
+
+    def pick(select: str, w: float = 0.5) -> int:
+        return max(range(3), key=lambda i: selection_score(*trials[i], select, w))
+
+    assert pick("clean") == 0 and pick("robust") == 2
+    assert selection_score(70.0, 30.0, "mix", 0.25) == 0.75 * 70.0 + 0.25 * 30.0
+    # mix scores clean + w·(robust − clean): 80 − 70w, 70 − 40w, 60 − 15w; the middle trial wins for 1/3 < w < 0.4.
+    assert pick("mix", 0.25) == 0 and pick("mix", 0.36) == 1 and pick("mix", 0.5) == 2
+    assert selection_score(1.0, None, "clean") == 1.0
+    with pytest.raises(ValueError, match="robust"):
+        selection_score(1.0, None, "robust")
+
+
+def test_sweep_by_robust_accuracy_records_and_uses_it(tmp_path: Path, encoder_dir: Path) -> None:
+    r = recipe(tmp_path, "rob", "finetune.select='robust'", "eval.adversarial.steps=2", "eval.adversarial.limit=8")
+    out = run_finetune(r, str(encoder_dir), reg="sim", sweep=["regularizer.weight=0,5"])
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["select"] == "robust"
+    for t in record["trials"]:
+        assert t["score"] == t["val_robust_top1"] and t["val_robust_top1"] in {100 * k / 8 for k in range(9)}
+    best = max(record["trials"], key=lambda t: t["val_robust_top1"])
+    assert record["chosen"] == best["settings"]
+    assert load(out / "recipe.toml").finetune.select == "robust"
+
+
+def test_l2sp_parameters_get_no_weight_decay(tmp_path: Path, encoder_dir: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optimizer the fine-tuning run trains with: weight decay 0 exactly on the parameters L2-SP regularizes
+    (conv/linear weights of the encoder, the head's weight), the recipe's decay on the rest (BN γ/β, head bias)."""
+    from urrlkit.finetune import runner
+    from urrlkit.finetune.regularizers import l2sp_parameters
+
+    built: list[torch.optim.Optimizer] = []
+
+    def recording(*args: object, **kwargs: object) -> torch.optim.Optimizer:
+        built.append(runner_build(*args, **kwargs))
+        return built[-1]
+
+    runner_build = runner.build_optimizer
+    monkeypatch.setattr(runner, "build_optimizer", recording)
+    models = []
+    real_train = runner.train_classifier
+
+    def keep_model(recipe, model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        models.append(model)
+        return real_train(recipe, model, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_classifier", keep_model)
+    run_finetune(recipe(tmp_path, "wd", "finetune.weight_decay=5e-4"), str(encoder_dir), reg="l2sp")
+    (opt,), (model,) = built, models
+    sp, head = l2sp_parameters(model, "weights")
+    assert sp and all(p.ndim >= 2 for p in sp.values()) and list(head) == ["head.weight"]
+    regularized = {id(p) for p in [*sp.values(), *head.values()]}
+    decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert set(decay) == {id(p) for p in model.parameters()}
+    assert all(decay[id(p)] == (0.0 if id(p) in regularized else 5e-4) for p in model.parameters())
+    assert decay[id(model.head.bias)] == 5e-4 and decay[id(model.head.weight)] == 0.0
 
 
 def test_cli_shorthands_and_errors(tmp_path: Path) -> None:
@@ -106,7 +181,7 @@ def test_finetune_resume_is_bit_identical(tmp_path: Path, encoder_dir: Path) -> 
     a = run_finetune(recipe(tmp_path / "a", "x", *sets), str(encoder_dir))
     r = recipe(tmp_path / "b", "x", *sets)
     out = r.run_dir / "finetune-sim"
-    finetune_once(r, load_backbone(encoder_dir), out, with_val=True, stop_after=3)  # killed mid-epoch 2
+    finetune_once(r, load_backbone(encoder_dir), out, with_val=False, stop_after=3)  # killed mid-epoch 2
     assert (out / "checkpoints" / "latest").is_file()
     with pytest.raises(UrrlError, match="--resume"):
         run_finetune(r, str(encoder_dir))

@@ -226,6 +226,8 @@ class L2SPReg(Section):
     type: Literal["l2sp"] = "l2sp"
     alpha: float = Field(0.01, ge=0)
     beta: float = Field(0.01, ge=0)
+    params: Literal["weights", "all"] = Field(
+        "weights", description="weights: conv/linear weight tensors (Li et al.'s code); all: BN γ/β and biases too")
 
 
 class SimReg(Section):
@@ -273,7 +275,12 @@ class LinearEvalConfig(ScheduleConfig):
 class FinetuneConfig(ScheduleConfig):
     protocol: Literal["full", "linear"] = "full"
     dataset: str | None = Field(None, description="downstream data set; None = data.dataset")
-    val_fraction: float = Field(0.1, ge=0, lt=1)
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="held out of the training split only while a sweep "
+                                "chooses settings; the final model trains on the full split")
+    select: Literal["clean", "robust", "mix"] = Field(
+        "clean", description="sweep criterion on the validation split: top-1, L2-PGD robust top-1 "
+        "(eval.adversarial settings), or (1 − w)·clean + w·robust with w = select_robust_weight")
+    select_robust_weight: float = Field(0.5, ge=0, le=1, description="w of select = 'mix'")
     regularizer: Regularizer = Field(default_factory=NoReg)
     sweep: dict[str, list[float]] = Field(default_factory=dict,
                                           description="e.g. {'regularizer.weight': [...]}")

@@ -94,9 +94,12 @@ def _sets(items: list[str]) -> list[str]:
 
 
 def best_settings(sweep_json: Path) -> dict[str, Any]:
-    """The grid point with the highest validation top-1 in a sweep.json written by `urrl finetune`."""
-    trials = json.loads(Path(sweep_json).read_text())
-    return max(trials, key=lambda t: t.get("val_top1", -1))["settings"]
+    """The settings a sweep.json written by `urrl finetune` chose (by its recorded criterion, finetune.select); an
+    older sweep.json (a bare list of trials) chose by validation top-1."""
+    record = json.loads(Path(sweep_json).read_text())
+    if isinstance(record, dict):
+        return record["chosen"]
+    return max(record, key=lambda t: t.get("val_top1", -1))["settings"]
 
 
 def _reuse(sweep_json: Path) -> Callable[[], list[str]]:

@@ -4,6 +4,7 @@ weighted kNN monitor (Wu et al. 2018)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -11,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from urrlkit import metrics
 from urrlkit.data import from_config, num_classes
 from urrlkit.engine.logging import console
 from urrlkit.engine.schedule import lr_at
@@ -35,19 +35,41 @@ class LinearProbe(Classifier):
 
 @torch.no_grad()
 def extract_features(encoder: nn.Module, ds: Dataset, image_size: int, batch_size: int = 256,
-                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of every image (resized/centre-cropped to image_size, no augmentation) and the labels."""
+                     device: torch.device | str = "cpu", workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of every image (resized/centre-cropped to image_size, no augmentation) and the labels, on the
+    CPU. Holds the whole split: only for the kNN monitor and augment = "none"."""
     from urrlkit.augment import supervised_transform
 
     to_input = supervised_transform("none", image_size=image_size, train=False)
     was_training = encoder.training
     encoder.eval()
     feats, labels = [], []
-    for x, y in DataLoader(ds, batch_size=batch_size):
+    for x, y in DataLoader(ds, batch_size=batch_size, num_workers=workers):
         feats.append(encoder(to_input(x.to(device), None)).float().cpu())
         labels.append(y)
     encoder.train(was_training)
     return torch.cat(feats), torch.cat(labels)
+
+
+@torch.no_grad()
+def streaming_top1(model: nn.Module, ds: Dataset, image_size: int, batch_size: int = 256, workers: int = 0,
+                   device: torch.device | str | None = None) -> float:
+    """Top-1 (%) of a classifier over a data set, batch by batch through the evaluation transform (resize /
+    centre crop) on `device` (default: the model's); no whole-split tensor is built."""
+    from urrlkit.augment import supervised_transform
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    to_input = supervised_transform("none", image_size=image_size, train=False)
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device: no sync per batch
+    n = 0
+    for x, y in DataLoader(ds, batch_size=batch_size, num_workers=workers):
+        pred = model(to_input(x.to(device, non_blocking=True), None)).argmax(1)
+        correct += (pred == y.to(device, non_blocking=True)).sum()
+        n += int(y.shape[0])
+    model.train(was_training)
+    return 100.0 * int(correct) / max(n, 1)
 
 
 def knn_top1(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, test_y: torch.Tensor,
@@ -85,36 +107,58 @@ def train_head_on_features(feats: torch.Tensor, labels: torch.Tensor, n_cls: int
     return head
 
 
-def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = None) -> dict[str, float]:
-    """Linear-evaluate `encoder` on the recipe's data set (train → fit head, test → report); save the probe as a
-    model directory and run the recipe's eval suites on it."""
+def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = None,
+                    resume: bool = False) -> dict[str, float]:
+    """Linear-evaluate `encoder` on the recipe's data set as MoCo's main_lincls.py does: a linear head on the
+    frozen encoder (BN in eval mode), trained on the device through a streaming DataLoader with the recipe's
+    augmentation and checkpoints (resume continues the probe); test top-1 streamed on the device. Training
+    features are extracted only when the kNN monitor (knn_k > 0) or augment = "none" needs them. Saves the probe
+    as a model directory and runs the recipe's eval suites on it."""
     from urrlkit.hub import save_model
 
     cfg = recipe.linear_eval
     out_dir = out_dir or recipe.run_dir / "linear"
+    size, workers = recipe.data.image_size, recipe.data.workers
+    device = _device()
     train, test = from_config(recipe.data, "train"), from_config(recipe.data, "test")
     n_cls = num_classes(train)
-    encoder = encoder.cpu().eval()
-    probe = LinearProbe(encoder, n_cls)
-    tr_f, tr_y = extract_features(encoder, train, recipe.data.image_size)
-    te_f, te_y = extract_features(encoder, test, recipe.data.image_size)
+    torch.manual_seed(recipe.run.seed)  # the head's initialisation is part of the run's seed
+    probe = LinearProbe(encoder.cpu().eval(), n_cls)
     result: dict[str, float] = {}
-    if cfg.knn_k:
-        result["knn_top1"] = knn_top1(tr_f, tr_y, te_f, te_y, k=cfg.knn_k)
+    train_feats = None
+    if cfg.knn_k or cfg.augment == "none":
+        train_feats = extract_features(probe.encoder.to(device), train, size, recipe.eval.batch_size, device,
+                                       workers)
     if cfg.augment == "none":
-        probe.head = train_head_on_features(tr_f, tr_y, n_cls, cfg, seed=recipe.run.seed)
+        assert train_feats is not None
+        # Without augmentation the frozen encoder's features never change: training on them once is exact.
+        probe.head = train_head_on_features(*train_feats, n_cls, cfg, seed=recipe.run.seed)
     else:
         from urrlkit.finetune.runner import train_classifier
 
-        probe = train_classifier(recipe, probe, train, cfg, out_dir / "checkpoints", title="linear")
-    with torch.no_grad():
-        result["linear_top1"] = 100.0 * metrics.top1(probe.head(te_f), te_y)
+        ckpts = out_dir / "checkpoints"
+        resume = resume and (ckpts / "latest").is_file()
+        if not resume:
+            shutil.rmtree(ckpts, ignore_errors=True)  # a fresh probe must not inherit an old run's checkpoints
+        probe = train_classifier(recipe, probe, train, cfg, ckpts, title="linear", resume=resume)
+    probe = probe.to(device).eval()
+    if cfg.knn_k:
+        assert train_feats is not None
+        test_feats = extract_features(probe.encoder, test, size, recipe.eval.batch_size, device, workers)
+        result["knn_top1"] = knn_top1(*train_feats, *test_feats, k=cfg.knn_k)
+    result["linear_top1"] = streaming_top1(probe, test, size, recipe.eval.batch_size, workers, device)
     save_model(probe, out_dir / "model", recipe, stage="linear_eval", classes=list(train.classes))
     (out_dir / "linear_eval.json").write_text(json.dumps(result, indent=2))
-    console.print(f"linear evaluation on {recipe.data.dataset} ({len(te_y)} test images): "
+    console.print(f"linear evaluation on {recipe.data.dataset} ({len(test)} test images): "  # type: ignore[arg-type]
                   + ", ".join(f"{k} {v:.2f}%" for k, v in result.items()), markup=False)
     _run_suites(recipe, probe, out_dir)
     return result
+
+
+def _device() -> torch.device:
+    from accelerate import PartialState
+
+    return PartialState().device
 
 
 def _run_suites(recipe: Recipe, model: Classifier, out_dir: Path) -> None:

@@ -162,7 +162,8 @@ def run_pretrain(recipe: Recipe, resume: bool = False, linear_eval: bool = True)
     if linear_eval and recipe.linear_eval.enabled and PartialState().is_main_process:
         from urrlkit.engine.linear import run_linear_eval
 
-        run_linear_eval(recipe, encoder)
+        # --resume after a kill during linear evaluation continues the probe from its last checkpoint.
+        run_linear_eval(recipe, encoder, resume=resume)
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, int | float | str | bool]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from urrlkit.models import Classifier, Encoder
 from urrlkit.recipe import AdvReg, CustomReg, L2SPReg, NoReg, SimReg
@@ -53,10 +54,45 @@ def similarity_regularization(features: torch.Tensor, frozen_features: torch.Ten
 
 def l2sp_penalty(params: Iterable[torch.Tensor], start: Iterable[torch.Tensor], head_params: Iterable[torch.Tensor],
                  alpha: float, beta: float) -> torch.Tensor:
-    """L2-SP (Li et al. 2018): α/2·‖w_s − w_s⁰‖² over the pretrained weights + β/2·‖w_new‖² over the new head."""
+    """L2-SP (Li et al. 2018): Ω(w) = α/2·‖w_S − w_S⁰‖² over the pretrained weights + β/2·‖w_S̄‖² over the
+    new head's. It replaces weight decay on those parameters (see `l2sp_parameters`)."""
     sp = sum(((w - w0.detach()) ** 2).sum() for w, w0 in zip(params, start, strict=True))
     new = sum((w ** 2).sum() for w in head_params)
     return alpha / 2 * sp + beta / 2 * new  # type: ignore[return-value]
+
+
+def l2sp_parameters(model: nn.Module, which: str = "weights"
+                    ) -> tuple[dict[str, nn.Parameter], dict[str, nn.Parameter]]:
+    """The trainable parameters L2-SP regularizes: ({name inside the encoder: parameter} pulled toward the
+    pretrained values, {name: parameter} of the new head pulled toward 0).
+
+    which = "weights": conv and linear weight tensors only (ndim > 1), as Li et al.'s released code does by
+    default (weight_decay_mode 1 regularizes the variables named `weights`; BN γ/β and biases get no penalty);
+    "all": every parameter, BN γ/β and biases included (their mode 101). Names, not attributes: `model` may be
+    wrapped (DDP prefixes "module.")."""
+    if which not in ("weights", "all"):
+        raise ValueError(f"unknown L2-SP parameter set {which!r}; allowed: weights, all")
+    sp: dict[str, nn.Parameter] = {}
+    head: dict[str, nn.Parameter] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad or (which == "weights" and p.ndim < 2):
+            continue
+        dotted = f".{name}"
+        if ".encoder." in dotted:
+            sp[dotted.split(".encoder.", 1)[1]] = p
+        elif ".head." in dotted:
+            head[name] = p
+    return sp, head
+
+
+def regularized_parameters(cfg: NoReg | L2SPReg | SimReg | AdvReg | CustomReg, model: nn.Module
+                           ) -> list[nn.Parameter]:
+    """Parameters whose L2 penalty the regularizer itself supplies, so the optimizer must not decay them too
+    (L2-SP replaces weight decay on them, Li et al. 2018)."""
+    if isinstance(cfg, L2SPReg):
+        sp, head = l2sp_parameters(model, cfg.params)
+        return [*sp.values(), *head.values()]
+    return []
 
 
 def frozen_copy(encoder: Encoder) -> Encoder:
@@ -94,15 +130,14 @@ def build_sim(cfg: SimReg, model: Classifier, pretrained: Encoder) -> Objective:
 
 @REGULARIZERS.register("l2sp")
 def build_l2sp(cfg: L2SPReg, model: Classifier, pretrained: Encoder) -> Objective:
-    start = [p.detach().clone() for p in pretrained.parameters()]
-    # Names, not attributes: `model` may be wrapped (DDP prefixes "module.").
-    named = dict(model.named_parameters())
-    encoder_params = [p for n, p in named.items() if ".encoder." in f".{n}"]
-    head_weight = [p for n, p in named.items() if n.endswith("head.weight")]
+    sp, head = l2sp_parameters(model, cfg.params)
+    initial = dict(pretrained.named_parameters())
+    start = [initial[n].detach().clone() for n in sp]
+    params, head_params = list(sp.values()), list(head.values())
 
     def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
         logits = model(x)
-        reg = l2sp_penalty(encoder_params, start, head_weight, cfg.alpha, cfg.beta)
+        reg = l2sp_penalty(params, start, head_params, cfg.alpha, cfg.beta)
         task = task_loss(logits, y)
         return task + reg, logits, {"task": task.detach(), "l2sp": reg.detach()}
 

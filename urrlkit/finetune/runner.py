@@ -13,15 +13,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from urrlkit import metrics
 from urrlkit.data import from_config, num_classes, split_train_val
 from urrlkit.engine.checkpoint import Checkpointer
-from urrlkit.engine.linear import LinearProbe, extract_features
+from urrlkit.engine.linear import LinearProbe, streaming_top1
 from urrlkit.engine.logging import MetricLogger, console
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
 from urrlkit.errors import RecipeError, UrrlError
-from urrlkit.finetune.regularizers import Stats, build_objective
+from urrlkit.finetune.regularizers import Stats, build_objective, regularized_parameters
 from urrlkit.models import Classifier, Encoder
 from urrlkit.recipe import NoReg, Recipe, ScheduleConfig, apply_overrides, to_file, validate_dict
 
@@ -40,9 +39,10 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
     per_process = max(1, cfg.batch_size // acc.num_processes)
     loader = DataLoader(train, batch_size=per_process, shuffle=True, drop_last=len(train) > per_process,  # type: ignore[arg-type]
                         num_workers=recipe.data.workers)
-    optimizer = build_optimizer(model, "sgd", cfg.lr, cfg.momentum, cfg.weight_decay)
-    wrapped, optimizer, loader = acc.prepare(model, optimizer, loader)
     reg = recipe.finetune.regularizer if title == "finetune" else NoReg()
+    groups = decay_groups(model, cfg.weight_decay, regularized_parameters(reg, model))
+    optimizer = build_optimizer(model, "sgd", cfg.lr, cfg.momentum, cfg.weight_decay, params=groups)
+    wrapped, optimizer, loader = acc.prepare(model, optimizer, loader)
     # The regularizer's frozen copy / starting weights are taken from `pretrained` on the training device.
     objective = build_objective(reg, wrapped, (pretrained or model.encoder).to(acc.device))
     augment = supervised_transform(cfg.augment, image_size=recipe.data.image_size, train=True)
@@ -61,10 +61,72 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
     return acc.unwrap_model(wrapped).cpu().eval()
 
 
-@torch.no_grad()
-def accuracy(model: Classifier, ds: Dataset, image_size: int, batch_size: int = 256) -> float:
-    feats, labels = extract_features(model.encoder, ds, image_size, batch_size)
-    return 100.0 * metrics.top1(model.head(feats), labels)
+def decay_groups(model: torch.nn.Module, weight_decay: float, no_decay: list[torch.nn.Parameter]
+                 ) -> list[dict[str, Any]]:
+    """Optimizer parameter groups over the trainable parameters: `weight_decay` on all but `no_decay`, which get
+    none because a regularizer already penalises them (L2-SP replaces weight decay, Li et al. 2018)."""
+    skip = {id(p) for p in no_decay}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in skip], "weight_decay": weight_decay},
+              {"params": [p for p in trainable if id(p) in skip], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def selection_score(clean: float, robust: float | None, select: str, robust_weight: float = 0.5) -> float:
+    """The number a sweep maximises (finetune.select): validation top-1 ('clean'), validation L2-PGD robust top-1
+    ('robust'), or (1 − w)·clean + w·robust ('mix')."""
+    if select == "clean":
+        return clean
+    if robust is None:
+        raise ValueError(f"select = {select!r} needs the validation robust accuracy")
+    if select == "robust":
+        return robust
+    if select == "mix":
+        return (1.0 - robust_weight) * clean + robust_weight * robust
+    raise ValueError(f"unknown selection criterion {select!r}; allowed: clean, robust, mix")
+
+
+def eval_device() -> torch.device:
+    """The device this process evaluates on (the accelerator's, as training used)."""
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
+def validation_scores(model: Classifier, val: Dataset, recipe: Recipe) -> dict[str, float]:
+    """Validation top-1, the robust top-1 when the criterion needs it, and the criterion's score."""
+    ft, size = recipe.finetune, recipe.data.image_size
+    device = eval_device()
+    model = model.to(device)
+    scores = {"val_top1": streaming_top1(model, val, size, recipe.eval.batch_size, recipe.data.workers, device)}
+    if ft.select != "clean":
+        scores["val_robust_top1"] = robust_top1(model, val, recipe, device)
+    scores["score"] = selection_score(scores["val_top1"], scores.get("val_robust_top1"), ft.select,
+                                      ft.select_robust_weight)
+    return scores
+
+
+def robust_top1(model: Classifier, ds: Dataset, recipe: Recipe, device: torch.device) -> float:
+    """L2-PGD robust top-1 (%) with the recipe's eval.adversarial settings on (at most eval.adversarial.limit
+    images of) `ds`, the images prepared as the adversarial evaluation suite prepares test images."""
+    from torch.utils.data import Subset
+
+    from urrlkit.attacks import robust_accuracy
+    from urrlkit.augment import supervised_transform
+    from urrlkit.data.datasets import subset_indices
+
+    a, ev = recipe.eval.adversarial, recipe.eval
+    if a.limit is not None and a.limit < len(ds):  # type: ignore[arg-type]
+        ds = Subset(ds, subset_indices(len(ds), a.limit))  # type: ignore[arg-type]
+    to_input = supervised_transform("none", image_size=recipe.data.image_size, train=False)
+    xs, ys = [], []
+    for x, y in DataLoader(ds, batch_size=ev.batch_size, num_workers=recipe.data.workers):
+        xs.append((to_input(x, None) * 255).round().to(torch.uint8))
+        ys.append(y)
+    res = robust_accuracy(model, torch.cat(xs), torch.cat(ys), eps=a.eps, steps=a.steps, step_size=a.step_size,
+                          random_start=a.random_start, use_best=a.use_best, batch_size=ev.batch_size,
+                          seed=recipe.run.seed, device=device)
+    return float(res["robust_top1"])
 
 
 def apply_cli(recipe: Recipe, reg: str | None, reg_weight: float | None) -> Recipe:
@@ -98,53 +160,69 @@ def parse_sweep(items: list[str], recipe_sweep: dict[str, list[float]]) -> dict[
     return sweep
 
 
+def with_settings(recipe: Recipe, settings: dict[str, Any]) -> Recipe:
+    """The recipe with [finetune] keys ('lr', 'regularizer.weight', …) set to `settings`."""
+    sets = [f"finetune.{k}={v!r}" for k, v in settings.items()]
+    return validate_dict(apply_overrides(recipe.to_dict(), sets), "finetune.sweep")
+
+
 def finetune_once(recipe: Recipe, pretrained: Encoder, out_dir: Path, with_val: bool, resume: bool = False,
                   stop_after: int | None = None) -> tuple[Classifier, dict[str, float]]:
+    """Train one model. with_val: on the training split less finetune.val_fraction, scored on that held-out part
+    (a sweep trial); otherwise on the full training split."""
     ft = recipe.finetune
     dataset = ft.dataset or recipe.data.dataset
     full_train = from_config(recipe.data, "train", dataset=dataset)
     train, val = split_train_val(full_train, ft.val_fraction if with_val else 0.0, seed=recipe.run.seed)
+    if with_val and val is None:
+        raise RecipeError(f"finetune.val_fraction = {ft.val_fraction} holds out no image of the "
+                          f"{len(full_train)} training images; a sweep needs validation data")  # type: ignore[arg-type]
     model_cls = LinearProbe if ft.protocol == "linear" else Classifier
     torch.manual_seed(recipe.run.seed)  # the head's initialisation is part of the run's seed
     model = model_cls(copy.deepcopy(pretrained), num_classes(full_train))
     model = train_classifier(recipe, model, train, ft, out_dir / "checkpoints", pretrained=pretrained,
                              resume=resume, stop_after=stop_after)
-    scores = {}
+    scores: dict[str, float] = {"train_images": len(train)}  # type: ignore[arg-type]
     if val is not None:
-        scores["val_top1"] = accuracy(model, val, recipe.data.image_size)
+        scores.update(validation_scores(model, val, recipe))
     return model, scores
 
 
 def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight: float | None = None,
                  sweep: list[str] | None = None, resume: bool = False) -> Path:
-    """Fine-tune the encoder at `source` (run dir, model dir, .safetensors or Hub id) as the recipe says."""
+    """Fine-tune the encoder at `source` (run dir, model dir, .safetensors or Hub id) as the recipe says: choose
+    the sweep's settings on the validation split (if the recipe or --sweep gives a grid), then train the final
+    model on the full training split and evaluate it on test."""
     from urrlkit.hub import load_backbone, save_model
 
     recipe = apply_cli(recipe, reg, reg_weight)
     pretrained = load_backbone(source)
-    ft = recipe.finetune
-    out = recipe.run_dir / f"finetune-{ft.regularizer.type}"
+    kind = recipe.finetune.regularizer.type
+    out = recipe.run_dir / f"finetune-{kind}"
     if out.exists() and (out / "checkpoints" / "latest").exists() and not resume:
         raise UrrlError(f"{out}: a fine-tune run exists; pass --resume to continue it or change run.name")
     out.mkdir(parents=True, exist_ok=True)
     from urrlkit.engine.lock import check_resume_recipe, lock_run_dir
 
     lock_run_dir(out)  # one writer per fine-tune directory (urrlkit/engine/lock.py)
-    grid = parse_sweep(sweep or [], ft.sweep)
+    grid = parse_sweep(sweep or [], recipe.finetune.sweep)
     if grid:
-        recipe, trials = _sweep(recipe, pretrained, out, grid)
-        (out / "sweep.json").write_text(json.dumps(trials, indent=2))
+        recipe = _settle(recipe, pretrained, out, grid, resume)
     if resume:
         check_resume_recipe(recipe, out / "recipe.toml")  # before recipe.toml is rewritten
     to_file(recipe, out / "recipe.toml")
-    model, scores = finetune_once(recipe, pretrained, out, with_val=ft.val_fraction > 0, resume=resume)
+    ft = recipe.finetune
+    model, scores = finetune_once(recipe, pretrained, out, with_val=False, resume=resume)
+    device = eval_device()
+    model = model.to(device)
     test = from_config(recipe.data, "test", dataset=ft.dataset or recipe.data.dataset)
-    scores["test_top1"] = accuracy(model, test, recipe.data.image_size)
+    scores["test_top1"] = streaming_top1(model, test, recipe.data.image_size, recipe.eval.batch_size,
+                                         recipe.data.workers, device)
     save_model(model, out / "model", recipe, stage="finetune", source=str(source),
                regularizer=ft.regularizer.model_dump(), classes=list(test.classes))  # type: ignore[attr-defined]
     (out / "finetune.json").write_text(json.dumps(scores, indent=2))
-    console.print(f"fine-tuned ({ft.regularizer.type}) on {ft.dataset or recipe.data.dataset}: "
-                  + ", ".join(f"{k} {v:.2f}%" for k, v in scores.items()) + f"  → {out / 'model'}", markup=False)
+    console.print(f"fine-tuned ({kind}) on {ft.dataset or recipe.data.dataset} ({scores['train_images']} training "
+                  f"images): test_top1 {scores['test_top1']:.2f}%  → {out / 'model'}", markup=False)
     if recipe.eval.suites:
         from urrlkit.evaluate.suites import evaluate_model
 
@@ -152,25 +230,36 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     return out
 
 
-def _sweep(recipe: Recipe, pretrained: Encoder, out: Path, grid: dict[str, list[Any]]
-           ) -> tuple[Recipe, list[dict[str, Any]]]:
-    """Train one model per grid point on the training part, score it on the validation part, keep the best
-    settings. The test split is never looked at here."""
-    if recipe.finetune.val_fraction <= 0:
+def _settle(recipe: Recipe, pretrained: Encoder, out: Path, grid: dict[str, list[Any]], resume: bool) -> Recipe:
+    """The recipe with the sweep's chosen settings; a resumed run reuses a finished sweep over the same keys."""
+    record_path = out / "sweep.json"
+    if resume and record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if isinstance(record, dict) and set(record.get("chosen", {})) == set(grid):
+            console.print(f"sweep: reusing the choice in {record_path}: {record['chosen']}", markup=False)
+            return with_settings(recipe, record["chosen"])
+    record = sweep_settings(recipe, pretrained, out, grid)
+    record_path.write_text(json.dumps(record, indent=2))
+    return with_settings(recipe, record["chosen"])
+
+
+def sweep_settings(recipe: Recipe, pretrained: Encoder, out: Path, grid: dict[str, list[Any]]) -> dict[str, Any]:
+    """Train one model per grid point on the training split less finetune.val_fraction, score it on the held-out
+    part by finetune.select, and return the record written to sweep.json (criterion, every trial's scores, the
+    chosen settings). The test split is never looked at here."""
+    ft = recipe.finetune
+    if ft.val_fraction <= 0:
         raise RecipeError("finetune.val_fraction must be > 0 to sweep (choices are made on validation data)")
     keys = list(grid)
     trials: list[dict[str, Any]] = []
-    best: tuple[float, Recipe] | None = None
     for values in itertools.product(*(grid[k] for k in keys)):
-        sets = [f"finetune.{k}={v}" for k, v in zip(keys, values, strict=True)]
-        trial = validate_dict(apply_overrides(recipe.to_dict(), sets), "--sweep")
-        tdir = out / "sweep" / "_".join(f"{k.split('.')[-1]}{v:g}" for k, v in zip(keys, values, strict=True))
+        settings = dict(zip(keys, values, strict=True))
+        tdir = out / "sweep" / "_".join(f"{k.split('.')[-1]}{v:g}" for k, v in settings.items())
         shutil.rmtree(tdir, ignore_errors=True)
-        _, scores = finetune_once(trial, pretrained, tdir, with_val=True)
-        trials.append({"settings": dict(zip(keys, values, strict=True)), **scores})
-        console.print(f"sweep {dict(zip(keys, values, strict=True))}: val_top1 {scores['val_top1']:.2f}%",
-                      markup=False)
-        if best is None or scores["val_top1"] > best[0]:
-            best = (scores["val_top1"], trial)
-    assert best is not None
-    return best[1], trials
+        _, scores = finetune_once(with_settings(recipe, settings), pretrained, tdir, with_val=True)
+        trials.append({"settings": settings, **scores})
+        console.print(f"sweep {settings}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()
+                                                          if k != "train_images"), markup=False)
+    best = max(range(len(trials)), key=lambda i: trials[i]["score"])  # the first of equal scores wins
+    return {"select": ft.select, "select_robust_weight": ft.select_robust_weight, "val_fraction": ft.val_fraction,
+            "trials": trials, "chosen": trials[best]["settings"]}
