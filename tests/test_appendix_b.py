@@ -167,7 +167,7 @@ def test_pirl_loss_is_lambda_weighted_nce_of_both_terms(grid: int) -> None:
     expected = 0.25 * nce_loss(s_t, 0.07, z, 30) + 0.75 * nce_loss(s_i, 0.07, z, 30)
     assert float(model.z) == pytest.approx(z, rel=1e-5)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert stats["loss_transformed"] == pytest.approx(nce_loss(s_t, 0.07, z, 30).item(), rel=1e-5)
+    assert float(stats["loss_transformed"]) == pytest.approx(nce_loss(s_t, 0.07, z, 30).item(), rel=1e-5)
     # The bank follows f(v_I) only (VISSL update_mem_with_emb_index: the image head).
     torch.testing.assert_close(model.memory.bank[index], F.normalize(bank[index] * 0.5 + f * 0.5, dim=1))
 

@@ -27,18 +27,33 @@ def bank_negatives(cfg: PretextConfig) -> int:
     return cfg.negatives if cfg.negatives is not None else cfg.queue_size
 
 
-def bank_objective(scores: torch.Tensor, z: torch.Tensor, loss: str, temperature: float,
+class NCENormaliser(nn.Module):
+    """Z of the NCE, estimated once, from the first batch, then fixed (lemniscate's NCEAverage). A buffer, so
+    checkpoints keep it; whether it is set is read back from the device once per process, not every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("z", torch.zeros(()))
+        self.known = False
+
+    def forward(self, scores: torch.Tensor, temperature: float, n_data: int) -> torch.Tensor:
+        if not self.known:
+            if float(self.z) == 0.0:
+                estimate = torch.tensor(nce_normaliser(scores, temperature, n_data), device=self.z.device)
+                if distributed():  # one Z for all processes, as VISSL averages the per-rank means
+                    dist.all_reduce(estimate)
+                    estimate /= dist.get_world_size()
+                self.z.fill_(float(estimate))
+            self.known = True
+        return self.z
+
+
+def bank_objective(scores: torch.Tensor, normaliser: NCENormaliser, loss: str, temperature: float,
                    n_data: int) -> torch.Tensor:
-    """NCE (estimating Z into the `z` buffer on the first call) or the softmax form, from (B, 1 + K) scores."""
+    """NCE (Z from `normaliser`) or its softmax form, from (B, 1 + K) memory-bank scores."""
     if loss == "infonce":
         return bank_infonce(scores, temperature)
-    if float(z) == 0.0:
-        estimate = torch.tensor(nce_normaliser(scores, temperature, n_data), device=z.device)
-        if distributed():  # one Z for all processes, as VISSL averages the per-rank means
-            dist.all_reduce(estimate)
-            estimate /= dist.get_world_size()
-        z.fill_(float(estimate))
-    return nce_loss(scores, temperature, float(z), n_data)
+    return nce_loss(scores, temperature, normaliser(scores, temperature, n_data), n_data)
 
 
 class InstDis(nn.Module):
@@ -51,17 +66,22 @@ class InstDis(nn.Module):
         self.t = cfg.temperature
         self.loss = cfg.bank_loss
         self.n = num_samples
-        self.register_buffer("z", torch.zeros(()))  # NCE normaliser, estimated on the first batch
+        self.normaliser = NCENormaliser()
         # BN statistics per group of the batch, as each GPU of the reference runs computes its own.
         self.groups = resolve_bn_groups(cfg.bn_groups, rank_world()[1])
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    @property
+    def z(self) -> torch.Tensor:
+        return self.normaliser.z
+
+    def forward(self, views: list[torch.Tensor], index: torch.Tensor
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feat = F.normalize(self.head(grouped_forward(self.encoder, views[0], self.groups)), dim=1).float()
         neg = self.memory.sample(feat.shape[0], self.k, feat.device).float()
         scores = bank_scores(feat, self.memory.bank[index].float(), neg)
-        loss = bank_objective(scores, self.z, self.loss, self.t, self.n)
+        loss = bank_objective(scores, self.normaliser, self.loss, self.t, self.n)
         self.memory.update(index, feat)
-        return loss, {"nce_z": float(self.z)} if self.loss == "nce" else {}
+        return loss, {"nce_z": self.z.clone()} if self.loss == "nce" else {}
 
 
 PRETEXTS.add("instdis", InstDis)

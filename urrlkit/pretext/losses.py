@@ -40,7 +40,7 @@ def nce_normaliser(scores: torch.Tensor, temperature: float, n_data: int) -> flo
         return float(torch.exp(scores.float() / temperature).mean() * n_data)
 
 
-def nce_loss(scores: torch.Tensor, temperature: float, z: float, n_data: int) -> torch.Tensor:
+def nce_loss(scores: torch.Tensor, temperature: float, z: float | torch.Tensor, n_data: int) -> torch.Tensor:
     """Non-parametric NCE of InstDis (Wu et al. 2018, Eq. 5–7) and PIRL (Misra & van der Maaten 2020, Eq. 3–4),
     exactly lemniscate's NCECriterion:
 

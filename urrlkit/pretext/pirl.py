@@ -22,7 +22,7 @@ from torch import nn
 
 from urrlkit.models import Encoder
 from urrlkit.pretext.common import MemoryBank, head, rank_world, resolve_bn_groups
-from urrlkit.pretext.instdis import bank_negatives, bank_objective
+from urrlkit.pretext.instdis import NCENormaliser, bank_negatives, bank_objective
 from urrlkit.pretext.losses import bank_scores
 from urrlkit.pretext.moco import grouped_forward
 from urrlkit.recipe import PretextConfig
@@ -105,11 +105,15 @@ class PIRL(nn.Module):
         self.lam = cfg.pirl_lambda
         self.loss = cfg.bank_loss
         self.n = num_samples
-        self.register_buffer("z", torch.zeros(()))  # NCE normaliser, estimated on the first batch
+        self.normaliser = NCENormaliser()  # one Z for both terms, estimated on the first jigsaw batch
         # BN statistics per group of the batch, as each GPU of the reference runs computes its own.
         self.groups = resolve_bn_groups(cfg.bn_groups, rank_world()[1])
         # Patch offsets and orders: seeded from the global stream (set from run.seed before the model is built).
         self.jigsaw_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ())))
+
+    @property
+    def z(self) -> torch.Tensor:
+        return self.normaliser.z
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return grouped_forward(self.encoder, x, self.groups)
@@ -122,19 +126,21 @@ class PIRL(nn.Module):
         order = torch.rand(b, n, generator=self.jigsaw_gen).argsort(dim=1).to(x.device)
         return F.normalize(self.head_g(self.embed(patches), order), dim=1)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], index: torch.Tensor
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b = views[0].shape[0]
         # Two encoder passes, so images and patches keep their own BN statistics (as VISSL and PyContrast).
         f = F.normalize(self.head_f(self.embed(views[0])), dim=1).float()
         g = self.embed_transformed(views[1]).float()
         pos = self.memory.bank[index].float()
         neg = self.memory.sample(b, self.k, f.device).float()
-        loss_t = bank_objective(bank_scores(g, pos, neg), self.z, self.loss, self.t, self.n)
-        loss_i = bank_objective(bank_scores(f, pos, neg), self.z, self.loss, self.t, self.n)
+        loss_t = bank_objective(bank_scores(g, pos, neg), self.normaliser, self.loss, self.t, self.n)
+        loss_i = bank_objective(bank_scores(f, pos, neg), self.normaliser, self.loss, self.t, self.n)
         self.memory.update(index, f)
-        stats = {"loss_transformed": float(loss_t.detach())}
+        # Tensors, read back by the loop on log steps only (no host sync per step).
+        stats = {"loss_transformed": loss_t.detach()}
         if self.loss == "nce":
-            stats["nce_z"] = float(self.z)
+            stats["nce_z"] = self.z.clone()
         return self.lam * loss_t + (1 - self.lam) * loss_i, stats
 
 
