@@ -188,3 +188,6 @@ def test_engine_builds_moco_from_the_run(capsys: pytest.CaptureFixture[str]) -> 
     odd = validate_dict({**tiny, "pretext": {**tiny["pretext"], "bn_groups": "auto"}, "data": {"batch_size": 12}})
     with pytest.raises(RecipeError, match=r"^pretext.bn_groups = 'auto' → 8 per process does not divide"):
         build_pretext(odd, 64, acc)
+    bank = validate_dict({**odd.to_dict(), "pretext": {**tiny["pretext"], "method": "instdis", "bn_groups": 8}})
+    with pytest.raises(RecipeError, match=r"^pretext.bn_groups = 8 does not divide .* 12 images"):
+        build_pretext(bank, 64, acc)  # the memory-bank pretexts forward in BN groups too

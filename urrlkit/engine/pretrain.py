@@ -39,9 +39,11 @@ class Indexed(Dataset):
 
 
 def build_pretext(recipe: Recipe, num_samples: int, acc: Accelerator | None = None) -> torch.nn.Module:
-    """The pretext module; MoCo also gets run.seed (its shuffle-BN permutations) and the process layout of
-    `acc` (bn_groups "auto", checked against the per-process batch), and a warning when it has no shuffle-BN."""
+    """The pretext module. Every pretext forwards in pretext.bn_groups BN groups per process ("auto" resolved
+    with the process count of `acc`), checked here against the per-process batch; MoCo also gets run.seed (its
+    shuffle-BN permutations) and, when it would have no shuffle-BN at all, a warning is printed."""
     import urrlkit.pretext  # noqa: F401  (fills the PRETEXTS registry)
+    from urrlkit.pretext.common import check_bn_groups, resolve_bn_groups
     from urrlkit.pretext.moco import shuffle_warning
 
     m = recipe.model
@@ -49,12 +51,12 @@ def build_pretext(recipe: Recipe, num_samples: int, acc: Accelerator | None = No
     if m.feature_dim is not None and m.feature_dim != encoder.feature_dim:
         raise UrrlError(f"model.feature_dim = {m.feature_dim}, but {m.backbone} (width {m.width or 64}) "
                         f"gives {encoder.feature_dim}")
-    factory = PRETEXTS.get(recipe.pretext.method)
-    if recipe.pretext.method != "moco_v2":
-        return factory(encoder, recipe.pretext, num_samples)
+    p, factory = recipe.pretext, PRETEXTS.get(recipe.pretext.method)
     processes = acc.num_processes if acc is not None else 1
-    model = factory(encoder, recipe.pretext, num_samples, seed=recipe.run.seed, processes=processes,
-                    batch_per_process=recipe.data.batch_size // processes)
+    check_bn_groups(resolve_bn_groups(p.bn_groups, processes), recipe.data.batch_size // processes, p.bn_groups)
+    if p.method != "moco_v2":
+        return factory(encoder, p, num_samples)
+    model = factory(encoder, p, num_samples, seed=recipe.run.seed, processes=processes)
     if acc is not None and (warning := shuffle_warning(model.groups, processes)):
         say(acc, warning)
     return model
