@@ -90,8 +90,8 @@ def fog(x: torch.Tensor, severity: int, rng: Rand) -> torch.Tensor:
 
 
 def spatter(x: torch.Tensor, severity: int, rng: Rand) -> torch.Tensor:
-    """Water (severities with mud = 0) or mud splashes. The water branch's Canny edges, distance transform
-    and histogram equalisation (OpenCV in the reference) are approximated with numpy/scipy (documented)."""
+    """Water (severities with mud = 0) or mud splashes. The water branch's OpenCV steps (Canny, chamfer
+    distance transform, equalizeHist, emboss) follow OpenCV exactly in numpy (`cv_ops.water_mask`)."""
     loc, scale, sigma, thresh, intensity, mud = param("spatter", severity, x.shape[-1])
     n, _, h, w = x.shape
     liquid = gaussian(rng.normal((n, 1, h, w), loc=loc, scale=scale).to(x.dtype), sigma)
@@ -101,24 +101,9 @@ def spatter(x: torch.Tensor, severity: int, rng: Rand) -> torch.Tensor:
         m = torch.where(m < 0.8, torch.zeros_like(m), m)
         color = torch.tensor([63, 42, 20], dtype=x.dtype).view(1, 3, 1, 1) / 255 * m
         return (x * (1 - m) + color).clamp(0, 1)
-    from scipy import ndimage
+    from urrlkit.evaluate.corruptions.cv_ops import water_mask
 
-    masks = []
-    for k in range(n):
-        lq = np.floor(liquid[k, 0].numpy() * 255).clip(0, 255).astype(np.uint8)
-        gx, gy = ndimage.sobel(lq.astype(np.float64), 1), ndimage.sobel(lq.astype(np.float64), 0)
-        edges = np.hypot(gx, gy) > 150
-        dist = ndimage.distance_transform_edt(~edges)
-        dist = np.minimum(dist, 20)
-        dist = ndimage.uniform_filter(dist, 3, mode="mirror").astype(np.uint8)
-        hist = np.bincount(dist.ravel(), minlength=256).cumsum()
-        nz = hist[hist > 0][0]
-        lut = np.round((hist - nz) / max(hist[-1] - nz, 1) * 255).clip(0, 255)
-        dist = lut[dist]
-        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float64)
-        dist = np.clip(ndimage.correlate(dist, ker, mode="mirror"), 0, 255)
-        dist = ndimage.uniform_filter(dist, 3, mode="mirror")
-        masks.append(lq.astype(np.float64) / 255 * dist)
+    masks = [water_mask(liquid[k, 0].double().numpy()) for k in range(n)]
     m = torch.from_numpy(np.stack(masks)).unsqueeze(1).to(x.dtype)
     m = m / m.amax((2, 3), keepdim=True).clamp_min(1e-12) * intensity
     # the reference concatenates (175, 238, 238)/255 in channel order and adds it to the RGB array as it is
