@@ -1,4 +1,4 @@
-"""Linear evaluation and the kNN monitor."""
+"""Linear evaluation (streamed probe training and test top-1, resume) and the kNN monitor."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+from torch.utils.data import Dataset
 from typer.testing import CliRunner
 
+from urrlkit import metrics
 from urrlkit.cli import app
-from urrlkit.engine.linear import LinearProbe, knn_top1, train_head_on_features
-from urrlkit.models import build_encoder
-from urrlkit.recipe import LinearEvalConfig
+from urrlkit.data import DataRequest
+from urrlkit.engine.linear import LinearProbe, knn_top1, run_linear_eval, train_head_on_features
+from urrlkit.models import Encoder, build_encoder
+from urrlkit.recipe import LinearEvalConfig, Recipe, load
+from urrlkit.registry import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,3 +62,98 @@ def test_pretrain_then_linear_eval_via_cli(tmp_path: Path, augment: str) -> None
     results = json.loads((run / "linear" / "eval" / "results.json").read_text())
     assert results["metrics"]["clean"]["top1"] == pytest.approx(scores["linear_top1"])
     assert json.loads((run / "linear" / "model" / "config.json").read_text())["kind"] == "classifier"
+
+
+# --------------------------------------------------------------------------- streaming, no feature pass, resume
+
+READS = {"train": 0, "test": 0}
+
+
+class CountingReads(Dataset):
+    """The bundled sample, counting every image read per split."""
+
+    def __init__(self, ds: Dataset, split: str) -> None:
+        self.ds, self.split, self.classes = ds, split, ds.classes  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        READS[self.split] += 1
+        return self.ds[i]
+
+
+@DATASETS.register("counting-sample", overwrite=True)
+def counting_sample(req: DataRequest) -> Dataset:
+    return CountingReads(DATASETS.get("cifar10-sample")(req), req.split)
+
+
+TINY = ["data.train_limit=96", "data.test_limit=40", "data.batch_size=32", "model.width=4", "pretext.queue_size=64",
+        "optim.epochs=1", "run.trackers=[]", "linear_eval.batch_size=32", "linear_eval.lr=0.5",
+        "linear_eval.schedule='step'", "linear_eval.milestones=[1]", "eval.suites=[]"]
+
+
+def _recipe(tmp_path: Path, *extra: str) -> Recipe:
+    return load(ROOT / "recipes" / "quickstart.toml", [*TINY, f"run.output_dir='{tmp_path}'", *extra])
+
+
+def _encoder(seed: int = 0) -> Encoder:
+    torch.manual_seed(seed)
+    return build_encoder("resnet10", small_stem=True, width=4)
+
+
+@pytest.mark.parametrize(("knn_k", "reads_per_image"), [(0, 2), (5, 3)])
+def test_crop_flip_probe_streams_the_training_set(tmp_path: Path, knn_k: int, reads_per_image: int) -> None:
+    """With crop_flip the probe trains through the DataLoader: each training image is read once per epoch, and
+    once more only when the kNN monitor needs the whole split's features; the test images are read once (plus
+    once for kNN)."""
+    r = _recipe(tmp_path, "data.dataset='counting-sample'", "linear_eval.augment='crop_flip'",
+                "linear_eval.epochs=2", f"linear_eval.knn_k={knn_k}")
+    READS.update(train=0, test=0)
+    result = run_linear_eval(r, _encoder(), out_dir=tmp_path / "linear")
+    assert READS["train"] == 96 * reads_per_image
+    assert READS["test"] == 40 * (2 if knn_k else 1)
+    assert ("knn_top1" in result) == bool(knn_k)
+
+
+def test_streamed_test_top1_equals_the_feature_based_number() -> None:
+    """Top-1 streamed through the whole classifier equals the old path: features of the whole split, then the
+    head."""
+    from urrlkit.data import DataRequest, build
+    from urrlkit.engine.linear import extract_features, streaming_top1
+
+    probe = LinearProbe(_encoder(1), 10).eval()
+    with torch.no_grad():
+        probe.head.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(2))
+    ds = build("cifar10-sample", DataRequest(None, "test", 32, limit=200))
+    feats, labels = extract_features(probe.encoder, ds, 32, batch_size=64)
+    old = 100.0 * metrics.top1(probe.head(feats), labels)
+    assert 10.0 < old < 100.0  # a non-trivial number, so equality means something
+    assert streaming_top1(probe, ds, 32, batch_size=64) == old
+
+
+def test_linear_stage_resumes_after_a_kill(tmp_path: Path) -> None:
+    """`urrl pretrain --resume` after a kill during linear evaluation continues the probe from its checkpoint and
+    ends with exactly the probe of an uninterrupted run."""
+    from urrlkit.data import from_config
+    from urrlkit.engine.pretrain import pretrain, run_pretrain
+    from urrlkit.finetune.runner import train_classifier
+
+    sets = ["linear_eval.augment='crop_flip'", "linear_eval.epochs=2", "linear_eval.knn_k=0"]
+    a = _recipe(tmp_path / "a", *sets)
+    run_pretrain(a)
+    b = _recipe(tmp_path / "b", *sets)
+    encoder = pretrain(b)
+    train = from_config(b.data, "train")
+    torch.manual_seed(b.run.seed)
+    probe = LinearProbe(encoder, len(train.classes))  # type: ignore[attr-defined]
+    ckpts = b.run_dir / "linear" / "checkpoints"
+    train_classifier(b, probe, train, b.linear_eval, ckpts, title="linear", stop_after=4)  # killed in epoch 2
+    assert (ckpts / "latest").read_text().strip() == "step-00000003"  # the end of epoch 1
+    run_pretrain(b, resume=True)
+    wa, wb = (load_file(str(r.run_dir / "linear" / "model" / "model.safetensors")) for r in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    rows = [json.loads(x) for x in (b.run_dir / "linear" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("stage") == "linear"] == [3, 6]  # epoch 1 was not trained again
+    sa, sb = (json.loads((r.run_dir / "linear" / "linear_eval.json").read_text()) for r in (a, b))
+    assert sa == sb

@@ -16,7 +16,7 @@ from urrlkit.data import from_config, num_classes
 from urrlkit.engine.logging import console
 from urrlkit.engine.schedule import lr_at
 from urrlkit.models import Classifier, Encoder
-from urrlkit.recipe import Recipe, ScheduleConfig
+from urrlkit.recipe import DataConfig, Recipe, ScheduleConfig
 
 
 class LinearProbe(Classifier):
@@ -33,19 +33,33 @@ class LinearProbe(Classifier):
         return self
 
 
+def eval_split(data: DataConfig, split: str = "test", dataset: str | None = None) -> Dataset:
+    """A split as the evaluation suites read it: array data sets at their native resolution, photographs at the
+    eval resize (256 for 224); `eval_inputs` then frames both to the network size."""
+    from urrlkit.evaluate.corruptions.framing import load_size
+
+    name = dataset or data.dataset
+    return from_config(data, split, dataset=name, size=load_size(name, data.root, split, data.image_size))
+
+
+def eval_inputs(x: torch.Tensor, image_size: int, device: torch.device | str) -> torch.Tensor:
+    """uint8 NCHW → float [0, 1] network input on `device`, framed as every evaluation image is
+    (`corruptions.framing.frame`: as is at the network size, else Resize(256) + CenterCrop(224))."""
+    from urrlkit.evaluate.corruptions.framing import frame
+
+    return frame(x, image_size).to(device, non_blocking=True).float() / 255
+
+
 @torch.no_grad()
 def extract_features(encoder: nn.Module, ds: Dataset, image_size: int, batch_size: int = 256,
                      device: torch.device | str = "cpu", workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of every image (resized/centre-cropped to image_size, no augmentation) and the labels, on the
-    CPU. Holds the whole split: only for the kNN monitor and augment = "none"."""
-    from urrlkit.augment import supervised_transform
-
-    to_input = supervised_transform("none", image_size=image_size, train=False)
+    """Features of every image (framed to image_size, no augmentation) and the labels, on the CPU. Holds the
+    whole split: only for the kNN monitor and augment = "none"."""
     was_training = encoder.training
     encoder.eval()
     feats, labels = [], []
     for x, y in DataLoader(ds, batch_size=batch_size, num_workers=workers):
-        feats.append(encoder(to_input(x.to(device), None)).float().cpu())
+        feats.append(encoder(eval_inputs(x, image_size, device)).float().cpu())
         labels.append(y)
     encoder.train(was_training)
     return torch.cat(feats), torch.cat(labels)
@@ -54,18 +68,15 @@ def extract_features(encoder: nn.Module, ds: Dataset, image_size: int, batch_siz
 @torch.no_grad()
 def streaming_top1(model: nn.Module, ds: Dataset, image_size: int, batch_size: int = 256, workers: int = 0,
                    device: torch.device | str | None = None) -> float:
-    """Top-1 (%) of a classifier over a data set, batch by batch through the evaluation transform (resize /
-    centre crop) on `device` (default: the model's); no whole-split tensor is built."""
-    from urrlkit.augment import supervised_transform
-
+    """Top-1 (%) of a classifier over a data set, batch by batch on `device` (default: the model's), framed as
+    the evaluation suites frame images; no whole-split tensor is built."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    to_input = supervised_transform("none", image_size=image_size, train=False)
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device: no sync per batch
     n = 0
     for x, y in DataLoader(ds, batch_size=batch_size, num_workers=workers):
-        pred = model(to_input(x.to(device, non_blocking=True), None)).argmax(1)
+        pred = model(eval_inputs(x, image_size, device)).argmax(1)
         correct += (pred == y.to(device, non_blocking=True)).sum()
         n += int(y.shape[0])
     model.train(was_training)
@@ -120,7 +131,7 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
     out_dir = out_dir or recipe.run_dir / "linear"
     size, workers = recipe.data.image_size, recipe.data.workers
     device = _device()
-    train, test = from_config(recipe.data, "train"), from_config(recipe.data, "test")
+    train, test = from_config(recipe.data, "train"), eval_split(recipe.data, "test")
     n_cls = num_classes(train)
     torch.manual_seed(recipe.run.seed)  # the head's initialisation is part of the run's seed
     probe = LinearProbe(encoder.cpu().eval(), n_cls)

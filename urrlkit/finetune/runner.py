@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from urrlkit.data import from_config, num_classes, split_train_val
 from urrlkit.engine.checkpoint import Checkpointer
-from urrlkit.engine.linear import LinearProbe, streaming_top1
+from urrlkit.engine.linear import LinearProbe, eval_split, streaming_top1
 from urrlkit.engine.logging import MetricLogger, console
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
@@ -108,20 +108,19 @@ def validation_scores(model: Classifier, val: Dataset, recipe: Recipe) -> dict[s
 
 def robust_top1(model: Classifier, ds: Dataset, recipe: Recipe, device: torch.device) -> float:
     """L2-PGD robust top-1 (%) with the recipe's eval.adversarial settings on (at most eval.adversarial.limit
-    images of) `ds`, the images prepared as the adversarial evaluation suite prepares test images."""
+    images of) `ds`, the images framed as the adversarial evaluation suite frames test images."""
     from torch.utils.data import Subset
 
     from urrlkit.attacks import robust_accuracy
-    from urrlkit.augment import supervised_transform
     from urrlkit.data.datasets import subset_indices
+    from urrlkit.evaluate.corruptions.framing import frame
 
     a, ev = recipe.eval.adversarial, recipe.eval
     if a.limit is not None and a.limit < len(ds):  # type: ignore[arg-type]
         ds = Subset(ds, subset_indices(len(ds), a.limit))  # type: ignore[arg-type]
-    to_input = supervised_transform("none", image_size=recipe.data.image_size, train=False)
     xs, ys = [], []
     for x, y in DataLoader(ds, batch_size=ev.batch_size, num_workers=recipe.data.workers):
-        xs.append((to_input(x, None) * 255).round().to(torch.uint8))
+        xs.append(frame(x, recipe.data.image_size))
         ys.append(y)
     res = robust_accuracy(model, torch.cat(xs), torch.cat(ys), eps=a.eps, steps=a.steps, step_size=a.step_size,
                           random_start=a.random_start, use_best=a.use_best, batch_size=ev.batch_size,
@@ -215,7 +214,7 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     model, scores = finetune_once(recipe, pretrained, out, with_val=False, resume=resume)
     device = eval_device()
     model = model.to(device)
-    test = from_config(recipe.data, "test", dataset=ft.dataset or recipe.data.dataset)
+    test = eval_split(recipe.data, "test", dataset=ft.dataset)
     scores["test_top1"] = streaming_top1(model, test, recipe.data.image_size, recipe.eval.batch_size,
                                          recipe.data.workers, device)
     save_model(model, out / "model", recipe, stage="finetune", source=str(source),
