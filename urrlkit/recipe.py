@@ -56,7 +56,15 @@ class DataConfig(Section):
     dataset: str = "cifar10-sample"
     root: Path | None = None
     image_size: int = Field(32, ge=8, le=1024, description="network input size")
-    load_size: int | None = Field(None, ge=8, le=2048, description="stored size before device crops")
+    load_size: int | None = Field(None, ge=8, le=2048, description="stored size (shorter side resize + centre "
+                                  "crop): evaluation's Resize before CenterCrop(image_size), and what the training "
+                                  "crops are drawn on when they come from stored images")
+    # The reference pipelines (MoCo main_moco.py / main_lincls.py, AugMix imagenet.py) draw RandomResizedCrop on
+    # the decoded photo; a stored centre square loses its sides and shifts the crop scale.
+    crop_from: Literal["original", "stored"] = Field(
+        "original", description="where training crops of file-backed data sets (image files, torchvision transfer "
+        "sets) are drawn: on the original image, as the reference code does, or on the stored square; array "
+        "data sets (CIFAR, npz, the sample) always use their stored arrays")
     batch_size: int = Field(256, ge=1)
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
     augment_in: Literal["auto", "device", "workers"] = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +71,25 @@ def recipe_sampler(recipe: Recipe) -> FamilySampler:
                          views=recipe.pretext.views)
 
 
+def view_source(recipe: Recipe, train: Dataset, sampler: FamilySampler, in_workers: bool
+                ) -> tuple[Dataset, Callable | None]:
+    """The images pretraining draws its views from and the DataLoader's collate_fn.
+
+    File-backed data sets with data.crop_from = "original": the decoded originals, each view's box drawn on
+    them and cut to image_size in the workers (OriginalViewsCollate), the photometric stages in the workers
+    too when in_workers, else on the device. Otherwise the stored images, all of each view made in the workers
+    (AugmentingCollate) or on the device (no collate_fn). Worker batches seed their generator from their image
+    indices (augment/workers.py); on the device one generator per process runs through the run, checkpointed.
+    """
+    from urrlkit.augment.workers import AugmentingCollate, OriginalViewsCollate
+    from urrlkit.data import originals
+
+    full = originals(train) if recipe.data.crop_from == "original" else None
+    if full is not None:
+        return full, OriginalViewsCollate(sampler, recipe.run.seed, photometric=in_workers)
+    return train, AugmentingCollate(sampler, recipe.run.seed) if in_workers else None
+
+
 def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
     run_dir = recipe.run_dir
     ckpt = run_dir / "checkpoints" / "latest"
@@ -87,7 +107,7 @@ def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
 
 def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None) -> Encoder:
     """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder."""
-    from urrlkit.augment.workers import AugmentingCollate
+    from urrlkit.augment.workers import OriginalViewsCollate
     from urrlkit.hub import save_model
 
     run_dir = prepare_run_dir(recipe, resume)
@@ -106,10 +126,8 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
                         f"(data.batch_size = {recipe.data.batch_size})")
     sampler = recipe_sampler(recipe)
     in_workers = recipe.data.augments_in_workers(acc.device.type)
-    # In the workers each batch seeds its own generator from its indices (augment/workers.py); on the device
-    # one generator per process runs through the whole run and is checkpointed.
-    collate = AugmentingCollate(sampler, recipe.run.seed) if in_workers else None
-    loader = DataLoader(Indexed(train), batch_size=per_process, shuffle=True, drop_last=True,
+    source, collate = view_source(recipe, train, sampler, in_workers)
+    loader = DataLoader(Indexed(source), batch_size=per_process, shuffle=True, drop_last=True,
                         num_workers=recipe.data.workers, persistent_workers=recipe.data.workers > 0,
                         collate_fn=collate)
     model = build_pretext(recipe, n, acc)
@@ -125,6 +143,9 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     def step(batch: tuple) -> tuple[torch.Tensor, dict[str, float]]:
         if in_workers:
             views, fam, index = batch
+        elif isinstance(collate, OriginalViewsCollate):  # cut from the originals; the rest on the device
+            cut, fam, index = batch
+            views = sampler.photometric(cut, fam, aug_gen)
         else:
             images, index = batch
             views, fam = sampler(images, aug_gen)
@@ -139,6 +160,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     logger = MetricLogger(acc, run_dir / "metrics.jsonl", bool(recipe.run.trackers))
     logger.log({"stage": "pretrain-start", "processes": acc.num_processes, "device": str(acc.device),
                 "augment_in": "workers" if in_workers else "device",
+                "crops_from": "original" if isinstance(collate, OriginalViewsCollate) else "stored",
                 "mixed_precision": acc.mixed_precision, "images": n, "resume": resume}, 0)
     ckpt = Checkpointer(acc, run_dir / "checkpoints")
     gens = [aug_gen, *module_generators(acc.unwrap_model(model))]

@@ -32,20 +32,22 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
                      stop_after: int | None = None) -> Classifier:
     """Supervised training of `model` on `train` with device-side crop/flip augmentation and the recipe's
     regularizer (finetune stage) or plain cross-entropy (linear stage). Returns the trained model on the CPU."""
-    from urrlkit.augment import supervised_transform
+    from urrlkit.augment.workers import supervised_source
 
     o = recipe.optim
     acc = make_accelerator(ckpt_dir.parent, recipe.run.seed, o.mixed_precision, o.grad_accum, [])
     per_process = max(1, cfg.batch_size // acc.num_processes)
-    loader = DataLoader(train, batch_size=per_process, shuffle=True, drop_last=len(train) > per_process,  # type: ignore[arg-type]
-                        num_workers=recipe.data.workers)
+    # Training crops of file-backed sets are cut from the original images in the workers (data.crop_from).
+    source, collate, augment = supervised_source(train, cfg.augment, recipe.data.image_size, recipe.data.crop_from,
+                                                 seed=recipe.run.seed * 1000 + 7)
+    loader = DataLoader(source, batch_size=per_process, shuffle=True, drop_last=len(train) > per_process,  # type: ignore[arg-type]
+                        num_workers=recipe.data.workers, collate_fn=collate)
     reg = recipe.finetune.regularizer if title == "finetune" else NoReg()
     groups = decay_groups(model, cfg.weight_decay, regularized_parameters(reg, model))
     optimizer = build_optimizer(model, "sgd", cfg.lr, cfg.momentum, cfg.weight_decay, params=groups)
     wrapped, optimizer, loader = acc.prepare(model, optimizer, loader)
     # The regularizer's frozen copy / starting weights are taken from `pretrained` on the training device.
     objective = build_objective(reg, wrapped, (pretrained or model.encoder).to(acc.device))
-    augment = supervised_transform(cfg.augment, image_size=recipe.data.image_size, train=True)
     gen = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + 7 + acc.process_index)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
