@@ -108,8 +108,10 @@ class PIRL(nn.Module):
         self.normaliser = NCENormaliser()  # one Z for both terms, estimated on the first jigsaw batch
         # BN statistics per group of the batch, as each GPU of the reference runs computes its own.
         self.groups = resolve_bn_groups(cfg.bn_groups, rank_world()[1])
-        # Patch offsets and orders: seeded from the global stream (set from run.seed before the model is built).
-        self.jigsaw_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ())))
+        # Patch offsets and orders: seeded from the global stream (set from run.seed before the model is built),
+        # one stream per process as each process cuts its own images.
+        seed = int(torch.randint(0, 2**31 - 1, ())) + 7919 * rank_world()[0]
+        self.jigsaw_gen = torch.Generator().manual_seed(seed)
 
     @property
     def z(self) -> torch.Tensor:
