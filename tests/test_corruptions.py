@@ -236,3 +236,94 @@ def test_run_corrupt_writes_official_layout(tmp_path):
 
     imgs, _ = to_tensors(build("cifar10", DataRequest(root=CIFAR, split="test", size=32, limit=12)))
     assert np.array_equal(fog[12:24], corrupt(imgs, "fog", 2, seed=3).permute(0, 2, 3, 1).numpy())
+
+
+# ------------------------------------------------------------------ reference tables and the fixed deviations
+
+
+def test_tiny_table_used_at_64_px():
+    """make_tinyimagenet_c.py's own values at 64 px (contrast 0.4 at severity 1, CIFAR's is 0.75)."""
+    x = _images(2, 64)
+    y = ops.OPS["contrast"](x.double() / 255, 1, ops.Rand.from_seed(0))
+    m = (x.double() / 255).mean((2, 3), keepdim=True)
+    assert torch.allclose(y, ((x.double() / 255 - m) * 0.4 + m).clamp(0, 1))
+    assert PARAMS["tiny"]["frost_scale"] == [0.3] and PARAMS["tiny"]["saturate"][4] == (30, 0.2)
+
+
+def test_spatter_water_colour_is_175_238_238_rgb():
+    """The reference adds (175, 238, 238)/255 · m to the RGB array in channel order."""
+    x = torch.zeros(4, 3, 32, 32, dtype=torch.float64)
+    y = ops.OPS["spatter"](x, 3, ops.Rand.from_seed(1))  # severity 3: water
+    wet = y[:, 0] > 0
+    assert wet.any()
+    assert torch.allclose(y[:, 1][wet] / y[:, 0][wet], torch.full_like(y[:, 0][wet], 238 / 175))
+    assert torch.allclose(y[:, 2][wet], y[:, 1][wet])
+
+
+def test_cv_ops_by_hand():
+    from urrlkit.evaluate.corruptions import cv_ops
+
+    zero = np.zeros((7, 7), bool)
+    zero[3, 3] = True
+    d = cv_ops.chamfer_distance(zero, 20)
+    assert d[3, 4] == 1 and d[4, 4] == pytest.approx(1.4) and d[4, 5] == pytest.approx(2.1969)
+    assert d[3, 6] == 3 and d[6, 6] == pytest.approx(4.2, abs=1e-5)
+    img = np.array([[0, 0, 1, 1], [0, 0, 1, 1]], np.uint8) * 100
+    assert cv_ops.equalize_hist(img).tolist() == [[0, 0, 255, 255], [0, 0, 255, 255]]
+    step = np.zeros((9, 9), np.uint8)
+    step[:, 5:] = 200
+    edges = cv_ops.canny(step, 50, 150)
+    # a vertical step: one thin edge column (the larger side of the non-maximum suppression tie)
+    assert edges.any() and edges.sum(0).nonzero()[0].size == 1 and edges[:, edges.any(0)].all()
+
+
+def _solid_textures(folder: Path, values: list[int]) -> None:
+    folder.mkdir()
+    for k, v in enumerate(values):
+        Image.fromarray(np.full((200, 200, 3), v, np.uint8)).save(folder / f"frost{k + 1}.png")
+
+
+def test_frost_draws_from_the_first_five_textures(tmp_path, monkeypatch):
+    from urrlkit.evaluate.corruptions import textures as tex
+
+    values = [50, 100, 150, 200, 250, 25]
+    _solid_textures(tmp_path / "frost", values)
+    monkeypatch.setenv("URRL_FROST_TEXTURES", str(tmp_path / "frost"))
+    tex.reset()
+    try:
+        assert "URRL_FROST_TEXTURES" in tex.frost_source() and not tex.uses_fallback()
+        y = corrupt(torch.zeros(200, 3, 32, 32, dtype=torch.uint8), "frost", 1, seed=0)  # 1·x + 0.2·frost
+        seen = set(y[:, 0, 0, 0].tolist())
+        assert seen == {int(0.2 * v + 1e-3) for v in values[:5]}  # frost6 never drawn, as randint(5)
+    finally:
+        monkeypatch.delenv("URRL_FROST_TEXTURES")
+        tex.reset()
+
+
+def test_frost_fallback_is_named(monkeypatch):
+    import importlib.util
+
+    from urrlkit.evaluate.corruptions import textures as tex
+
+    if importlib.util.find_spec("imagecorruptions") is not None:
+        pytest.skip("the frost extra is installed")
+    monkeypatch.delenv("URRL_FROST_TEXTURES", raising=False)
+    tex.reset()
+    with pytest.warns(UserWarning, match="procedural"):
+        corrupt(_images(1), "frost", 1)
+    assert tex.uses_fallback() and "procedural" in tex.frost_source()
+
+
+def test_frost_with_the_extra_uses_the_reference_photographs():
+    """With `urrlkit[frost]` installed: the six reference photographs, perturbation at 224 px in the
+    reference's range (benchmarks/results/corrupt_fidelity.json has the full comparison)."""
+    import importlib.util
+
+    from urrlkit.evaluate.corruptions import textures as tex
+
+    if importlib.util.find_spec("imagecorruptions") is None:
+        pytest.skip("pip install 'urrlkit[frost]' to run")
+    tex.reset()
+    assert "reference photographs" in tex.frost_source()
+    textures = tex.frost_textures(1.0)
+    assert len(textures) == 6 and tuple(textures[0].shape[-2:]) == (600, 900)
