@@ -118,17 +118,17 @@ def test_views_per_family_spec_seeded_by_batch(tree: Path) -> None:
     assert sampler.crop_specs() == [CropSpec("rrc", scale=(0.08, 1.0)), CropSpec("rrc", scale=(0.2, 1.0))]
     full = originals(_train(tree))
     items = [(full[i][0], i) for i in range(8)]
-    cut_views, fam, index = OriginalViewsCollate(sampler, seed=5)(items)
-    assert cut_views.dtype == torch.uint8 and tuple(cut_views.shape) == (16, 3, 96, 96)
+    cuts, fam, index = OriginalViewsCollate(sampler, seed=5)(items)
+    assert len(cuts) == 2 and cuts[0].dtype == torch.uint8 and tuple(cuts[0].shape) == (8, 3, 96, 96)
+    cut_views = torch.cat(cuts)
     assert tuple(fam.shape) == (2, 8) and torch.equal(index, torch.arange(8))
     # Exactly: families drawn per view, then each view's box with its own family's spec, from the batch seed.
     g = torch.Generator().manual_seed(batch_seed(5, index))
     ref_fam = sampler.draw_families(16, g)
     ref = crop_views([im for im, _ in items], ref_fam, sampler.crop_specs(), 96, g)
     assert torch.equal(fam.flatten(), ref_fam) and torch.equal(cut_views, ref)
-    again = OriginalViewsCollate(sampler, seed=5)(items)
-    assert torch.equal(again[0], cut_views)
-    assert not torch.equal(OriginalViewsCollate(sampler, seed=6)(items)[0], cut_views)
+    assert torch.equal(torch.cat(OriginalViewsCollate(sampler, seed=5)(items)[0]), cut_views)
+    assert not torch.equal(torch.cat(OriginalViewsCollate(sampler, seed=6)(items)[0]), cut_views)
     # The photometric stage in the worker gives float views in [0, 1], as the stored-image path does.
     views, fam2, _ = OriginalViewsCollate(sampler, seed=5, photometric=True)(items)
     assert torch.equal(fam2, fam) and len(views) == 2 and views[0].shape == (8, 3, 96, 96)
@@ -152,8 +152,9 @@ def test_worker_count_does_not_change_the_views(tree: Path) -> None:
                             num_workers=workers, collate_fn=OriginalViewsCollate(sampler, seed=1))
         return list(loader)
 
-    for a, b in zip(batches(0), batches(2), strict=True):
-        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    for (va, fa, ia), (vb, fb, ib) in zip(batches(0), batches(2), strict=True):
+        assert torch.equal(fa, fb) and torch.equal(ia, ib)
+        assert all(torch.equal(x, y) for x, y in zip(va, vb, strict=True))
 
 
 def test_supervised_crops_are_rrc_008_on_the_original(tree: Path) -> None:
@@ -178,25 +179,57 @@ def test_array_sets_have_no_originals() -> None:
     assert originals(build("cifar10-sample", DataRequest(None, "train", 32))) is None
 
 
-def test_pretrain_on_photos_draws_crops_on_the_originals(tree: Path, tmp_path: Path) -> None:
-    tiny = [
+def tiny_recipe(tree: Path, out: Path, name: str, *extra: str) -> object:
+    sets = [
         f"data.root='{tree}'", "data.dataset='imagefolder'", "data.image_size=72", "data.load_size=82",
         "data.batch_size=8", "model.backbone='resnet10'", "model.width=4", "pretext.queue_size=16",
         "pretext.head_dim=16", "pretext.bn_groups=2", "optim.epochs=2", "optim.checkpoint_every=2",
-        "optim.log_every=1", "run.trackers=[]", f"run.output_dir='{tmp_path}'",
+        "optim.log_every=1", "run.trackers=[]", f"run.output_dir='{out}'", f"run.name='{name}'",
+        "finetune.epochs=2", "finetune.batch_size=8", *extra,
     ]
-    r = load(ROOT / "recipes" / "quickstart.toml", [*tiny, "run.name='full'"])
-    pretrain(r)
+    return load(ROOT / "recipes" / "quickstart.toml", sets)
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(str(a / "model" / "model.safetensors")), load_file(str(b / "model" / "model.safetensors"))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize(("workers", "augment_in"), [(0, "device"), (2, "device"), (2, "workers")])
+def test_pretrain_on_photos_draws_crops_on_the_originals(tree: Path, tmp_path: Path, workers: int,
+                                                         augment_in: str) -> None:
+    extra = (f"data.workers={workers}", f"data.augment_in='{augment_in}'")
+    pretrain(tiny_recipe(tree, tmp_path, "full", *extra))
     lines = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
-    assert lines[0]["crops_from"] == "original" and lines[0]["augment_in"] == "device"
+    assert lines[0]["crops_from"] == "original" and lines[0]["augment_in"] == augment_in
     assert lines[-1]["stage"] == "pretrain-done" and set(lines[-1]["family_fraction"]) == {"augmix_allop", "moco_v2"}
     assert all(np.isfinite(x["loss"]) for x in lines if "loss" in x)
     # Resume mid-run reaches the same weights: crops are seeded per batch, the device stream is checkpointed.
-    cut_run = load(ROOT / "recipes" / "quickstart.toml", [*tiny, "run.name='cut'"])
+    cut_run = tiny_recipe(tree, tmp_path, "cut", *extra)
     pretrain(cut_run, stop_after=3)
     pretrain(cut_run, resume=True)
-    from safetensors.torch import load_file
+    assert same_weights(tmp_path / "full", tmp_path / "cut")
+    if workers == 0:  # the stored square instead: other crops, other weights
+        pretrain(tiny_recipe(tree, tmp_path, "stored", *extra, "data.crop_from='stored'"))
+        start = json.loads((tmp_path / "stored" / "metrics.jsonl").read_text().splitlines()[0])
+        assert start["crops_from"] == "stored" and not same_weights(tmp_path / "full", tmp_path / "stored")
 
-    a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
-    b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+
+def test_finetune_training_crops_come_from_the_originals(tree: Path, tmp_path: Path) -> None:
+    from urrlkit.finetune.runner import train_classifier
+    from urrlkit.models import Classifier, build_encoder
+
+    def run(name: str, stop_after: int | None = None, resume: bool = False) -> Classifier:
+        r = tiny_recipe(tree, tmp_path, name, "data.workers=2")
+        torch.manual_seed(0)
+        model = Classifier(build_encoder("resnet10", small_stem=True, width=4), 2)
+        return train_classifier(r, model, _train(tree), r.finetune, tmp_path / name / "checkpoints",
+                                resume=resume, stop_after=stop_after)
+
+    full = run("a")
+    run("b", stop_after=4)
+    resumed = run("b", resume=True)
+    a, b = full.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

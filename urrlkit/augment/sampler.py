@@ -116,11 +116,14 @@ class FamilySampler:
             specs.append(spec)
         return specs
 
-    def photometric(self, x: Tensor, fam: Tensor, g: torch.Generator, out: Tensor | None = None) -> list[Tensor]:
+    def photometric(self, x: Tensor | Sequence[Tensor], fam: Tensor, g: torch.Generator,
+                    out: Tensor | None = None) -> list[Tensor]:
         """The families' stages after the crop and flip, on views already cut to image_size (crops.crop_views):
-        x (views·B, C, s, s) uint8 or float [0, 1], view-major; fam (views, B) the families they drew. Returns
-        the views as ``__call__`` does; ``out`` as there."""
+        x (views·B, C, s, s) uint8 or float [0, 1], view-major, or the list of its views (B, C, s, s); fam
+        (views, B) the families they drew. Returns the views as ``__call__`` does; ``out`` as there."""
         views, b = fam.shape
+        if not isinstance(x, Tensor):
+            x = torch.cat(list(x))
         shape = (views * b, *x.shape[1:])
         if x.shape[0] != views * b or x.shape[-1] != self.image_size:
             raise ValueError(f"expected {views * b} views of {self.image_size} px, got {tuple(x.shape)}")

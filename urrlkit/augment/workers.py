@@ -59,10 +59,10 @@ class AugmentingCollate:
 class OriginalViewsCollate:
     """``collate_fn`` for (original image, index) items of any sizes (``data.originals``): every view draws its
     family (Eq. 2, per view and image), then its box on the original with that family's ``CropSpec``, and is
-    cut to image_size in the worker (crops.crop_views). Returns ``(uint8 views (views·B, 3, s, s), families
-    (views, B), index)``; the families' photometric stages then run batched on the training device
-    (``FamilySampler.photometric``). ``photometric=True`` runs them here too and returns float views as
-    ``AugmentingCollate`` does (the CPU path).
+    cut to image_size in the worker (crops.crop_views). Returns ``(views, families (views, B), index)`` with
+    ``views`` a list of ``sampler.views`` uint8 batches (B, 3, s, s); the families' photometric stages then run
+    batched on the training device (``FamilySampler.photometric``). ``photometric=True`` runs them here too, and
+    the views are float32, as ``AugmentingCollate`` returns them (the CPU path).
     """
 
     def __init__(self, sampler: FamilySampler, seed: int, photometric: bool = False) -> None:
@@ -71,15 +71,15 @@ class OriginalViewsCollate:
         self.photometric = photometric
         self.specs = sampler.crop_specs()  # fails here, in the main process, for a family without a CropSpec
 
-    def __call__(self, items: Sequence[tuple[Tensor, int]]) -> tuple[Tensor | list[Tensor], Tensor, Tensor]:
+    def __call__(self, items: Sequence[tuple[Tensor, int]]) -> tuple[list[Tensor], Tensor, Tensor]:
         index = torch.tensor([i for _, i in items], dtype=torch.int64)
         g = torch.Generator().manual_seed(batch_seed(self.seed, index))
-        b, s = len(items), self.sampler.image_size
-        fam = self.sampler.draw_families(self.sampler.views * b, g)  # view-major: index v·B + i
+        b, s, v = len(items), self.sampler.image_size, self.sampler.views
+        fam = self.sampler.draw_families(v * b, g)  # view-major: index v·B + i
         cut = crop_views([im for im, _ in items], fam, self.specs, s, g)
-        fam = fam.view(self.sampler.views, b)
+        fam = fam.view(v, b)
         if not self.photometric:
-            return cut, fam, index
+            return list(cut.view(v, b, 3, s, s).unbind(0)), fam, index
         out = new_batch(tuple(cut.shape), torch.float32)
         return self.sampler.photometric(cut, fam, g, out=out), fam, index
 

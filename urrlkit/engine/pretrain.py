@@ -105,8 +105,10 @@ def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
     return run_dir
 
 
-def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None) -> Encoder:
-    """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder."""
+def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None,
+             keep_process_group: bool = False) -> Encoder:
+    """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder. With
+    keep_process_group the launch's process group stays up for a following stage."""
     from urrlkit.augment.workers import OriginalViewsCollate
     from urrlkit.hub import save_model
 
@@ -144,8 +146,8 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
         if in_workers:
             views, fam, index = batch
         elif isinstance(collate, OriginalViewsCollate):  # cut from the originals; the rest on the device
-            cut, fam, index = batch
-            views = sampler.photometric(cut, fam, aug_gen)
+            cuts, fam, index = batch
+            views = sampler.photometric(cuts, fam, aug_gen)
         else:
             images, index = batch
             views, fam = sampler(images, aug_gen)
@@ -176,18 +178,24 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
         save_model(encoder, run_dir / "model", recipe, stage="pretrain", method=recipe.pretext.method,
                    families=[f.model_dump() for f in recipe.pretext.family_weights()])
         say(acc, f"pretrained encoder saved to {run_dir / 'model'} (views per family: {mix})")
-    acc.end_training()
+    if keep_process_group:  # a stage follows in this launch (linear evaluation): its processes still need the group
+        for tracker in acc.trackers:
+            tracker.finish()
+    else:
+        acc.end_training()
     return encoder
 
 
 def run_pretrain(recipe: Recipe, resume: bool = False, linear_eval: bool = True) -> None:
-    encoder = pretrain(recipe, resume=resume)
-    # Linear evaluation is small and runs on the main process only (other ranks of a multi-process launch exit).
-    if linear_eval and recipe.linear_eval.enabled and PartialState().is_main_process:
+    evaluate = linear_eval and recipe.linear_eval.enabled
+    encoder = pretrain(recipe, resume=resume, keep_process_group=evaluate)
+    if evaluate:
         from urrlkit.engine.linear import run_linear_eval
 
+        # Every process of the launch trains the probe (DDP, as main_lincls.py); the main one then evaluates it.
         # --resume after a kill during linear evaluation continues the probe from its last checkpoint.
         run_linear_eval(recipe, encoder, resume=resume)
+        PartialState().destroy_process_group()
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, int | float | str | bool]:
