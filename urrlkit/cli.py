@@ -3,6 +3,7 @@ a runner; user errors become one line on stderr and exit code 2 (`--debug` shows
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -80,7 +81,8 @@ def _handle_sigterm() -> None:
     """Turn SIGTERM into `Terminated` unless someone (an embedding program) installed their own handler.
     Checkpoints are written to a temporary folder and renamed, so stopping anywhere keeps the last one."""
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        with contextlib.suppress(ValueError):  # not the main thread (an embedding program): leave it to it
+            signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _version(value: bool) -> None:
