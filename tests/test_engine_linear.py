@@ -157,3 +157,29 @@ def test_linear_stage_resumes_after_a_kill(tmp_path: Path) -> None:
     assert [r["step"] for r in rows if r.get("stage") == "linear"] == [3, 6]  # epoch 1 was not trained again
     sa, sb = (json.loads((r.run_dir / "linear" / "linear_eval.json").read_text()) for r in (a, b))
     assert sa == sb
+
+
+@pytest.mark.slow
+def test_two_processes_pretrain_then_train_the_probe_together(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 … urrl pretrain` with crop_flip linear evaluation: both processes train the
+    probe (the global batch of 32 split in two: 4 steps per epoch over 128 images), the main one evaluates it."""
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "urrlkit.cli", "pretrain",
+            str(ROOT / "recipes" / "quickstart.toml")]
+    for s in ["data.train_limit=128", "data.test_limit=64", "data.batch_size=32", "model.width=4",
+              "pretext.queue_size=64", "pretext.head_dim=16", "pretext.bn_groups=1", "optim.epochs=1",
+              "run.trackers=[]", f"run.output_dir='{tmp_path}'", "run.name='ddp'", "linear_eval.augment='crop_flip'",
+              "linear_eval.epochs=2", "linear_eval.batch_size=32", "linear_eval.knn_k=0", "eval.suites=['clean']"]:
+        args += ["--set", s]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lin = tmp_path / "ddp" / "linear"
+    rows = [json.loads(x) for x in (lin / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("stage") == "linear"] == [4, 8]
+    scores = json.loads((lin / "linear_eval.json").read_text())
+    clean = json.loads((lin / "eval" / "results.json").read_text())["metrics"]["clean"]["top1"]
+    assert clean == pytest.approx(scores["linear_top1"])

@@ -124,35 +124,43 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
     frozen encoder (BN in eval mode), trained on the device through a streaming DataLoader with the recipe's
     augmentation and checkpoints (resume continues the probe); test top-1 streamed on the device. Training
     features are extracted only when the kNN monitor (knn_k > 0) or augment = "none" needs them. Saves the probe
-    as a model directory and runs the recipe's eval suites on it."""
+    as a model directory and runs the recipe's eval suites on it.
+
+    In a multi-process launch every process trains the probe (DDP over the launch's devices); the main process
+    alone then evaluates and writes, and the others return an empty dict."""
+    from accelerate import PartialState
+
     from urrlkit.hub import save_model
 
     cfg = recipe.linear_eval
     out_dir = out_dir or recipe.run_dir / "linear"
     size, workers = recipe.data.image_size, recipe.data.workers
-    device = _device()
-    train, test = from_config(recipe.data, "train"), eval_split(recipe.data, "test")
+    state = PartialState()
+    device = state.device
+    train = from_config(recipe.data, "train")
     n_cls = num_classes(train)
     torch.manual_seed(recipe.run.seed)  # the head's initialisation is part of the run's seed
     probe = LinearProbe(encoder.cpu().eval(), n_cls)
-    result: dict[str, float] = {}
-    train_feats = None
-    if cfg.knn_k or cfg.augment == "none":
-        train_feats = extract_features(probe.encoder.to(device), train, size, recipe.eval.batch_size, device,
-                                       workers)
-    if cfg.augment == "none":
-        assert train_feats is not None
-        # Without augmentation the frozen encoder's features never change: training on them once is exact.
-        probe.head = train_head_on_features(*train_feats, n_cls, cfg, seed=recipe.run.seed)
-    else:
+    if cfg.augment != "none":
         from urrlkit.finetune.runner import train_classifier
 
         ckpts = out_dir / "checkpoints"
         resume = resume and (ckpts / "latest").is_file()
-        if not resume:
+        if not resume and state.is_main_process:
             shutil.rmtree(ckpts, ignore_errors=True)  # a fresh probe must not inherit an old run's checkpoints
         probe = train_classifier(recipe, probe, train, cfg, ckpts, title="linear", resume=resume)
+    if not state.is_main_process:
+        return {}
     probe = probe.to(device).eval()
+    train_feats = None
+    if cfg.knn_k or cfg.augment == "none":
+        train_feats = extract_features(probe.encoder, train, size, recipe.eval.batch_size, device, workers)
+    if cfg.augment == "none":
+        assert train_feats is not None
+        # Without augmentation the frozen encoder's features never change: training on them once is exact.
+        probe.head = train_head_on_features(*train_feats, n_cls, cfg, seed=recipe.run.seed).to(device)
+    test = eval_split(recipe.data, "test")
+    result: dict[str, float] = {}
     if cfg.knn_k:
         assert train_feats is not None
         test_feats = extract_features(probe.encoder, test, size, recipe.eval.batch_size, device, workers)
@@ -164,12 +172,6 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
                   + ", ".join(f"{k} {v:.2f}%" for k, v in result.items()), markup=False)
     _run_suites(recipe, probe, out_dir)
     return result
-
-
-def _device() -> torch.device:
-    from accelerate import PartialState
-
-    return PartialState().device
 
 
 def _run_suites(recipe: Recipe, model: Classifier, out_dir: Path) -> None:
