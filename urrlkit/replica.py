@@ -408,9 +408,9 @@ def describe_budget(budget: str) -> list[str]:
         f"corruption error on Tiny-ImageNet-C generated from val ({pre.eval.corruptions.limit} images per "
         "corruption and severity, 15 × 5).",
         f"- Transfer (Tables 2–3): CIFAR-10, {ft.data.train_limit or 'all':,} labelled training images "
-        f"(every final model trains on all of them), {ft.finetune.epochs} epochs, lr "
-        f"{ft.finetune.lr} cosine, batch {ft.finetune.batch_size}; regularizer strength chosen by validation "
-        f"{ft.finetune.select} top-1 on {ft.finetune.val_fraction:.0%} held out in the first seed's sweep "
+        f"({ft.finetune.val_fraction:.0%} held out for the first seed's sweep only; every final model trains on all "
+        f"of them), {ft.finetune.epochs} epochs, lr {ft.finetune.lr} cosine, batch {ft.finetune.batch_size}; "
+        f"regularizer strength chosen by validation {ft.finetune.select} top-1 in the first seed's sweep "
         f"({sweeps}), later seeds reusing its choice; adversarial training with L2-PGD ε = {adv.eps}, "
         f"{adv.steps} steps, from the URRL encoder. Clean top-1 and RMS calibration on all 10,000 test images; L2-PGD "
         f"(ε = {ft.eval.adversarial.eps}, {ft.eval.adversarial.steps} steps) on {ft.eval.adversarial.limit} test "
