@@ -224,10 +224,15 @@ def test_resume_with_a_changed_recipe_names_the_keys_and_keeps_recipe_toml(tmp_p
 
     pretrain(tiny(), stop_after=3)
     stored = (tmp_path / "r" / "recipe.toml").read_bytes()
-    with pytest.raises(UrrlError, match=r"optim\.lr, pretext\.p changed") as info:
-        pretrain(tiny("optim.lr=0.5", "pretext.p=0.25", "optim.log_every=1"), resume=True)
-    assert "\n" not in str(info.value) and "log_every" not in str(info.value)
+    with pytest.raises(UrrlError, match=r"differs in model\.width, pretext\.p, which a run cannot") as info:
+        pretrain(tiny("optim.lr=0.5", "pretext.p=0.25", "model.width=8", "optim.log_every=1"), resume=True)
+    assert "\n" not in str(info.value) and "optim." not in str(info.value)
     assert (tmp_path / "r" / "recipe.toml").read_bytes() == stored
+    (tmp_path / "r" / "checkpoints" / "latest").write_text("../../elsewhere")
+    with pytest.raises(CheckpointError, match="latest"):  # a broken checkpoint also fails before any write
+        pretrain(tiny("optim.lr=0.5"), resume=True)
+    assert (tmp_path / "r" / "recipe.toml").read_bytes() == stored
+    (tmp_path / "r" / "checkpoints" / "latest").write_text("step-00000003")
     # Views per family count the whole run: the resumed run's counts are the uninterrupted run's.
     pretrain(tiny("optim.log_every=1"), resume=True)
     pretrain(load(ROOT / "recipes" / "quickstart.toml", [*TINY, f"run.output_dir='{tmp_path}'", "run.name='f'"]))
@@ -239,3 +244,23 @@ def test_resume_with_a_changed_recipe_names_the_keys_and_keeps_recipe_toml(tmp_p
 
     assert torch.equal(counts("r"), counts("f"))
     assert int(counts("r").sum()) == 8 * 32 * 2  # 8 steps of 32 images, 2 views each: the whole run
+
+
+def test_divergence_message_says_which_checkpoint_is_kept(tmp_path: Path) -> None:
+    """Weights that are huge but finite are never checkpointed as good, and the stop message names the kept
+    checkpoint — or says that none exists."""
+    from urrlkit.engine.pretrain import pretrain
+    from urrlkit.errors import TrainingError
+    from urrlkit.recipe import load
+
+    def tiny(name: str, *extra: str) -> object:
+        return load(ROOT / "recipes" / "quickstart.toml",
+                    [*TINY, f"run.output_dir='{tmp_path}'", f"run.name='{name}'", *extra])
+
+    with pytest.raises(TrainingError, match="no checkpoint had been written yet"):
+        pretrain(tiny("a", "optim.lr=1e30", "optim.checkpoint_every=1"))
+    assert not (tmp_path / "a" / "checkpoints" / "latest").exists()
+    pretrain(tiny("b"), stop_after=3)
+    with pytest.raises(TrainingError, match=r"the last good checkpoint \(step-00000003, global step 3\) is kept"):
+        pretrain(tiny("b", "optim.lr=1e30", "optim.checkpoint_every=1"), resume=True)
+    assert (tmp_path / "b" / "checkpoints" / "latest").read_text() == "step-00000003"

@@ -37,6 +37,45 @@ STEP_NAME = re.compile(r"step-\d{8}")
 PICKLED = ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin")
 
 
+def preflight(directory: Path) -> Path:
+    """What `Checkpointer.load` checks before touching any state: a checkpoint to resume from, reached through
+    a well-formed `latest`, in the current format. Cheap; lets a --resume fail before it writes anything."""
+    path = _locate(Path(directory))
+    if path is None:
+        raise CheckpointError(f"{directory}: no checkpoint to resume from (run without --resume to start)")
+    if not (path / "state.json").exists() and any((path / f).exists() for f in PICKLED):
+        raise CheckpointError(f"{path}: written by an older urrlkit in Accelerate's pickle format, which is "
+                              "never loaded (unpickling can run code); delete the checkpoints folder and "
+                              "start again")
+    meta = read_json(path / "state.json")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path / 'state.json'}: unknown checkpoint format {meta.get('format')!r}")
+    return path
+
+
+def _locate(directory: Path) -> Path | None:
+    """The checkpoint `latest` names. It must name a `step-NNNNNNNN` folder directly inside the checkpoint
+    folder: anything else (`../x`, an absolute path, a symlink) could make resume read outside the run."""
+    pointer = directory / "latest"
+    if directory.is_symlink():
+        raise CheckpointError(f"{directory}: is a symbolic link; refusing to resume from outside the run")
+    if not pointer.exists() and not pointer.is_symlink():
+        return None
+    if pointer.is_symlink() or not pointer.is_file():
+        raise CheckpointError(f"{pointer}: must be a regular file naming a checkpoint folder")
+    with pointer.open("rb") as fh:
+        name = fh.read(64).decode("ascii", errors="replace").strip()
+    if not STEP_NAME.fullmatch(name):
+        raise CheckpointError(f"{pointer}: names {name[:40]!r}, not a checkpoint folder of this run "
+                              "(expected step-NNNNNNNN)")
+    path = directory / name
+    if path.is_symlink():
+        raise CheckpointError(f"{path}: is a symbolic link; refusing to resume from outside the run")
+    if not path.is_dir():
+        raise CheckpointError(f"{pointer}: names {name}, which is missing")
+    return path
+
+
 class TrainState:
     """Position in training, saved with every checkpoint."""
 
@@ -86,26 +125,8 @@ class Checkpointer:
     # ------------------------------------------------------------------------------------------- locate
 
     def latest(self) -> Path | None:
-        """The checkpoint `latest` names. It must name a `step-NNNNNNNN` folder directly inside the checkpoint
-        folder: anything else (`../x`, an absolute path, a symlink) could make resume read outside the run."""
-        pointer = self.dir / "latest"
-        if self.dir.is_symlink():
-            raise CheckpointError(f"{self.dir}: is a symbolic link; refusing to resume from outside the run")
-        if not pointer.exists() and not pointer.is_symlink():
-            return None
-        if pointer.is_symlink() or not pointer.is_file():
-            raise CheckpointError(f"{pointer}: must be a regular file naming a checkpoint folder")
-        with pointer.open("rb") as fh:
-            name = fh.read(64).decode("ascii", errors="replace").strip()
-        if not STEP_NAME.fullmatch(name):
-            raise CheckpointError(f"{pointer}: names {name[:40]!r}, not a checkpoint folder of this run "
-                                  "(expected step-NNNNNNNN)")
-        path = self.dir / name
-        if path.is_symlink():
-            raise CheckpointError(f"{path}: is a symbolic link; refusing to resume from outside the run")
-        if not path.is_dir():
-            raise CheckpointError(f"{pointer}: names {name}, which is missing")
-        return path
+        """The complete checkpoint `latest` names (see `_locate`), or None before the first."""
+        return _locate(self.dir)
 
     # ------------------------------------------------------------------------------------------- save
 
@@ -155,17 +176,9 @@ class Checkpointer:
     # ------------------------------------------------------------------------------------------- load
 
     def load(self) -> Path:
-        path = self.latest()
-        if path is None:
-            raise CheckpointError(f"{self.dir}: no checkpoint to resume from (run without --resume to start)")
-        if not (path / "state.json").exists() and any((path / f).exists() for f in PICKLED):
-            raise CheckpointError(f"{path}: written by an older urrlkit in Accelerate's pickle format, which is "
-                                  "never loaded (unpickling can run code); delete the checkpoints folder and "
-                                  "start again")
+        path = preflight(self.dir)
         acc = self.acc
         meta = read_json(path / "state.json")
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{path / 'state.json'}: unknown checkpoint format {meta.get('format')!r}")
         if meta.get("processes") != acc.num_processes:
             raise CheckpointError(f"{path}: written by {meta.get('processes')} processes; resume with the same "
                                   f"number (this launch has {acc.num_processes})")

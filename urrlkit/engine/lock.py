@@ -19,9 +19,14 @@ from typing import Any
 from urrlkit.errors import UrrlError
 
 LOCK_NAME = ".urrl.lock"
-# Keys that may change on --resume: they do not alter what is trained (how often progress is shown, which
-# trackers get it, how many loader processes build the batches, the evaluations run afterwards).
-RESUME_MAY_CHANGE = ("optim.log_every", "run.trackers", "data.workers", "linear_eval.", "eval.")
+# Keys a --resume may change. They leave every saved tensor's shape and meaning as it was, so the checkpoint
+# still loads and training continues deliberately differently (lower the lr after a divergence, train longer,
+# checkpoint more often) or identically (progress, trackers, loader processes, the evaluations afterwards).
+# Any other difference (model, pretext, data, seed, optimizer kind, batch) would make the weights in the run
+# directory disagree with its recipe, so it is refused.
+RESUME_MAY_CHANGE = ("optim.lr", "optim.lr_per_256", "optim.momentum", "optim.weight_decay", "optim.schedule",
+                     "optim.milestones", "optim.epochs", "optim.warmup_epochs", "optim.checkpoint_every",
+                     "optim.log_every", "run.trackers", "data.workers", "linear_eval.", "eval.")
 
 _held: dict[Path, int] = {}  # directory → open lock file descriptor, for the life of the process
 
@@ -74,21 +79,39 @@ def recipe_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]
     return sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
 
 
-def check_resume_recipe(recipe: Any, path: Path) -> None:
-    """Refuse a --resume whose recipe differs from the run's stored `recipe.toml` in anything that changes
-    training (see RESUME_MAY_CHANGE), naming the keys; the stored file is left as it is."""
-    if not path.is_file():
-        return
-    try:
-        stored = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UrrlError(f"{path}: unreadable stored recipe ({exc})") from None
-    diff = [k for k in recipe_differences(stored, tomllib.loads(recipe.to_toml()))
-            if not k.startswith(RESUME_MAY_CHANGE)]
-    if diff:
-        shown = ", ".join(diff[:8]) + (f" and {len(diff) - 8} more" if len(diff) > 8 else "")
-        raise UrrlError(f"{path}: --resume with a different recipe ({shown} changed); resume with the run's own "
-                        "recipe, or start a new run under another run.name")
+def check_resume_recipe(recipe: Any, path: Path) -> list[str]:
+    """Before a --resume writes anything: refuse a recipe that differs from the run's stored `recipe.toml` in
+    a key outside RESUME_MAY_CHANGE, and a missing or unreadable checkpoint, each with one line naming the keys
+    or file (the stored recipe is left as it is). Returns the changed keys that are allowed, after saying them."""
+    from urrlkit.engine.checkpoint import preflight
+
+    changed: list[str] = []
+    if path.is_file():
+        try:
+            stored = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise UrrlError(f"{path}: unreadable stored recipe ({exc})") from None
+        changed = recipe_differences(stored, tomllib.loads(recipe.to_toml()))
+        refused = [k for k in changed if not _may_change(k)]
+        if refused:
+            raise UrrlError(f"{path}: --resume with a recipe that differs in {_list(refused)}, which a run cannot "
+                            "change midway; resume with the run's own recipe, or start a new run under another "
+                            "run.name")
+    preflight(path.parent / "checkpoints")
+    if changed and os.environ.get("RANK", "0") == "0":
+        from urrlkit.engine.logging import console
+
+        console.print(f"note: resuming with changed {_list(changed)} (recipe.toml will record the new values)",
+                      markup=False)
+    return changed
+
+
+def _may_change(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_MAY_CHANGE)
+
+
+def _list(keys: list[str]) -> str:
+    return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
 
 
 _MISSING = object()

@@ -67,7 +67,9 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     if ckpt is not None:
         ckpt.attach(model, optimizer, state, generators, extra_state)
         if resume:
-            ckpt.load()
+            watch.kept = _kept(ckpt.load().name, state.global_step)
+        else:
+            watch.kept = "no checkpoint had been written yet"
     steps_per_epoch = len(loader)
     total = spec.epochs * steps_per_epoch
     model.train()
@@ -108,8 +110,8 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
                 if ckpt is not None and (state.step_in_epoch == 0 or (
                         spec.checkpoint_every and state.global_step % spec.checkpoint_every == 0)):
                     watch.check(acc)
-                    _check_weights(model, state)  # a checkpoint must never hold inf/NaN weights
-                    ckpt.save(state.global_step)
+                    _check_weights(model, state, watch.kept)  # a checkpoint never holds inf/NaN/huge weights
+                    watch.kept = _kept(ckpt.save(state.global_step).name, state.global_step)
                 if spec.stop_after is not None and state.global_step >= spec.stop_after:
                     watch.check(acc)
                     return state
@@ -126,6 +128,7 @@ class NaNWatch:
 
     def __init__(self) -> None:
         self.first_bad: torch.Tensor | None = None
+        self.kept = "this stage writes no checkpoints"  # what a stop leaves behind, for the message
 
     def update(self, loss: torch.Tensor, global_step: int) -> None:
         bad = ~torch.isfinite(loss.detach()).reshape(())
@@ -141,8 +144,8 @@ class NaNWatch:
             first = acc.gather(first).max().reshape(1)  # any process that saw a bad loss stops them all
         step = int(first.item())
         if step >= 0:
-            raise TrainingError(f"loss became non-finite at global step {step}; stopped, the last good checkpoint "
-                                "is kept — lower optim.lr or check the data")
+            raise TrainingError(f"loss became non-finite at global step {step}; stopped, {self.kept} — lower "
+                                "optim.lr or check the data")
 
 
 def _batch_len(batch: Any) -> int:
@@ -152,8 +155,20 @@ def _batch_len(batch: Any) -> int:
     return int(batch.shape[0])
 
 
-def _check_weights(model: torch.nn.Module, state: TrainState) -> None:
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
-    if bad:
-        raise TrainingError(f"weights became non-finite ({bad[0]}, …) at global step {state.global_step}; "
-                            "stopped, the last good checkpoint is kept — lower optim.lr")
+# No parameter of a trained image network comes near this; weights beyond it have diverged (a loss can stay
+# finite for a while with weights of 1e30), and such a checkpoint must not replace the last good one.
+MAX_ABS_WEIGHT = 1e6
+
+
+def _check_weights(model: torch.nn.Module, state: TrainState, kept: str) -> None:
+    for name, p in model.named_parameters():
+        top = p.detach().abs().max() if p.numel() else None
+        if top is not None and not bool(top <= MAX_ABS_WEIGHT):  # NaN fails the comparison too
+            what = (f"non-finite ({name})" if not bool(torch.isfinite(top)) else
+                    f"as good as non-finite: |{name}| reached {float(top):.3g}, beyond {MAX_ABS_WEIGHT:g}")
+            raise TrainingError(f"weights became {what} at global step {state.global_step}; stopped, {kept} — "
+                                "lower optim.lr")
+
+
+def _kept(name: str, global_step: int) -> str:
+    return f"the last good checkpoint ({name}, global step {global_step}) is kept"
