@@ -25,7 +25,7 @@ never a urrlkit dependency), e.g.
     python -m venv /tmp/bench-venv && echo "$(pwd)/.venv/lib/python3.11/site-packages" > \
         /tmp/bench-venv/lib/python3.11/site-packages/project.pth
     /tmp/bench-venv/bin/pip install imgcorr 'setuptools<81' torchattacks
-    /tmp/bench-venv/bin/python benchmarks/corrupt.py
+    /tmp/bench-venv/bin/python benchmarks/corrupt.py speed
 
 All 15 corruptions at 32 px, severities 1..5 in turn; images from shared/data/cifar10 (the bundled sample if
 absent), one thread on both sides. Each side gets one untimed warm-up call per corruption (imgcorr
