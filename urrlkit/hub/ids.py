@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import constants
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from urrlkit.errors import HubError
 
@@ -33,6 +34,11 @@ def parse_hub_id(name: str, revision: str | None = None) -> HubId | None:
     m = _ID.fullmatch(text)
     if m is None or ".." in m["repo"]:
         return None
+    try:  # huggingface_hub's own rules ("--", a trailing "-" or ".", more than 96 characters, ...)
+        validate_repo_id(m["repo"])
+    except HFValidationError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "rejected by huggingface_hub"
+        raise HubError(f"{name}: not a valid Hub repo id ({reason})") from None
     rev = m["rev"]
     if revision and rev and revision != rev:
         raise HubError(f"{name}: the id names revision {rev!r} but --revision says {revision!r}")

@@ -31,6 +31,10 @@ DOWNLOAD_PATTERNS = [WEIGHTS, CONFIG, CARD, EVAL_RESULTS, RECIPE]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar", ".pth.tar")
 
 
+class RepoUnavailable(HubError):
+    """The repo could not be found (or reached): the name may as well have been a mistyped local path."""
+
+
 def _short(exc: BaseException) -> str:
     """A client error on one line: its status and reason, without the multi-line advice that follows."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -49,14 +53,14 @@ def download(hub_id: HubId) -> Path:
     except RevisionNotFoundError:
         raise HubError(f"{hub_id}: Hub repo {hub_id.repo_id} has no revision {hub_id.revision!r}") from None
     except (RepositoryNotFoundError, GatedRepoError):
-        raise HubError(f"{hub_id}: no such Hub model repo (if it is private or gated, log in with "
+        raise RepoUnavailable(f"{hub_id}: no such Hub model repo (if it is private or gated, log in with "
                        "`hf auth login` or set HF_TOKEN)") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:  # incl. IncompleteSnapshotError
         if s.offline:
-            raise HubError(f"{hub_id}: not in the local Hugging Face cache and HF_HUB_OFFLINE=1 is set "
-                           f"(run `urrl pull {hub_id}` while online)") from None
-        raise HubError(f"{hub_id}: cannot reach the Hub and no complete cached copy "
-                       f"({_short(exc)})") from None
+            raise RepoUnavailable(f"{hub_id}: not in the local Hugging Face cache and HF_HUB_OFFLINE=1 is set "
+                                  f"(run `urrl pull {hub_id}` while online)") from None
+        raise RepoUnavailable(f"{hub_id}: cannot reach the Hub and no complete cached copy "
+                              f"({_short(exc)})") from None
     except HfHubHTTPError as exc:
         raise HubError(f"{hub_id}: Hub request failed ({_short(exc)})") from None
     path = Path(folder)
@@ -97,11 +101,25 @@ def resolve_model(name: str | Path, revision: str | None = None) -> Path:
             if revision:
                 raise HubError(f"{name}: --revision applies to Hub ids, not to local paths")
             return local
-    hub_id = parse_hub_id(text, revision)
+    try:
+        hub_id = parse_hub_id(text, revision)
+    except HubError as exc:
+        raise HubError(f"{exc}{_local_note(text)}") from None
     if hub_id is None:
         raise CheckpointError(f"{name}: no run directory, model directory or .safetensors file here, "
                               "and not a Hub id (org/name or hf-hub:org/name[@revision])")
-    return download(hub_id)
+    try:
+        return download(hub_id)
+    except RepoUnavailable as exc:
+        raise HubError(f"{exc}{_local_note(text)}") from None
+
+
+def _local_note(text: str) -> str:
+    """A name without "hf-hub:" was first tried as a local path; a mistyped path (runs/quickstrat) has a Hub
+    id's shape, so when the Hub cannot supply it either, say both."""
+    if text.startswith("hf-hub:"):
+        return ""
+    return f"; nor is there a run directory, model directory or .safetensors file at {text}"
 
 
 def load_model(name: str | Path, revision: str | None = None) -> Encoder | Classifier:
