@@ -17,7 +17,7 @@ from urrlkit.data import DataRequest
 from urrlkit.engine.linear import LinearProbe, knn_top1, run_linear_eval, train_head_on_features
 from urrlkit.models import Encoder, build_encoder
 from urrlkit.recipe import LinearEvalConfig, Recipe, load
-from urrlkit.registry import DATASETS
+from urrlkit.registry import DATASETS, load_builtins
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,9 +83,15 @@ class CountingReads(Dataset):
         return self.ds[i]
 
 
-@DATASETS.register("counting-sample", overwrite=True)
 def counting_sample(req: DataRequest) -> Dataset:
     return CountingReads(DATASETS.get("cifar10-sample")(req), req.split)
+
+
+@pytest.fixture
+def counting_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'counting-sample' registered for one test only (other tests check the registry's exact contents)."""
+    load_builtins()
+    monkeypatch.setitem(DATASETS._items, "counting-sample", counting_sample)
 
 
 TINY = ["data.train_limit=96", "data.test_limit=40", "data.batch_size=32", "model.width=4", "pretext.queue_size=64",
@@ -103,6 +109,7 @@ def _encoder(seed: int = 0) -> Encoder:
 
 
 @pytest.mark.parametrize(("knn_k", "reads_per_image"), [(0, 2), (5, 3)])
+@pytest.mark.usefixtures("counting_registered")
 def test_crop_flip_probe_streams_the_training_set(tmp_path: Path, knn_k: int, reads_per_image: int) -> None:
     """With crop_flip the probe trains through the DataLoader: each training image is read once per epoch, and
     once more only when the kNN monitor needs the whole split's features; the test images are read once (plus
