@@ -37,7 +37,7 @@ class RunConfig(Section):
     name: str = Field("run", min_length=1, max_length=200,
                       description="folder under output_dir; one path component (no '/', '\\', '..')")
     # numpy's global generator (seeded by accelerate.set_seed) takes seeds below 2**32.
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    seed: int = Field(0, ge=0, le=2**32 - 1, strict=True)  # strict: "7" and true are typos, not seeds
     output_dir: Path = Path("runs")
     trackers: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=lambda: ["tensorboard"], description="Accelerate trackers besides metrics.jsonl")

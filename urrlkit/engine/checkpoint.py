@@ -28,7 +28,15 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from safetensors.torch import load_model, save_model
 
-from urrlkit.engine.statefile import fsync_file, plain_file, read_json, read_state, write_json, write_state
+from urrlkit.engine.statefile import (
+    check_file,
+    fsync_file,
+    plain_file,
+    read_json,
+    read_state,
+    write_json,
+    write_state,
+)
 from urrlkit.errors import CheckpointError
 from urrlkit.hub import atomic_write_bytes
 
@@ -50,6 +58,13 @@ def preflight(directory: Path) -> Path:
     meta = read_json(path / "state.json")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path / 'state.json'}: unknown checkpoint format {meta.get('format')!r}")
+    processes = meta.get("processes")
+    if not isinstance(processes, int) or not 1 <= processes <= 65536:
+        raise CheckpointError(f"{path / 'state.json'}: processes must be a positive integer")
+    check_file(path / "model.safetensors", state=False)
+    check_file(path / "optimizer.safetensors", state=True)
+    for rank in range(processes):
+        check_file(path / f"rank-{rank}.safetensors", state=True)
     return path
 
 

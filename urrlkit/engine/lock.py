@@ -36,14 +36,18 @@ class RunLocked(UrrlError):
 
 
 def lock_run_dir(directory: Path) -> Path | None:
-    """Hold `directory`'s lock until this process exits; refuse with RunLocked if another process holds it.
-    Re-entrant within one process (pretraining then linear evaluation, or tests calling twice). In a
-    multi-process launch only global rank 0 takes it (the ranks of one launch are one writer)."""
+    """Create `directory` if needed and hold its lock until this process exits; refuse with RunLocked if
+    another process holds it. Re-entrant within one process (pretraining then linear evaluation, or tests
+    calling twice). In a multi-process launch only global rank 0 takes it (one launch is one writer)."""
     import fcntl
 
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only or full disk, no permission
+        raise UrrlError(f"{directory}: cannot create the output directory ({exc.strerror or exc})") from None
     if os.environ.get("RANK", "0") != "0":
         return None
-    directory = Path(directory)
     key = directory.resolve()
     if key in _held:
         return directory / LOCK_NAME

@@ -96,10 +96,9 @@ def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
     if not resume and ckpt.exists():
         raise UrrlError(f"{run_dir}: a run with checkpoints exists; pass --resume to continue it or choose "
                         "another run.name / run.output_dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
     from urrlkit.engine.lock import check_resume_recipe, lock_run_dir
 
-    lock_run_dir(run_dir)  # one writer per run directory; refused before anything in it is written
+    lock_run_dir(run_dir)  # creates it, then one writer per run directory; refused before anything is written
     if resume:
         check_resume_recipe(recipe, run_dir / "recipe.toml")  # before recipe.toml is rewritten
     return run_dir

@@ -112,6 +112,21 @@ def read_state(path: Path) -> Any:
         raise CheckpointError(f"{path}: not a valid urrlkit state file ({_first_line(exc)})") from None
 
 
+def check_file(path: Path, state: bool) -> None:
+    """Parse only the safetensors header of `path` (and, for a state file, its JSON skeleton): a planted or
+    truncated file is found before a resume writes anything, without loading a tensor."""
+    plain_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        if state:
+            if TREE_KEY not in meta:
+                raise ValueError("no urrlkit state in its metadata")
+            json.loads(meta[TREE_KEY])
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a valid urrlkit state file ({_first_line(exc)})") from None
+
+
 def write_json(path: Path, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
