@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -132,3 +133,58 @@ def test_help_does_not_import_torch() -> None:
             "print('torch' in sys.modules, file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stderr.strip().splitlines()[-1] == "False"
+
+
+class _Broken(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from urrlkit.errors import DataError
+
+        raise DataError(f"images/{i}.jpg: truncated JPEG")
+
+
+def test_a_worker_data_error_is_one_line() -> None:
+    """torch re-raises a worker's DataError with the worker's traceback as its message; the CLI prints only
+    the line it carries."""
+    from urrlkit.cli import user_message
+    from urrlkit.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        next(iter(torch.utils.data.DataLoader(_Broken(), num_workers=1)))
+    assert "Original Traceback" in str(info.value)  # what torch hands over
+    assert user_message(info.value) == "images/0.jpg: truncated JPEG"
+
+
+def test_a_failed_write_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """A file-size limit (as a full disk would) makes checkpoint and model writes fail: one CheckpointError line
+    naming the file, no raw SafetensorError."""
+    code = f"""
+import resource, signal
+from pathlib import Path
+import torch
+from accelerate import Accelerator
+from urrlkit.engine.checkpoint import Checkpointer, TrainState
+from urrlkit.errors import CheckpointError
+from urrlkit.hub import save_model
+from urrlkit.models import build_encoder
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+enc = build_encoder("resnet10", True, width=8)
+opt = torch.optim.SGD(enc.parameters(), lr=0.1, momentum=0.9)
+ckpt = Checkpointer(Accelerator(cpu=True), Path({str(tmp_path)!r}) / "ck")
+ckpt.attach(enc, opt, TrainState(), [])
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+for write in (lambda: save_model(enc, Path({str(tmp_path)!r}) / "m"), lambda: ckpt.save(1)):
+    try:
+        write()
+    except CheckpointError as exc:
+        print(exc)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=ENV)
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2, proc.stderr[-2000:]
+    assert lines[0].startswith(f"{tmp_path / 'm' / 'model.safetensors'}: cannot write (")
+    assert lines[1].startswith(str(tmp_path / "ck" / ".tmp-step-00000001")) and "cannot write" in lines[1]
+    assert not (tmp_path / "ck" / "latest").exists()

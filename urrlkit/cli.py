@@ -57,7 +57,7 @@ def user_errors(fn: F) -> F:
         except UrrlError as exc:
             if _state["debug"]:
                 raise
-            err.print(f"error: {exc}", markup=False)
+            err.print(f"error: {user_message(exc)}", markup=False)
             raise typer.Exit(2) from None
         except Terminated:
             err.print("terminated (SIGTERM); the last complete checkpoint is kept (continue with --resume)")
@@ -67,6 +67,18 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def user_message(exc: UrrlError) -> str:
+    """The error's own line. torch re-raises an exception from a DataLoader worker as the same type, but with
+    "Caught DataError in DataLoader worker process 0. Original Traceback …" and the worker's whole traceback as
+    its message; the line the user needs is the last one, after the exception's type."""
+    text = str(exc)
+    if "\nOriginal Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+        text = last.removeprefix(prefix) if last.startswith(prefix) else last.split(": ", 1)[-1]
+    return text
 
 
 class Terminated(KeyboardInterrupt):
@@ -128,7 +140,7 @@ def recipe_validate(
             r = load(f, set_ or [])
         except UrrlError as exc:
             failed += 1
-            err.print(f"error: {exc}", markup=False)
+            err.print(f"error: {user_message(exc)}", markup=False)
         else:
             out.print(f"ok: {f} (run {r.run.name!r}, recipe {r.digest()})", markup=False)
     if failed:

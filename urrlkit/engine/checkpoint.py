@@ -36,6 +36,7 @@ from urrlkit.engine.statefile import (
     read_state,
     write_json,
     write_state,
+    writing,
 )
 from urrlkit.errors import CheckpointError
 from urrlkit.hub import atomic_write_bytes
@@ -152,13 +153,15 @@ class Checkpointer:
         acc = self.acc
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
+            with writing(tmp):
+                tmp.mkdir(parents=True)
         barrier(acc)
         write_state(tmp / f"rank-{acc.process_index}.safetensors", self._process_state())
         if acc.is_main_process:
             if self.model is not None:
-                save_model(acc.unwrap_model(self.model), str(tmp / "model.safetensors"))
-                fsync_file(tmp / "model.safetensors")
+                with writing(tmp / "model.safetensors"):
+                    save_model(acc.unwrap_model(self.model), str(tmp / "model.safetensors"))
+                    fsync_file(tmp / "model.safetensors")
             if self.optimizer is not None:
                 write_state(tmp / "optimizer.safetensors", self.optimizer.state_dict())
             write_json(tmp / "state.json", {"format": FORMAT, "processes": acc.num_processes,
@@ -168,7 +171,8 @@ class Checkpointer:
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
-            atomic_write_bytes(self.dir / "latest", name.encode())
+            with writing(self.dir / "latest"):
+                atomic_write_bytes(self.dir / "latest", name.encode())
             self._prune(keep_name=name)
         barrier(acc)
         return final

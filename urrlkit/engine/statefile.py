@@ -9,9 +9,12 @@ Accelerate's `load_state` uses for its `custom_checkpoint_*.pkl` files).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +86,33 @@ def _hashable(key: Any) -> Any:
     raise TypeError(f"unusable dict key of type {type(key).__name__}")
 
 
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a failed write (full or read-only disk, quota, file-size limit) into one CheckpointError line
+    naming the file and saying "disk full" when it is; safetensors reports such errors as SafetensorError."""
+    try:
+        yield
+    except (OSError, SafetensorError) as exc:
+        text = str(exc)
+        full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text or "StorageFull" in text
+        reason = "the disk is full" if full else (getattr(exc, "strerror", None) or _first_line(exc))
+        raise CheckpointError(f"{path}: cannot write ({reason})") from None
+
+
 def write_state(path: Path, obj: Any) -> None:
     """Write `obj` (a state tree) to `path` as one safetensors file, atomically and durably."""
     tensors: dict[str, torch.Tensor] = {}
     tree = json.dumps(encode(obj, tensors))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt", TREE_KEY: tree})
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"format": "pt", TREE_KEY: tree})
+            fsync_file(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_state(path: Path) -> Any:
@@ -128,16 +145,17 @@ def check_file(path: Path, state: bool) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(obj, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_json(path: Path) -> dict[str, Any]:
