@@ -188,3 +188,23 @@ for write in (lambda: save_model(enc, Path({str(tmp_path)!r}) / "m"), lambda: ck
     assert lines[0].startswith(f"{tmp_path / 'm' / 'model.safetensors'}: cannot write (")
     assert lines[1].startswith(str(tmp_path / "ck" / ".tmp-step-00000001")) and "cannot write" in lines[1]
     assert not (tmp_path / "ck" / "latest").exists()
+
+
+def test_finetune_refuses_a_directory_another_process_writes(tmp_path: Path) -> None:
+    from urrlkit.hub import save_model
+    from urrlkit.models import build_encoder
+
+    model = save_model(build_encoder("resnet10", True, width=4), tmp_path / "enc")
+    out = tmp_path / "runs" / "quickstart" / "finetune-none"
+    out.mkdir(parents=True)
+    holder = hold_lock(out)
+    try:
+        args = [sys.executable, "-m", "urrlkit.cli", "finetune", str(ROOT / "recipes" / "quickstart.toml"),
+                "--from", str(model), "--reg", "none", "--set", f"run.output_dir='{tmp_path / 'runs'}'"]
+        proc = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 2
+    assert f"{out}: in use by another urrl process (pid {holder.pid}" in one_clean_line(proc.stderr)
+    assert sorted(p.name for p in out.iterdir()) == [".urrl.lock"]
