@@ -1,9 +1,10 @@
-"""One writer per run directory, and a resume only with the recipe the run was started with.
+"""One writer per run directory, and a resume only with changes that keep the run what it was.
 
 `lock_run_dir` takes an exclusive `fcntl.flock` on `<dir>/.urrl.lock` and keeps it until the process ends.
 The kernel drops a flock when its holder dies (SIGKILL and OOM included), so a dead holder's lock is reclaimed
 by the next run without any clean-up; the file records pid, host and start time only to name the holder in
-the error. flock is per host: two machines writing one run directory over NFS are not excluded.
+the error. DataLoader workers forked by the holder share its lock until they exit too (they stop when their
+parent dies). flock is per host: two machines writing one run directory over NFS are not excluded.
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ def lock_run_dir(directory: Path) -> Path | None:
     path = directory / LOCK_NAME
     if path.is_symlink():
         raise UrrlError(f"{path}: is a symbolic link; remove it (urrlkit keeps its lock file there)")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise UrrlError(f"{directory}: cannot write in the output directory ({exc.strerror or exc})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
