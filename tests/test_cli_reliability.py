@@ -96,7 +96,10 @@ def test_sigterm_stops_cleanly_keeping_the_last_checkpoint(tmp_path: Path) -> No
     _, stderr = proc.communicate(timeout=120)
     assert not (tmp_path / "t" / "model").exists(), "stopped too late to test"
     assert proc.returncode == 143, stderr[-2000:]
-    assert "Traceback" not in stderr and "terminated (SIGTERM)" in stderr.strip().splitlines()[-1]
+    last = stderr.strip().splitlines()[-1]
+    kept = tmp_path / "t" / "checkpoints" / (tmp_path / "t" / "checkpoints" / "latest").read_text()
+    assert "Traceback" not in stderr
+    assert last == f"terminated (SIGTERM); the last complete checkpoint ({kept}) is kept (continue with --resume)"
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, env=ENV, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (tmp_path / "t" / "model" / "model.safetensors").is_file()

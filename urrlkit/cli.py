@@ -60,10 +60,10 @@ def user_errors(fn: F) -> F:
             err.print(f"error: {user_message(exc)}", markup=False)
             raise typer.Exit(2) from None
         except Terminated:
-            err.print("terminated (SIGTERM); the last complete checkpoint is kept (continue with --resume)")
+            err.print(f"terminated (SIGTERM); {_kept_note()}", markup=False)
             raise typer.Exit(143) from None
         except KeyboardInterrupt:
-            err.print("interrupted; the last complete checkpoint is kept (continue with --resume)")
+            err.print(f"interrupted; {_kept_note()}", markup=False)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -79,6 +79,19 @@ def user_message(exc: UrrlError) -> str:
         prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
         text = last.removeprefix(prefix) if last.startswith(prefix) else last.split(": ", 1)[-1]
     return text
+
+
+def _kept_note() -> str:
+    """Which checkpoint an interrupted run keeps: what `latest` names now (a stop can land mid-save)."""
+    loop = sys.modules.get("urrlkit.engine.loop")
+    folder = getattr(loop, "STATUS", {}).get("checkpoints") if loop is not None else None
+    if folder is None:
+        return "the last complete checkpoint, if any, is kept (continue with --resume)"
+    try:
+        name = (folder / "latest").read_text().strip()[:40]
+    except OSError:
+        return "no checkpoint had been written yet"
+    return f"the last complete checkpoint ({folder / name}) is kept (continue with --resume)"
 
 
 class Terminated(KeyboardInterrupt):

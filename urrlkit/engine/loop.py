@@ -65,11 +65,12 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     state = TrainState()
     watch = NaNWatch()
     if ckpt is not None:
+        STATUS["checkpoints"] = ckpt.dir
         ckpt.attach(model, optimizer, state, generators, extra_state)
         if resume:
-            watch.kept = _kept(ckpt.load().name, state.global_step)
+            _keep(watch, _kept(ckpt.load().name, state.global_step))
         else:
-            watch.kept = "no checkpoint had been written yet"
+            _keep(watch, "no checkpoint had been written yet")
     steps_per_epoch = len(loader)
     total = spec.epochs * steps_per_epoch
     model.train()
@@ -111,7 +112,7 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
                         spec.checkpoint_every and state.global_step % spec.checkpoint_every == 0)):
                     watch.check(acc)
                     _check_weights(model, state, watch.kept)  # a checkpoint never holds inf/NaN/huge weights
-                    watch.kept = _kept(ckpt.save(state.global_step).name, state.global_step)
+                    _keep(watch, _kept(ckpt.save(state.global_step).name, state.global_step))
                 if spec.stop_after is not None and state.global_step >= spec.stop_after:
                     watch.check(acc)
                     return state
@@ -168,6 +169,14 @@ def _check_weights(model: torch.nn.Module, state: TrainState, kept: str) -> None
                     f"as good as non-finite: |{name}| reached {float(top):.3g}, beyond {MAX_ABS_WEIGHT:g}")
             raise TrainingError(f"weights became {what} at global step {state.global_step}; stopped, {kept} — "
                                 "lower optim.lr")
+
+
+# The checkpoint folder of the training in progress, for the CLI's Ctrl-C / SIGTERM message.
+STATUS: dict[str, Path | None] = {"checkpoints": None}
+
+
+def _keep(watch: NaNWatch, text: str) -> None:
+    watch.kept = text
 
 
 def _kept(name: str, global_step: int) -> str:
