@@ -264,3 +264,20 @@ def test_divergence_message_says_which_checkpoint_is_kept(tmp_path: Path) -> Non
     with pytest.raises(TrainingError, match=r"the last good checkpoint \(step-00000003, global step 3\) is kept"):
         pretrain(tiny("b", "optim.lr=1e30", "optim.checkpoint_every=1"), resume=True)
     assert (tmp_path / "b" / "checkpoints" / "latest").read_text() == "step-00000003"
+
+
+def test_a_whole_resume_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With torch.load and every pickle entry point made to fail, a real pretraining resume still completes."""
+    from urrlkit.engine.pretrain import pretrain
+    from urrlkit.recipe import load
+
+    recipe = load(ROOT / "recipes" / "quickstart.toml", [*TINY, f"run.output_dir='{tmp_path}'", "run.name='p'"])
+    pretrain(recipe, stop_after=3)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("resume unpickled something")
+
+    for target, name in ((torch, "load"), (pickle, "load"), (pickle, "loads"), (pickle, "Unpickler")):
+        monkeypatch.setattr(target, name, refuse)
+    pretrain(recipe, resume=True)
+    assert (tmp_path / "p" / "model" / "model.safetensors").is_file()
