@@ -211,3 +211,22 @@ def test_finetune_refuses_a_directory_another_process_writes(tmp_path: Path) -> 
     assert proc.returncode == 2
     assert f"{out}: in use by another urrl process (pid {holder.pid}" in one_clean_line(proc.stderr)
     assert sorted(p.name for p in out.iterdir()) == [".urrl.lock"]
+
+
+def test_linear_eval_refuses_a_directory_another_process_writes(tmp_path: Path) -> None:
+    from urrlkit.engine.linear import run_linear_eval
+    from urrlkit.engine.lock import RunLocked
+    from urrlkit.models import build_encoder
+    from urrlkit.recipe import load
+
+    out = tmp_path / "linear"
+    out.mkdir()
+    holder = hold_lock(out)
+    try:
+        with pytest.raises(RunLocked, match=f"pid {holder.pid}"):
+            run_linear_eval(load(ROOT / "recipes" / "quickstart.toml", TINY), build_encoder("resnet10", True, 4),
+                            out_dir=out)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in out.iterdir()) == [".urrl.lock"]

@@ -134,6 +134,9 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
 
     cfg = recipe.linear_eval
     out_dir = out_dir or recipe.run_dir / "linear"
+    from urrlkit.engine.lock import lock_run_dir
+
+    lock_run_dir(out_dir)  # one writer (a standalone linear eval, e.g. the replica's, beside a running one)
     size, workers = recipe.data.image_size, recipe.data.workers
     state = PartialState()
     device = state.device
