@@ -3,7 +3,7 @@
 No server that accepts uploads can be installed offline, so the hub tests run the *real* `huggingface_hub`
 client against this stand-in (via HF_ENDPOINT). It implements only the endpoints that huggingface_hub 2.x
 calls for create_repo / create_branch / upload_folder / repo_info / list_repo_tree / snapshot_download
-(REFERENCE.md §6, checked against the client's actual requests), with the status codes and `X-Error-Code`
+(the huggingface_hub client's protocol, checked against its actual requests), with the status codes and `X-Error-Code`
 headers the client maps to its typed errors. Any other route answers 501 and is recorded in `unknown`, so a
 test can assert that the client asked for nothing the stand-in does not model.
 

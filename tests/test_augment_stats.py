@@ -1,5 +1,6 @@
 """Statistical checks on ≥ 10,000 draws: family frequencies (paper Eq. 2), AugMix chain structure and
-levels (REFERENCE §2), MoCo v2 application rates (REFERENCE §1). Bounds are 5 binomial standard errors."""
+levels (google-research/augmix augmentations.py), MoCo v2 rates (facebookresearch/moco main_moco.py).
+Bounds are 5 binomial standard errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Metrics against hand-computed values (REFERENCE.md §4)."""
+"""Metrics against hand-computed values (google-research/augmix calibration_tools.py; Hendrycks & Dietterich
+2019 mCE)."""
 
 import math
 

@@ -82,7 +82,7 @@ def test_shipped_recipe_show_round_trips(path: Path, families: None, tmp_path: P
 
 
 def test_paper_recipes_follow_reference(families: None) -> None:
-    """REFERENCE.md §1 / paper §3.1 values in the base, and the variants change only the families."""
+    """Paper §3.1 / facebookresearch/moco main_moco.py values in the base, and the variants change only the families."""
     base = load(ROOT / "recipes/paper/imagenet_base.toml")
     assert (base.optim.epochs, base.optim.lr_per_256, base.data.batch_size) == (200, 0.03, 256)
     assert base.optim.lr is None and base.optim.effective_lr(base.data.batch_size) == 0.03  # official MoCo v2

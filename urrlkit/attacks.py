@@ -1,6 +1,6 @@
 """L2 adversarial attacks in [0, 1] pixel space (normalisation lives inside the model).
 
-`pgd_l2` follows MadryLab robustness' L2Step (REFERENCE.md §4): step = ∇/‖∇‖₂ · step size, projection onto
+`pgd_l2` follows MadryLab robustness' L2Step (robustness/attack_steps.py): step = ∇/‖∇‖₂ · step size, projection onto
 the ε-ball (renorm) and clamp to [0, 1]; optional random start on the ε-sphere; `use_best` keeps, per image,
 the iterate with the highest loss. `autoattack_l2` wraps AutoAttack (`pyautoattack`, optional).
 """

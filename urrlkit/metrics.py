@@ -1,4 +1,5 @@
-"""Robustness and calibration metrics as plain functions (REFERENCE.md §4).
+"""Robustness and calibration metrics as plain functions (Hendrycks & Dietterich 2019; google-research/augmix
+calibration_tools.py).
 
 All functions take numpy arrays or tensors and return fractions in [0, 1] unless they say "%". Results files
 store percentages (0–100).

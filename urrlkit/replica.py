@@ -51,7 +51,7 @@ BUDGETS: dict[str, dict[str, list[str]]] = {
                            "eval.corruptions.limit=1", "eval.adversarial.limit=8", "eval.adversarial.steps=2"]},
 }
 
-# The paper's numbers (REFERENCE.md §5).
+# The paper's numbers (Tables 1–3).
 PAPER_T1 = {"moco_v2": (67.59, 88.21, 15.30), "augmix": (61.45, 94.47, 16.17),
             "augmix_allop": (61.97, 92.34, 15.44), "augmix_moco": (64.41, 90.18, 15.31),
             "urrl": (68.47, 84.41, 14.64)}  # top-1, ImageNet-C mCE, RMS calibration

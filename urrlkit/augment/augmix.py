@@ -1,4 +1,4 @@
-"""Batched AugMix (``augment_and_mix`` of google-research/augmix; REFERENCE §2) with per-sample parameters.
+"""Batched AugMix (``augment_and_mix`` of google-research/augmix, Hendrycks et al. 2020) with per-sample parameters.
 
 Per image: ``width`` chains, each of depth d ~ U{1, 2, 3} (or a fixed depth), each step an op drawn uniformly
 from the op list with level ~ U(0.1, severity) and a random sign; w ~ Dirichlet(1, …, 1), m ~ Beta(1, 1);

@@ -1,4 +1,4 @@
-"""AugMix's primitive operations (google-research/augmix ``augmentations.py``; REFERENCE §2), batched.
+"""AugMix's primitive operations (google-research/augmix ``augmentations.py``; Hendrycks et al. 2020), batched.
 
 Chains run on float tensors holding the uint8 grid (values 0…255, integral), because the reference chains
 are PIL images: every op reads and writes 8-bit pixels. Keeping the grid lets each op reproduce PIL's

@@ -1,4 +1,5 @@
-"""Batched, per-sample colour operations of MoCo v2's T_rep (REFERENCE §1), on float images in [0, 1].
+"""Batched, per-sample colour operations of MoCo v2's T_rep (facebookresearch/moco main_moco.py `--aug-plus`),
+on float images in [0, 1].
 
 Semantics are torchvision's tensor functionals (``adjust_brightness`` … ``adjust_hue``, ``rgb_to_grayscale``,
 ``gaussian_blur``), but every factor is a per-sample tensor instead of one Python float for the batch.

@@ -1,4 +1,5 @@
-"""The built-in augmentation families (paper §3.1, REFERENCE §1–2), registered in ``FAMILIES``.
+"""The built-in augmentation families (paper §3.1; facebookresearch/moco, google-research/augmix),
+registered in ``FAMILIES``.
 
 A family factory is ``factory(image_size, **params) -> callable``; the callable maps a float [0, 1] batch
 (B, 3, H, W) (H ≥ image_size allowed) and a ``torch.Generator`` to (B, 3, image_size, image_size), drawing
@@ -113,7 +114,7 @@ def moco_v2(image_size: int, scale_min: float = 0.2, scale_max: float = 1.0, jit
             brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1,
             grayscale_p: float = 0.2, blur_p: float = 0.5, blur_sigma_min: float = 0.1,
             blur_sigma_max: float = 2.0, flip: bool = True) -> MocoV2:
-    """T_rep of the paper: MoCo v2's augmentation (REFERENCE §1)."""
+    """T_rep of the paper: MoCo v2's augmentation (facebookresearch/moco main_moco.py `--aug-plus`)."""
     return MocoV2(image_size, (scale_min, scale_max), jitter_p, (brightness, contrast, saturation, hue),
                   grayscale_p, blur_p, (blur_sigma_min, blur_sigma_max), flip)
 
@@ -188,7 +189,7 @@ _AUGMIX_DOC = (
 @FAMILIES.register("augmix")
 def augmix_family(image_size: int, severity: float | None = None, width: int = 3, depth: int = -1,
                   crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> AugMix:
-    """AugMix with the reference's 9 ops (REFERENCE §2)."""
+    """AugMix with the reference's 9 ops (google-research/augmix `augmentations.augmentations`)."""
     return AugMix(image_size, list(AUGMENTATIONS.values()), severity, width, depth, crop, scale_min, flip)
 
 
