@@ -29,6 +29,7 @@ from accelerate.utils import DistributedType
 from safetensors.torch import load_model, save_model
 
 from urrlkit.engine.statefile import (
+    atomic_write_bytes,
     check_file,
     fsync_file,
     plain_file,
@@ -39,7 +40,6 @@ from urrlkit.engine.statefile import (
     writing,
 )
 from urrlkit.errors import CheckpointError
-from urrlkit.hub import atomic_write_bytes
 
 FORMAT = 2  # 1 was Accelerate's pickle-based save_state
 STEP_NAME = re.compile(r"step-\d{8}")

@@ -103,11 +103,18 @@ def write_state(path: Path, obj: Any) -> None:
     """Write `obj` (a state tree) to `path` as one safetensors file, atomically and durably."""
     tensors: dict[str, torch.Tensor] = {}
     tree = json.dumps(encode(obj, tensors))
+    atomic_save_file(tensors, path, {"format": "pt", TREE_KEY: tree})
+
+
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """safetensors' save_file via a temporary file, fsync and rename: a crash never leaves half a file at
+    `path`, and a full disk is one line naming it (``writing``)."""
     with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
-            save_file(tensors, tmp, metadata={"format": "pt", TREE_KEY: tree})
+            save_file(tensors, tmp, metadata=metadata)
             fsync_file(tmp)
             os.replace(tmp, path)
         except BaseException:
@@ -144,18 +151,24 @@ def check_file(path: Path, state: bool) -> None:
         raise CheckpointError(f"{path}: not a valid urrlkit state file ({_first_line(exc)})") from None
 
 
-def write_json(path: Path, obj: Any) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file at `path`."""
     with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(obj, fh, indent=1)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -7,18 +7,16 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from urrlkit import __version__
-from urrlkit.engine.statefile import writing
+from urrlkit.engine.statefile import atomic_save_file, atomic_write_bytes
 from urrlkit.errors import CheckpointError
 from urrlkit.models import Classifier, Encoder, check_num_classes, check_spec, encoder_from_spec
 
@@ -29,35 +27,10 @@ META_CONFIG = "urrlkit_config"
 MAX_CONFIG_BYTES = 16 << 20  # a recipe and a card summary fit in a few kB
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file at `path`."""
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
 def save_weights(module: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
     """Atomically save a module's state dict as safetensors."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata=metadata or {"format": "pt"})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    atomic_save_file(state, path, metadata or {"format": "pt"})
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
