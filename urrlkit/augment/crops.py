@@ -108,29 +108,59 @@ def new_batch(shape: tuple[int, ...], dtype: torch.dtype = torch.uint8) -> Tenso
     return out.share_memory_() if get_worker_info() is not None else out
 
 
+@dataclass(frozen=True)
+class ViewPlan:
+    """Where each of n views comes from: source image ``src``, crop ``kinds[r]`` and its box / offsets
+    (``Boxes`` fields), drawn per family in family order (``plan_views``)."""
+
+    src: Tensor
+    kinds: list[str]
+    top: Tensor
+    left: Tensor
+    height: Tensor
+    width: Tensor
+    flip: Tensor
+
+
+def plan_views(heights: Tensor, widths: Tensor, fam: Tensor, specs: Sequence[CropSpec], size: int,
+               g: torch.Generator) -> ViewPlan:
+    """The crops of the views ``fam`` (view-major: row r is view r // B of image r % B) of B images of sizes
+    (heights, widths): each family's boxes drawn from ``g`` in family order. The CPU cut (``crop_views``) and
+    the device cut (``augment/device_crops.py``) share it, so both draw the same boxes from the same seed."""
+    b, n = heights.shape[0], fam.numel()
+    src = torch.arange(n, dtype=torch.int64) % b
+    cols = {k: torch.zeros(n, dtype=torch.int64) for k in ("top", "left", "height", "width")}
+    flip = torch.zeros(n, dtype=torch.bool)
+    kinds = [""] * n
+    for k, idx in group(fam, len(specs)):
+        boxes = draw_boxes(specs[k], heights[src[idx]], widths[src[idx]], size, g)
+        for name, col in cols.items():
+            col[idx] = getattr(boxes, name)
+        flip[idx] = boxes.flip
+        for r in idx.tolist():
+            kinds[r] = specs[k].kind
+    return ViewPlan(src, kinds, cols["top"], cols["left"], cols["height"], cols["width"], flip)
+
+
+def cut_rows(pils: Sequence[Image.Image], plan: ViewPlan, rows: Sequence[int], size: int, out: np.ndarray) -> None:
+    """``out[j]`` (3, size, size) ← view ``rows[j]`` of the plan, cut on the CPU (``cut``) from ``pils[src]``."""
+    t, lf, h, w, f = (plan.top.tolist(), plan.left.tolist(), plan.height.tolist(), plan.width.tolist(),
+                      plan.flip.tolist())
+    src = plan.src.tolist()
+    for j, r in enumerate(rows):
+        out[j] = cut(pils[src[r]], plan.kinds[r], t[r], lf[r], h[r], w[r], f[r], size).transpose(2, 0, 1)
+
+
 def crop_views(images: Sequence[Tensor], fam: Tensor, specs: Sequence[CropSpec], size: int,
                g: torch.Generator) -> Tensor:
     """uint8 views (V·B, 3, size, size) of B original images (uint8 CHW, any sizes): row r is view r // B of
     image r % B, cut with the CropSpec of the family ``fam[r]`` it drew. Boxes are drawn per family, in family
-    order, from ``g``."""
-    b = len(images)
+    order, from ``g`` (``plan_views``)."""
     heights = torch.tensor([im.shape[-2] for im in images], dtype=torch.int64)
     widths = torch.tensor([im.shape[-1] for im in images], dtype=torch.int64)
-    rows: list[tuple[int, int, int, int, int, bool]] = [(0, 0, 0, 0, 0, False)] * fam.numel()
-    kinds: list[str] = [""] * fam.numel()
-    for k, idx in group(fam, len(specs)):
-        src = idx % b
-        boxes = draw_boxes(specs[k], heights[src], widths[src], size, g)
-        cols = zip(idx.tolist(), boxes.top.tolist(), boxes.left.tolist(), boxes.height.tolist(),
-                   boxes.width.tolist(), boxes.flip.tolist(), strict=True)
-        for r, t, lf, h, w, f in cols:
-            rows[r] = (r % b, t, lf, h, w, f)
-            kinds[r] = specs[k].kind
+    plan = plan_views(heights, widths, fam, specs, size, g)
     out = new_batch((fam.numel(), 3, size, size))
-    pils = [to_pil(im) for im in images]
-    dst = out.numpy()  # the same memory
-    for r, (i, t, lf, h, w, f) in enumerate(rows):
-        dst[r] = cut(pils[i], kinds[r], t, lf, h, w, f, size).transpose(2, 0, 1)
+    cut_rows([to_pil(im) for im in images], plan, range(fam.numel()), size, out.numpy())  # the same memory
     return out
 
 
