@@ -13,6 +13,7 @@ cut to image_size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -23,18 +24,72 @@ from urrlkit.augment.crops import CropSpec
 from urrlkit.augment.groups import copy_rows_, true_indices
 from urrlkit.registry import FAMILIES
 
-# ------------------------------------------------------------------------------------------ MoCo v2
+# ----------------------------------------------------------------- RandomResizedCrop, then colour
 
 
 @dataclass
-class MocoParams:
-    """Everything one MoCo v2 view draws for n images."""
+class CropDraw:
+    """The crop and flip one view drew (None when only the photometric stage was drawn)."""
 
-    top: Tensor | None  # the crop and flip (None when only the photometric stage was drawn)
+    top: Tensor | None
     left: Tensor | None
     height: Tensor | None
     width: Tensor | None
     flip: Tensor | None
+
+
+P = TypeVar("P", bound=CropDraw)
+
+
+class CropThenColour(Generic[P]):
+    """A family that is RandomResizedCrop(scale, ratio 3/4–4/3) + flip followed by per-sample colour ops
+    (MoCo v2's and InstDis's augmentations). Subclasses draw their colour parameters (``sample_colour``, which
+    receives the crop's draws to carry along) and apply them (``colour``).
+
+    The flip is folded into the crop's resampling: it commutes with the pointwise colour ops (and with a
+    symmetric, reflect-padded blur), so the result is the same as flipping last. The two stages are also
+    exposed apart (``crop_spec``, ``photometric``) for crops drawn on original images (augment/crops.py).
+    """
+
+    image_size: int
+    scale: tuple[float, float]
+    flip: bool
+
+    @property
+    def crop_spec(self) -> CropSpec:
+        return CropSpec("rrc", scale=self.scale, ratio=(3 / 4, 4 / 3), flip=self.flip)
+
+    def sample_colour(self, n: int, g: torch.Generator, *crop: Tensor | None) -> P:
+        raise NotImplementedError
+
+    def colour(self, out: Tensor, p: P) -> Tensor:
+        raise NotImplementedError
+
+    def sample_params(self, n: int, height: int, width: int, g: torch.Generator) -> P:
+        top, left, h, w = geometry.rrc_params(n, height, width, self.scale, (3 / 4, 4 / 3), g)
+        flip = rand.bernoulli(n, 0.5 if self.flip else 0.0, g)
+        return self.sample_colour(n, g, top, left, h, w, flip)
+
+    def apply(self, x: Tensor, p: P) -> Tensor:
+        assert p.top is not None and p.left is not None and p.height is not None and p.width is not None
+        out = geometry.resized_crop(x, p.top, p.left, p.height, p.width, self.image_size, p.flip).clamp_(0, 1)
+        return self.colour(out, p)
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
+        return self.apply(x, self.sample_params(x.shape[0], x.shape[-2], x.shape[-1], g))
+
+    def photometric(self, x: Tensor, g: torch.Generator) -> Tensor:
+        """Everything after the crop and flip, on views (B, 3, image_size, image_size) in [0, 1]."""
+        return self.colour(x.clone(), self.sample_colour(x.shape[0], g))
+
+
+# ------------------------------------------------------------------------------------------ MoCo v2
+
+
+@dataclass
+class MocoParams(CropDraw):
+    """Everything one MoCo v2 view draws for n images."""
+
     jitter: Tensor  # bool: ColorJitter applied (p = 0.8)
     factors: Tensor  # (n, 4) brightness, contrast, saturation, hue
     order: Tensor  # (n, 4) jitter order
@@ -43,13 +98,9 @@ class MocoParams:
     sigma: Tensor  # (n,) blur σ ~ U(0.1, 2)
 
 
-class MocoV2:
+class MocoV2(CropThenColour[MocoParams]):
     """MoCo v2 ``--aug-plus`` (T_rep): RandomResizedCrop(scale 0.2–1) → ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8
-    → RandomGrayscale p 0.2 → GaussianBlur σ ~ U(0.1, 2) p 0.5 → horizontal flip.
-
-    The flip is folded into the crop's resampling: it commutes with the pointwise colour ops and with the
-    symmetric, reflect-padded blur, so the result is the same as flipping last.
-    """
+    → RandomGrayscale p 0.2 → GaussianBlur σ ~ U(0.1, 2) p 0.5 → horizontal flip."""
 
     def __init__(self, image_size: int, scale: tuple[float, float] = (0.2, 1.0), jitter_p: float = 0.8,
                  jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
@@ -65,15 +116,6 @@ class MocoV2:
         self.kernel = color.blur_kernel_size(blur_sigma[1])
         self.flip = flip
 
-    @property
-    def crop_spec(self) -> CropSpec:
-        return CropSpec("rrc", scale=self.scale, ratio=(3 / 4, 4 / 3), flip=self.flip)
-
-    def sample_params(self, n: int, height: int, width: int, g: torch.Generator) -> MocoParams:
-        top, left, h, w = geometry.rrc_params(n, height, width, self.scale, (3 / 4, 4 / 3), g)
-        flip = rand.bernoulli(n, 0.5 if self.flip else 0.0, g)
-        return self.sample_colour(n, g, top, left, h, w, flip)
-
     def sample_colour(self, n: int, g: torch.Generator, *crop: Tensor | None) -> MocoParams:
         """The photometric draws (after those of the crop and flip, which ``crop`` carries, if any)."""
         jitter_on = rand.bernoulli(n, self.jitter_p, g)
@@ -83,11 +125,6 @@ class MocoV2:
         sigma = rand.uniform(n, *self.blur_sigma, g)
         top, left, h, w, flip = crop or (None,) * 5
         return MocoParams(top, left, h, w, flip, jitter_on, factors, order, gray, blur, sigma)
-
-    def apply(self, x: Tensor, p: MocoParams) -> Tensor:
-        assert p.top is not None and p.left is not None and p.height is not None and p.width is not None
-        out = geometry.resized_crop(x, p.top, p.left, p.height, p.width, self.image_size, p.flip).clamp_(0, 1)
-        return self.colour(out, p)
 
     def colour(self, out: Tensor, p: MocoParams) -> Tensor:
         """ColorJitter, grayscale and blur of ``p`` on ``out`` (B, 3, s, s), in place."""
@@ -100,13 +137,6 @@ class MocoV2:
         if blur.numel():
             copy_rows_(out, blur, color.gaussian_blur(out.index_select(0, blur), p.sigma[blur], self.kernel))
         return out.clamp_(0, 1)  # blur and the HSV round trip can overshoot by float rounding
-
-    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
-        return self.apply(x, self.sample_params(x.shape[0], x.shape[-2], x.shape[-1], g))
-
-    def photometric(self, x: Tensor, g: torch.Generator) -> Tensor:
-        """Everything after the crop and flip, on views (B, 3, image_size, image_size) in [0, 1]."""
-        return self.colour(x.clone(), self.sample_colour(x.shape[0], g))
 
 
 @FAMILIES.register("moco_v2")

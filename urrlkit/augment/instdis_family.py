@@ -11,39 +11,27 @@ pipeline) jitters first and greys second: ``grayscale_first = false`` gives that
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from urrlkit.augment import color, geometry, rand
+from urrlkit.augment import color, rand
+from urrlkit.augment.families import CropDraw, CropThenColour
 from urrlkit.augment.groups import copy_rows_, true_indices
 from urrlkit.registry import FAMILIES
 
-if TYPE_CHECKING:
-    from urrlkit.augment.crops import CropSpec
-
 
 @dataclass
-class InstDisParams:
+class InstDisParams(CropDraw):
     """Everything one InstDis view draws for n images."""
 
-    top: Tensor | None  # the crop and flip (None when only the photometric stage was drawn)
-    left: Tensor | None
-    height: Tensor | None
-    width: Tensor | None
-    flip: Tensor | None
     gray: Tensor  # bool: grayscale applied (p = 0.2)
     factors: Tensor  # (n, 4) brightness, contrast, saturation, hue
     order: Tensor  # (n, 4) jitter order
 
 
-class InstDisAug:
-    """RandomResizedCrop → RandomGrayscale → ColorJitter → flip (or jitter before grayscale).
-
-    The flip is folded into the crop's resampling: it commutes with the pointwise colour ops. As the built-in
-    families, it also exposes its two stages apart (``crop_spec``, ``photometric``) for crops drawn on originals.
-    """
+class InstDisAug(CropThenColour[InstDisParams]):
+    """RandomResizedCrop → RandomGrayscale → ColorJitter → flip (or jitter before grayscale)."""
 
     def __init__(self, image_size: int, scale: tuple[float, float] = (0.2, 1.0),
                  jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.4), grayscale_p: float = 0.2,
@@ -57,18 +45,6 @@ class InstDisAug:
         self.grayscale_first = grayscale_first
         self.flip = flip
 
-    @property
-    def crop_spec(self) -> CropSpec:
-        """The geometric first stage, for crops drawn on the original image (augment/crops.py)."""
-        from urrlkit.augment.crops import CropSpec
-
-        return CropSpec("rrc", scale=self.scale, ratio=(3 / 4, 4 / 3), flip=self.flip)
-
-    def sample_params(self, n: int, height: int, width: int, g: torch.Generator) -> InstDisParams:
-        top, left, h, w = geometry.rrc_params(n, height, width, self.scale, (3 / 4, 4 / 3), g)
-        flip = rand.bernoulli(n, 0.5 if self.flip else 0.0, g)
-        return self.sample_colour(n, g, top, left, h, w, flip)
-
     def sample_colour(self, n: int, g: torch.Generator, *crop: Tensor | None) -> InstDisParams:
         """The photometric draws (after those of the crop and flip, which ``crop`` carries, if any)."""
         gray = rand.bernoulli(n, self.grayscale_p, g)
@@ -81,11 +57,6 @@ class InstDisAug:
         if gray.numel():
             copy_rows_(out, gray, color.grayscale(out.index_select(0, gray)))
 
-    def apply(self, x: Tensor, p: InstDisParams) -> Tensor:
-        assert p.top is not None and p.left is not None and p.height is not None and p.width is not None
-        out = geometry.resized_crop(x, p.top, p.left, p.height, p.width, self.image_size, p.flip).clamp_(0, 1)
-        return self.colour(out, p)
-
     def colour(self, out: Tensor, p: InstDisParams) -> Tensor:
         """Grayscale and ColorJitter of ``p`` on ``out`` (B, 3, s, s), in the family's order."""
         if self.grayscale_first:
@@ -94,13 +65,6 @@ class InstDisAug:
         if not self.grayscale_first:
             self._gray(out, p)
         return out.clamp_(0, 1)  # the HSV round trip of hue can overshoot by float rounding
-
-    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
-        return self.apply(x, self.sample_params(x.shape[0], x.shape[-2], x.shape[-1], g))
-
-    def photometric(self, x: Tensor, g: torch.Generator) -> Tensor:
-        """Everything after the crop and flip, on views (B, 3, image_size, image_size) in [0, 1]."""
-        return self.colour(x.clone(), self.sample_colour(x.shape[0], g))
 
 
 @FAMILIES.register("instdis")
