@@ -70,6 +70,10 @@ class DataConfig(Section):
     augment_in: Literal["auto", "device", "workers"] = Field(
         "auto", description="where pretraining views are made: on the training device, or in the DataLoader "
         "workers (needs workers ≥ 1); auto = workers for a CPU run with workers ≥ 1, else device")
+    decode: Literal["auto", "cpu", "device"] = Field(
+        "auto", description="where pretraining decodes JPEGs of file-backed data sets with crop_from = 'original': "
+        "in the workers (PIL), or on the training device (workers read bytes, nvJPEG decodes, boxes cut there; "
+        "non-JPEG, CMYK and grayscale files still decode in the workers); auto = device on CUDA, else cpu")
     download: bool = False
     train_limit: int | None = Field(None, ge=1, description="use a fixed random subset (seed 0) of N training images")
     test_limit: int | None = Field(None, ge=1, description="use a fixed random subset (seed 0) of N test images")

@@ -71,23 +71,38 @@ def recipe_sampler(recipe: Recipe) -> FamilySampler:
                          views=recipe.pretext.views)
 
 
-def view_source(recipe: Recipe, train: Dataset, sampler: FamilySampler, in_workers: bool
+def view_source(recipe: Recipe, train: Dataset, sampler: FamilySampler, in_workers: bool, device_type: str = "cpu"
                 ) -> tuple[Dataset, Callable | None]:
     """The images pretraining draws its views from and the DataLoader's collate_fn.
 
-    File-backed data sets with data.crop_from = "original": the decoded originals, each view's box drawn on
-    them and cut to image_size in the workers (OriginalViewsCollate), the photometric stages in the workers
-    too when in_workers, else on the device. Otherwise the stored images, all of each view made in the workers
-    (AugmentingCollate) or on the device (no collate_fn). Worker batches seed their generator from their image
-    indices (augment/workers.py); on the device one generator per process runs through the run, checkpointed.
+    File-backed data sets with data.crop_from = "original": each view's box drawn on the original image. With
+    data.decode resolving to "device" (``decode_on_device``) the workers read the files' bytes and draw the boxes
+    on the header sizes, the step decodes and cuts on the device (EncodedViewsCollate, augment/device_crops.py);
+    otherwise the workers decode the originals and cut the views (OriginalViewsCollate), the photometric stages
+    in the workers too when in_workers, else on the device. Other data sets: the stored images, all of each view
+    made in the workers (AugmentingCollate) or on the device (no collate_fn). Worker batches seed their generator
+    from their image indices (augment/workers.py); on the device one generator per process runs through the
+    run, checkpointed (device decoding: one per batch, seeded by the worker, so prefetching cannot change it).
     """
+    from urrlkit.augment.device_crops import EncodedViewsCollate, encoded_source
     from urrlkit.augment.workers import AugmentingCollate, OriginalViewsCollate
     from urrlkit.data import originals
 
     full = originals(train) if recipe.data.crop_from == "original" else None
+    if full is not None and decode_on_device(recipe.data.decode, device_type, in_workers):
+        encoded = encoded_source(train)
+        if encoded is not None:
+            return encoded, EncodedViewsCollate(sampler, recipe.run.seed)
     if full is not None:
         return full, OriginalViewsCollate(sampler, recipe.run.seed, photometric=in_workers)
     return train, AugmentingCollate(sampler, recipe.run.seed) if in_workers else None
+
+
+def decode_on_device(decode: str, device_type: str, in_workers: bool) -> bool:
+    """data.decode resolved: "auto" decodes on the device for a CUDA run whose views are made on the device."""
+    if decode == "device" and in_workers:
+        raise UrrlError("data.decode = 'device' needs the views made on the device; set data.augment_in = 'device'")
+    return decode == "device" or (decode == "auto" and device_type == "cuda" and not in_workers)
 
 
 def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
@@ -108,6 +123,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
              keep_process_group: bool = False) -> Encoder:
     """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder. With
     keep_process_group the launch's process group stays up for a following stage."""
+    from urrlkit.augment.device_crops import EncodedViewsCollate, decode_views
     from urrlkit.augment.workers import OriginalViewsCollate
     from urrlkit.hub import save_model
 
@@ -127,7 +143,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
                         f"(data.batch_size = {recipe.data.batch_size})")
     sampler = recipe_sampler(recipe)
     in_workers = recipe.data.augments_in_workers(acc.device.type)
-    source, collate = view_source(recipe, train, sampler, in_workers)
+    source, collate = view_source(recipe, train, sampler, in_workers, acc.device.type)
     loader = DataLoader(Indexed(source), batch_size=per_process, shuffle=True, drop_last=True,
                         num_workers=recipe.data.workers, persistent_workers=recipe.data.workers > 0,
                         collate_fn=collate)
@@ -147,6 +163,10 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
         elif isinstance(collate, OriginalViewsCollate):  # cut from the originals; the rest on the device
             cuts, fam, index = batch
             views = sampler.photometric(cuts, fam, aug_gen)
+        elif isinstance(collate, EncodedViewsCollate):  # decoded and cut here, on the device
+            enc, fam, index = batch
+            gen = torch.Generator(device=acc.device).manual_seed(enc.photo_seed)
+            views = sampler.photometric(decode_views(enc, acc.device), fam, gen)
         else:
             images, index = batch
             views, fam = sampler(images, aug_gen)
@@ -161,7 +181,8 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     logger = MetricLogger(acc, run_dir / "metrics.jsonl", bool(recipe.run.trackers))
     logger.log({"stage": "pretrain-start", "processes": acc.num_processes, "device": str(acc.device),
                 "augment_in": "workers" if in_workers else "device",
-                "crops_from": "original" if isinstance(collate, OriginalViewsCollate) else "stored",
+                "crops_from": "original" if isinstance(collate, OriginalViewsCollate | EncodedViewsCollate)
+                else "stored", "decode": "device" if isinstance(collate, EncodedViewsCollate) else "cpu",
                 "mixed_precision": acc.mixed_precision, "images": n, "resume": resume}, 0)
     ckpt = Checkpointer(acc, run_dir / "checkpoints")
     gens = [aug_gen, *module_generators(acc.unwrap_model(model))]
