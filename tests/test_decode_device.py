@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from paper_trees import imagenet_tree
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from paper_trees import imagenet_tree
 from urrlkit.augment import build_sampler
 from urrlkit.augment.device_crops import (
     EncodedViewsCollate,
@@ -73,7 +73,7 @@ def test_workers_read_bytes_and_header_sizes_and_decode_only_the_fallbacks(tree:
 def test_an_unreadable_file_is_one_line_naming_it(tmp_path: Path) -> None:
     bad = tmp_path / "broken.JPEG"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with pytest.raises(DataError, match="broken.JPEG"):
+    with pytest.raises(DataError, match=r"broken\.JPEG"):
         read_encoded(bad)
 
 
@@ -144,7 +144,7 @@ def test_decode_setting_resolves() -> None:
     assert not decode_on_device("auto", "cpu", in_workers=False)
     assert not decode_on_device("auto", "cuda", in_workers=True)
     assert not decode_on_device("cpu", "cuda", in_workers=False)
-    with pytest.raises(UrrlError, match="data.decode"):
+    with pytest.raises(UrrlError, match=r"data\.decode"):
         decode_on_device("device", "cpu", in_workers=True)
 
 
