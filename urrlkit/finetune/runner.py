@@ -161,6 +161,18 @@ def parse_sweep(items: list[str], recipe_sweep: dict[str, list[float]]) -> dict[
     return sweep
 
 
+def check_grid(recipe: Recipe, grid: dict[str, list[Any]]) -> None:
+    """RecipeError unless there is validation data to choose on (finetune.val_fraction > 0) and every value of
+    the sweep `grid` gives a valid recipe."""
+    if not grid:
+        return
+    if recipe.finetune.val_fraction <= 0:
+        raise RecipeError("finetune.val_fraction must be > 0 to sweep (choices are made on validation data)")
+    for key, values in grid.items():
+        for value in values:
+            with_settings(recipe, {key: value})
+
+
 def with_settings(recipe: Recipe, settings: dict[str, Any]) -> Recipe:
     """The recipe with [finetune] keys ('lr', 'regularizer.weight', …) set to `settings`."""
     sets = [f"finetune.{k}={v!r}" for k, v in settings.items()]
@@ -171,9 +183,15 @@ def finetune_once(recipe: Recipe, pretrained: Encoder, out_dir: Path, with_val: 
                   stop_after: int | None = None) -> tuple[Classifier, dict[str, float]]:
     """Train one model. with_val: on the training split less finetune.val_fraction, scored on that held-out part
     (a sweep trial); otherwise on the full training split."""
+    from urrlkit.evaluate.corruptions.framing import source_size
+
     ft = recipe.finetune
     dataset = ft.dataset or recipe.data.dataset
-    full_train = from_config(recipe.data, "train", dataset=dataset)
+    # Arrays smaller than the stored size (CIFAR's 32 px for a 224 network) stay native: the training crop is
+    # drawn on them and upsampled once, as Salman et al.'s RandomResizedCrop(224) on the 32-px image.
+    native = source_size(dataset, recipe.data.root, "train")
+    full_train = from_config(recipe.data, "train", dataset=dataset,
+                             size=native if native and native < recipe.data.stored_size else None)
     train, val = split_train_val(full_train, ft.val_fraction if with_val else 0.0, seed=recipe.run.seed)
     if with_val and val is None:
         raise RecipeError(f"finetune.val_fraction = {ft.val_fraction} holds out no image of the "
@@ -196,17 +214,19 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     model on the full training split and evaluate it on test."""
     from urrlkit.hub import load_backbone, save_model
 
+    # Everything the command line and the recipe say is checked before the output directory exists, so a typo
+    # leaves nothing behind (each --sweep value is validated in the recipe it will be tried in).
     recipe = apply_cli(recipe, reg, reg_weight)
+    grid = parse_sweep(sweep or [], recipe.finetune.sweep)
+    check_grid(recipe, grid)
     pretrained = load_backbone(source)
     kind = recipe.finetune.regularizer.type
     out = recipe.run_dir / f"finetune-{kind}"
     if out.exists() and (out / "checkpoints" / "latest").exists() and not resume:
         raise UrrlError(f"{out}: a fine-tune run exists; pass --resume to continue it or change run.name")
-    out.mkdir(parents=True, exist_ok=True)
     from urrlkit.engine.lock import check_resume_recipe, lock_run_dir
 
-    lock_run_dir(out)  # one writer per fine-tune directory (urrlkit/engine/lock.py)
-    grid = parse_sweep(sweep or [], recipe.finetune.sweep)
+    lock_run_dir(out)  # creates it; one writer per fine-tune directory (urrlkit/engine/lock.py)
     if grid:
         recipe = _settle(recipe, pretrained, out, grid, resume)
     if resume:
@@ -249,8 +269,7 @@ def sweep_settings(recipe: Recipe, pretrained: Encoder, out: Path, grid: dict[st
     part by finetune.select, and return the record written to sweep.json (criterion, every trial's scores, the
     chosen settings). The test split is never looked at here."""
     ft = recipe.finetune
-    if ft.val_fraction <= 0:
-        raise RecipeError("finetune.val_fraction must be > 0 to sweep (choices are made on validation data)")
+    check_grid(recipe, grid)
     keys = list(grid)
     trials: list[dict[str, Any]] = []
     for values in itertools.product(*(grid[k] for k in keys)):
