@@ -18,6 +18,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 
 from urrlkit.engine.checkpoint import Checkpointer, TrainState
 from urrlkit.engine.logging import MetricLogger, ProgressReporter
+from urrlkit.engine.prefetch import Prefetcher
 from urrlkit.engine.schedule import lr_at
 from urrlkit.errors import TrainingError
 
@@ -57,8 +58,11 @@ class LoopSpec:
 def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any,
         step_fn: StepFn, spec: LoopSpec, ckpt: Checkpointer | None, logger: MetricLogger | None,
         generators: list[torch.Generator], resume: bool = False,
-        extra_state: dict[str, torch.Tensor] | None = None) -> TrainState:
+        extra_state: dict[str, torch.Tensor] | None = None,
+        prepare: Callable[[Any], Any] | None = None) -> TrainState:
     """Train `model` for spec.epochs over `loader` (already prepared), calling `step_fn(batch)` for the loss.
+    `prepare`, if given, turns each batch into step_fn's input one batch ahead (on CUDA on a side stream during
+    the previous step: engine/prefetch.py); it must not depend on when it runs.
 
     Checkpoints hold the model, the optimizer, the loop position, every generator in `generators` and the
     per-process tensors in `extra_state` (restored in place on resume)."""
@@ -79,6 +83,8 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
             epoch = state.epoch
             loader.set_epoch(epoch)
             batches = acc.skip_first_batches(loader, state.step_in_epoch) if state.step_in_epoch else loader
+            if prepare is not None:
+                batches = Prefetcher(batches, prepare, acc.device)
             lr = lr_at(spec.lr, epoch, spec.epochs, spec.schedule, spec.milestones, spec.warmup_epochs)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -1,7 +1,9 @@
 """Overlap of input preparation with training: batch t+1 is moved to the device and prepared (decoded, cut,
 augmented) on a side CUDA stream while the step of batch t runs on the default stream.
 
-Correctness on CUDA: the consumer's stream waits for the side stream (``wait_stream``) before it receives a
+Correctness on CUDA: the side stream waits for the consumer's stream before it prepares a batch (the batch
+was moved to the device there, and step t − 1 is queued before it, so batch t + 1 still overlaps step t); the
+consumer's stream waits for the side stream (``wait_stream``) before it receives a
 batch, and every tensor of the prepared batch is marked as used on the consumer's stream (``record_stream``), so
 the caching allocator does not hand its memory to the side stream's next batch while the step still reads it.
 A ``prepare`` that draws random numbers must not depend on the order of its calls relative to the steps (the
@@ -53,6 +55,12 @@ class Prefetcher:
             batch = next(it, _END)
             if batch is _END:
                 return _END
+            # The batch reached the device on the consumer's stream (e.g. Accelerate's loader): the side stream waits
+            # for that copy, and its memory is not reused while the side stream still reads it.
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            for t in _tensors(batch):
+                if t.is_cuda:
+                    t.record_stream(side)
             with torch.cuda.stream(side):
                 return self.prepare(batch)
 

@@ -157,16 +157,21 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     # Views per family, counted on the device: bincount or .cpu() here would stall a GPU every step.
     counts = torch.zeros(len(sampler.names), dtype=torch.long, device=acc.device)
 
+    def decode_batch(batch: tuple) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        # On CUDA one batch ahead, on a side stream (engine/prefetch.py): seeded per batch by the worker, so
+        # neither the prefetch nor a resume changes the views.
+        enc, fam, index = batch
+        gen = torch.Generator(device=acc.device).manual_seed(enc.photo_seed)
+        return sampler.photometric(decode_views(enc, acc.device), fam, gen), fam, index
+
     def step(batch: tuple) -> tuple[torch.Tensor, dict[str, float]]:
         if in_workers:
             views, fam, index = batch
         elif isinstance(collate, OriginalViewsCollate):  # cut from the originals; the rest on the device
             cuts, fam, index = batch
             views = sampler.photometric(cuts, fam, aug_gen)
-        elif isinstance(collate, EncodedViewsCollate):  # decoded and cut here, on the device
-            enc, fam, index = batch
-            gen = torch.Generator(device=acc.device).manual_seed(enc.photo_seed)
-            views = sampler.photometric(decode_views(enc, acc.device), fam, gen)
+        elif isinstance(collate, EncodedViewsCollate):  # decoded, cut and augmented by decode_batch
+            views, fam, index = batch
         else:
             images, index = batch
             views, fam = sampler(images, aug_gen)
@@ -188,7 +193,8 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     gens = [aug_gen, *module_generators(acc.unwrap_model(model))]
     # The counts are checkpointed, so after a resume they cover the whole run.
     state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume,
-                extra_state={"family_counts": counts})
+                extra_state={"family_counts": counts},
+                prepare=decode_batch if isinstance(collate, EncodedViewsCollate) else None)
     encoder = acc.unwrap_model(model).encoder
     if state.epoch >= o.epochs and acc.is_main_process:
         counts = counts.cpu()
