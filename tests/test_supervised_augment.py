@@ -4,6 +4,7 @@ microsoft/robust-models-transfer, on MadryLab robustness): RandomResizedCrop(224
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,29 @@ def test_finetune_trains_on_native_32px_arrays(tmp_path: Path, monkeypatch: pyte
         "data.dataset='cifar10-sample'", "data.train_limit=16", f"run.output_dir='{tmp_path}'"])
     runner.finetune_once(recipe, build_encoder("resnet10", small_stem=True, width=4), tmp_path, with_val=False)
     assert seen == [(3, 32, 32)]
+
+
+def test_adversarial_training_uses_the_best_iterate() -> None:
+    """robustness' adversarial training (`--use-best 1`, attack in eval mode, update in train mode): the loss the
+    regularizer returns is the train-mode loss on each image's highest-loss PGD iterate."""
+    import torch.nn.functional as F
+
+    from urrlkit.attacks import pgd_l2
+    from urrlkit.finetune.regularizers import build_objective
+    from urrlkit.models import Classifier, build_encoder
+
+    torch.manual_seed(0)
+    model = Classifier(build_encoder("resnet10", small_stem=True, width=4), 10).train()
+    # A step as large as ε makes PGD overshoot, so the last iterate is not always the worst one.
+    cfg = load(PAPER / "finetune" / "adversarial.toml").finetune.regularizer.model_copy(update={"step_size": 0.5})
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    ref = copy.deepcopy(model)  # the objective's train-mode forward moves BN running statistics
+    loss, _, _ = build_objective(cfg, model, model.encoder)(x, y)
+    assert model.training
+    model = ref.eval()
+    kw = {"eps": cfg.eps, "steps": cfg.steps, "step_size": cfg.step_size, "random_start": cfg.random_start}
+    best, last = pgd_l2(model, x, y, use_best=True, **kw), pgd_l2(model, x, y, use_best=False, **kw)
+    model.train()
+    with torch.no_grad():
+        torch.testing.assert_close(loss.detach(), F.cross_entropy(model(best), y))
+        assert not torch.equal(best, last)

@@ -161,7 +161,7 @@ def build_adversarial(cfg: AdvReg, model: Classifier, pretrained: Encoder) -> Ob
         was_training = bare.training
         bare.eval()
         x_adv = pgd_l2(bare, x.detach(), y, eps=cfg.eps, steps=cfg.steps, step_size=cfg.step_size,
-                       random_start=cfg.random_start, use_best=False)
+                       random_start=cfg.random_start, use_best=True)  # robustness trains on --use-best 1
         bare.train(was_training)
         logits = model(x_adv.detach())
         return task_loss(logits, y), logits, {}
