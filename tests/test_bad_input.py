@@ -1,8 +1,7 @@
 """Bad input, table-driven: every case must end with exit code 2, exactly one line on stderr that starts with
 "error:" and names the field, file or id at fault, no traceback, and nothing on disk changed.
 
-The `urrl` app runs in-process (typer's CliRunner), so a case costs milliseconds after the first. Cases that
-today still fail are marked xfail with the reason (issue 17, "Bad input"); fixing one turns it into an XPASS.
+The `urrl` app runs in-process (typer's CliRunner), so a case costs milliseconds after the first.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ TINY = [
     "model.width=4", "pretext.queue_size=64", "pretext.head_dim=16", "pretext.bn_groups=2",
     "optim.epochs=1", "optim.log_every=2", "run.trackers=[]",
 ]
-TODO = "issue 17 (bad input): not yet rejected by validation"
 
 
 def sets(*values: str) -> list[str]:
@@ -68,13 +66,12 @@ RECIPE_CASES: list[tuple[str, str] | pytest.param] = [
     ("pretext.momentum=1.5", "pretext.momentum"), ("pretext.head_dim=0", "pretext.head_dim"),
     ("pretext.bn_groups=0", "pretext.bn_groups"), ("pretext.bn_groups='many'", "pretext.bn_groups"),
     ("pretext.pirl_lambda=2", "pretext.pirl_lambda"),
-    pytest.param("optim.lr=inf", "optim.lr", marks=pytest.mark.xfail(reason=TODO)),
+    ("optim.lr=inf", "optim.lr"),
     ("optim.lr=nan", "optim.lr"),
-    pytest.param("pretext.temperature=inf", "pretext.temperature", marks=pytest.mark.xfail(reason=TODO)),
+    ("pretext.temperature=inf", "pretext.temperature"),
     ("pretext.temperature=nan", "pretext.temperature"),
-    pytest.param("optim.weight_decay=inf", "optim.weight_decay", marks=pytest.mark.xfail(reason=TODO)),
-    pytest.param("pretext.queue_size=100", "pretext.queue_size", marks=pytest.mark.xfail(reason=TODO)),
-    pytest.param("pretext.bn_groups=3", "pretext.bn_groups", marks=pytest.mark.xfail(reason=TODO)),
+    ("optim.weight_decay=inf", "optim.weight_decay"),
+    ("pretext.queue_size=100", "pretext.queue_size"), ("pretext.bn_groups=3", "pretext.bn_groups"),
 ]
 
 
@@ -303,19 +300,17 @@ def _arr(*shape: int, dtype: str = "uint8", fill: int = 0) -> object:
     return np.full(shape, fill, dtype=dtype)
 
 
-DATA_XFAIL = pytest.mark.xfail(reason="issue 17 (bad input): array data sets not yet checked on load")
 DATA_CASES: list = [
     ("no root", lambda root: None, "npz"),
     ("not an npz", _not_npz, "train.npz"),
     ("object arrays (pickle)", _object_npz, "train.npz"),
     ("no images key", _npz(images=None), "images"),
     ("no labels key", _npz(labels=None), "labels"),
-    pytest.param("labels out of range", _npz(labels=_arr(24, dtype="int64", fill=7)), "labels", marks=DATA_XFAIL),
-    pytest.param("negative labels", _npz(labels=_arr(24, dtype="int64", fill=-1)), "labels", marks=DATA_XFAIL),
-    pytest.param("float labels", _npz(labels=_arr(24, dtype="float32", fill=1)), "labels", marks=DATA_XFAIL),
-    pytest.param("count mismatch", _npz(labels=_arr(20, dtype="int64")), "labels", marks=DATA_XFAIL),
-    pytest.param("empty split", _npz(images=_arr(0, 32, 32, 3), labels=_arr(0, dtype="int64")), "train.npz",
-                 marks=DATA_XFAIL),
+    pytest.param("labels out of range", _npz(labels=_arr(24, dtype="int64", fill=7)), "labels"),
+    pytest.param("negative labels", _npz(labels=_arr(24, dtype="int64", fill=-1)), "labels"),
+    pytest.param("float labels", _npz(labels=_arr(24, dtype="float32", fill=1)), "labels"),
+    pytest.param("count mismatch", _npz(labels=_arr(20, dtype="int64")), "labels"),
+    pytest.param("empty split", _npz(images=_arr(0, 32, 32, 3), labels=_arr(0, dtype="int64")), "train.npz"),
     ("grey images", _npz(images=_arr(24, 32, 32)), "images"),
     ("channels first", _npz(images=_arr(24, 3, 32, 32)), "images"),
     ("float images", _npz(images=_arr(24, 32, 32, 3, dtype="float32")), "images"),
@@ -352,10 +347,8 @@ OPTION_CASES: list = [
                                                    *sets(*TINY, f"run.output_dir='{_file(tmp)}'")], "a-file"),
     ("finetune unknown reg", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)), "--reg", "l3",
                                           *sets(f"run.output_dir='{tmp / 'runs'}'")], "l3"),
-    pytest.param("finetune bad sweep", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)), "--sweep",
-                                                    "nonsense", *sets(f"run.output_dir='{tmp / 'runs'}'")],
-                 "nonsense", marks=pytest.mark.xfail(reason="issue 17: finetune creates its output folder before "
-                                                            "checking --sweep")),
+    ("finetune bad sweep", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)), "--sweep", "nonsense",
+                                        *sets(f"run.output_dir='{tmp / 'runs'}'")], "nonsense"),
     ("finetune missing model", lambda tmp: ["finetune", QUICK, "--from", str(tmp / "missing"),
                                             *sets(f"run.output_dir='{tmp / 'runs'}'")], "missing"),
     ("eval unknown suite", lambda tmp: ["eval", str(_model(tmp)), "--suite", "imagenet-x", "--recipe", QUICK,

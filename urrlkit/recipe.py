@@ -9,13 +9,16 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from urrlkit import registry
 from urrlkit.errors import RecipeError
@@ -23,7 +26,15 @@ from urrlkit.registry import nearest
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: no float in a recipe means anything as inf or nan (an infinite lr, temperature or
+    # weight decay validated, then trained to NaN weights or divided by infinity).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _error_at(key: str, message: str) -> PydanticCustomError:
+    """A validation error about `key`, a dotted path relative to the location of the validator that raises it
+    (the whole recipe for Recipe's own checks): format_validation_error puts it in the error line."""
+    return PydanticCustomError("urrl_at_key", "{message}", {"key": key, "message": message})
 
 
 def _check_registered(reg: registry.Registry, name: str) -> str:
@@ -116,7 +127,20 @@ class ModelConfig(Section):
 class FamilySpec(Section):
     name: str
     weight: float = Field(1.0, ge=0)
-    params: dict[str, float | int | bool | str] = Field(default_factory=dict)
+    params: dict[str, float | int | bool | str] = Field(
+        default_factory=dict, description="keyword arguments of the family's factory; checked at validation by "
+        "building the family once at data.image_size")
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _scalar_params(cls, v: Any) -> Any:
+        # Before the union: Pydantic would report an inf or a table once per union member, at '<key>.float'.
+        for key, value in (v.items() if isinstance(v, dict) else ()):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _error_at(key, f"{value!r} is not a finite number")
+            if not isinstance(value, bool | int | float | str):
+                raise _error_at(key, f"expected a number, true/false or a string, got {value!r}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -186,6 +210,46 @@ class PretextConfig(Section):
                 FamilySpec(name="moco_v2", weight=1.0 - self.p),
             ]
         return list(self.families)
+
+
+def _check_family_params(where: str, fam: FamilySpec, image_size: int) -> None:
+    """Build the family once, as pretraining will, so a parameter of the wrong type or outside the family's
+    range is a validation error naming `<where>.params.<key>` instead of a crash at the first batch."""
+    factory = registry.FAMILIES.get(fam.name)
+    try:
+        hints = typing.get_type_hints(factory)
+    except Exception:
+        hints = {}
+    for key, value in fam.params.items():
+        if (problem := _type_problem(value, hints.get(key))) is not None:
+            raise _error_at(f"{where}.params.{key}", f"{problem} (family {fam.name!r})")
+    try:
+        factory(image_size, **fam.params)
+    except (ValueError, TypeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        named = [k for k in fam.params if re.search(rf"\b{re.escape(k)}\b", msg)]
+        key = named[0] if named else None
+        if key is not None and msg.startswith(key):
+            msg = msg[len(key):].lstrip(" :")
+        raise _error_at(f"{where}.params" + (f".{key}" if key else ""),
+                        f"{msg} (family {fam.name!r} at data.image_size = {image_size})") from None
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Why `value` does not fit the factory annotation `hint` (None when it fits or the hint says nothing)."""
+    if hint is None or hint is Any:
+        return None
+    members = [a for a in (get_args(hint) if get_args(hint) and typing.get_origin(hint) is not tuple else (hint,))
+               if a is not type(None)]
+    if not all(a in (bool, int, float, str) for a in members):
+        return None  # tuples, callables, ...: left to the factory
+    fits = (bool in members if isinstance(value, bool) else
+            (int in members or float in members) if isinstance(value, int) else
+            float in members if isinstance(value, float) else str in members)
+    if fits:
+        return None
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    return f"expected {' or '.join(names[a] for a in members)}, got {value!r}"
 
 
 DEFAULT_LR = 0.03  # main_moco.py's --lr at its default batch of 256
@@ -367,6 +431,27 @@ class Recipe(Section):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     hub: HubConfig = Field(default_factory=HubConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        """What only the whole recipe knows: values that would otherwise validate and fail at run time."""
+        p, batch = self.pretext, self.data.batch_size
+        # MoCo enqueues one global batch of keys per step into a queue of K columns: facebookresearch/moco
+        # builder.py _dequeue_and_enqueue asserts `self.K % batch_size == 0` on the keys gathered from every
+        # process. data.batch_size is that global batch (gradient accumulation repeats it; it does not split it).
+        if p.method == "moco_v2" and p.queue_size % batch:
+            raise _error_at("pretext.queue_size", f"{p.queue_size} is not a multiple of data.batch_size = {batch} "
+                            "(MoCo enqueues a whole global batch of keys per step)")
+        # Every pretext forwards in bn_groups BN groups per process: an integer must divide the per-process batch
+        # and so the global one. 'auto' depends on the process count, checked at launch
+        # (pretext/common.py check_bn_groups).
+        if isinstance(p.bn_groups, int) and batch % p.bn_groups:
+            raise _error_at("pretext.bn_groups", f"{p.bn_groups} does not divide data.batch_size = {batch} (BN "
+                            "statistics are computed over equal groups of each process's batch)")
+        for i, fam in enumerate(p.families):
+            if fam.params:
+                _check_family_params(f"pretext.families[{i}]", fam, self.data.image_size)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe as plain data. `extends` is left out: the values it pulled in are already here,
@@ -623,6 +708,11 @@ def format_validation_error(source: str, err: ValidationError) -> str:
         return f"{source}: {where}.{disc} is missing; allowed: {', '.join(tags) or '?'}{more}"
     if kind == "missing":
         return f"{source}: {where} is required but missing{more}"
+    if kind == "finite_number":
+        return f"{source}: {where} = {value!r} is not allowed; allowed: a finite number{more}"
+    if kind == "urrl_at_key":
+        at = ".".join(x for x in (where if loc else "", ctx["key"]) if x)
+        return f"{source}: {at}: {ctx['message']}{more}"
     msg = first["msg"].removeprefix("Value error, ")
     # Our own validators already quote the value; Pydantic's type errors don't.
     shown = kind != "value_error" and not isinstance(value, dict)

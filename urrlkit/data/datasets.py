@@ -39,21 +39,23 @@ class DataRequest:
 
 
 class ArrayDataset(Dataset):
-    """Images held in memory as one uint8 NCHW tensor (CIFAR, npz arrays, the bundled sample)."""
+    """Images held in memory as one uint8 NCHW tensor (CIFAR, npz arrays, the bundled sample).
+
+    The arrays are checked before use (`check_arrays`); `classes` None: "0" … "max label"."""
 
     def __init__(self, images: np.ndarray | torch.Tensor, labels: Sequence[int] | np.ndarray,
-                 classes: Sequence[str], size: int | None = None, source: str = "") -> None:
-        x = torch.as_tensor(np.asarray(images))
-        if x.ndim != 4 or x.shape[-1] not in (1, 3) or x.dtype != torch.uint8:
-            raise DataError(f"{source}: expected uint8 images of shape (N, H, W, 3), "
-                            f"got {tuple(x.shape)} {x.dtype}")
-        x = x.permute(0, 3, 1, 2).contiguous()
+                 classes: Sequence[str] | None, size: int | None = None, source: str = "") -> None:
+        images, labels = np.asarray(images), np.asarray(labels)
+        check_arrays(images, labels, None if classes is None else len(classes), source)
+        if classes is None:
+            classes = [str(i) for i in range(int(labels.max()) + 1)]
+        x = torch.as_tensor(images).permute(0, 3, 1, 2).contiguous()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1).contiguous()
         if size is not None and x.shape[-1] != size:
             x = _resize_batch(x, size)
         self.images = x
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.classes = list(classes)
         self.source = source
 
@@ -62,6 +64,31 @@ class ArrayDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.images[i], int(self.labels[i])
+
+
+def check_arrays(images: np.ndarray, labels: np.ndarray, num_classes: int | None, source: str) -> None:
+    """One DataError line naming `source` unless `images` is (N, S, S, 1 or 3) uint8 with N ≥ 1 and `labels` is
+    N integers in [0, num_classes) (num_classes None: any non-negative integers). Caught here, a label out of
+    range or a float label would otherwise train and score silently wrong (0.00 % top-1), a count mismatch
+    drop images, and a non-square array be squashed by the resize."""
+    shape = tuple(images.shape)
+    if images.ndim != 4 or shape[-1] not in (1, 3) or images.dtype != np.uint8:
+        raise DataError(f"{source}: expected uint8 images of shape (N, H, W, 3), got {shape} {images.dtype}")
+    if shape[0] == 0:
+        raise DataError(f"{source}: the split holds no images (images has shape {shape})")
+    if shape[1] != shape[2] or shape[1] == 0:
+        raise DataError(f"{source}: images are {shape[1]}x{shape[2]} pixels; an array data set holds square "
+                        "images (N, S, S, 3) of one size")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(f"{source}: labels must be a 1-D array of integers, got shape {tuple(labels.shape)} "
+                        f"{labels.dtype}")
+    if len(labels) != shape[0]:
+        raise DataError(f"{source}: {len(labels)} labels for {shape[0]} images")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0:
+        raise DataError(f"{source}: labels must be ≥ 0, found {lo}")
+    if num_classes is not None and hi >= num_classes:
+        raise DataError(f"{source}: label {hi} is out of range for {num_classes} classes (labels 0–{num_classes - 1})")
 
 
 class FileDataset(Dataset):
@@ -231,8 +258,6 @@ def _from_npz(path: Path, name: str, size: int, prefix: str = "") -> ArrayDatase
             classes = [str(c) for c in arr["classes"]] if "classes" in arr else None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: cannot read npz ({exc.__class__.__name__}: {exc})") from None
-    if classes is None:
-        classes = [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
     return ArrayDataset(images, labels, classes, size, source=str(path))
 
 
