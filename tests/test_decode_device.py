@@ -182,3 +182,18 @@ def test_nvjpeg_matches_the_cpu_path(tree: Path) -> None:
     diff = (on_gpu.cpu().int() - on_cpu.int()).abs()
     print(f"nvJPEG vs libjpeg-turbo views at 224 px: max {int(diff.max())}, mean {float(diff.float().mean()):.3f}")
     assert diff.float().mean() < 2.0  # nvJPEG's IDCT / chroma upsampling differ slightly from libjpeg-turbo's
+
+
+def test_supervised_crops_decoded_on_the_device_match_the_worker_crops(tree: Path) -> None:
+    from urrlkit.augment.workers import SupervisedCropCollate, supervised_source
+
+    ds = files(tree)
+    source, collate, transform = supervised_source(ds, "crop_flip", 96, "original", seed=5, decode_on_device=True)
+    enc, labels = collate([source[i] for i in range(len(ds))])
+    ref_source, ref_collate, _ = supervised_source(ds, "crop_flip", 96, "original", seed=5)
+    assert isinstance(ref_collate, SupervisedCropCollate)
+    ref, ref_labels = ref_collate([ref_source[i] for i in range(len(ds))])
+    ours = transform(enc.to("cpu"))
+    assert ours.dtype == torch.float32 and torch.equal(labels, ref_labels)
+    diff = (ours * 255 - ref.float()).abs()
+    assert diff.max() <= 2.0001 and diff.mean() < 0.02

@@ -14,6 +14,7 @@ A family's first, geometric stage is plain data, a ``CropSpec``; everything afte
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -162,6 +163,13 @@ def crop_views(images: Sequence[Tensor], fam: Tensor, specs: Sequence[CropSpec],
     out = new_batch((fam.numel(), 3, size, size))
     cut_rows([to_pil(im) for im in images], plan, range(fam.numel()), size, out.numpy())  # the same memory
     return out
+
+
+def batch_seed(seed: int, index: Tensor) -> int:
+    """A 63-bit seed from the run seed and the batch's image indices (order included)."""
+    h = hashlib.blake2b(index.to(torch.int64).contiguous().numpy().tobytes(), digest_size=8,
+                        key=int(seed).to_bytes(8, "little"))
+    return int.from_bytes(h.digest(), "little") >> 1
 
 
 class WithIndex(Dataset):

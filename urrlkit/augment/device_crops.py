@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +33,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from urrlkit.augment.crops import cut, cut_rows, new_batch, plan_views, to_pil
+from urrlkit.augment.crops import CropSpec, batch_seed, cut, cut_rows, new_batch, plan_views, to_pil
 from urrlkit.augment.sampler import FamilySampler
-from urrlkit.augment.workers import batch_seed
 from urrlkit.data.datasets import FileDataset, pil_to_uint8
 from urrlkit.errors import DataError
 
@@ -116,6 +115,7 @@ class EncodedBatch:
     cpu_rows: Tensor
     cpu_views: Tensor
     photo_seed: int
+    device: str = "cpu"
 
     @property
     def shape(self) -> torch.Size:
@@ -123,9 +123,9 @@ class EncodedBatch:
         return torch.Size([len(self.paths)])
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> EncodedBatch:
-        """Unchanged: the bytes must stay in host memory (nvJPEG reads them there); ``decode_views`` moves the
-        rest. (Accelerate's prepared loader calls ``.to`` on every batch.)"""
-        return self
+        """The same batch, to be decoded on ``device`` (``decode_views``' default): the bytes stay in host memory,
+        where nvJPEG reads them. (Accelerate's prepared loader calls ``.to`` on every batch.)"""
+        return replace(self, device=str(device))
 
 
 class EncodedViewsCollate:
@@ -140,32 +140,38 @@ class EncodedViewsCollate:
     def __call__(self, items: Sequence[tuple[Encoded, int]]) -> tuple[EncodedBatch, Tensor, Tensor]:
         index = torch.tensor([i for _, i in items], dtype=torch.int64)
         g = torch.Generator().manual_seed(batch_seed(self.seed, index))
-        b, s, v = len(items), self.sampler.image_size, self.sampler.views
+        b, v = len(items), self.sampler.views
         fam = self.sampler.draw_families(v * b, g)
-        enc = [e for e, _ in items]
-        heights = torch.tensor([e.height for e in enc], dtype=torch.int64)
-        widths = torch.tensor([e.width for e in enc], dtype=torch.int64)
-        plan = plan_views(heights, widths, fam, self.specs, s, g)
-        photo_seed = int(torch.randint(0, 2**62, (1,), generator=g))
-        not_box = {int(plan.src[r]) for r, k in enumerate(plan.kinds) if k != "rrc"}
-        on_cpu = [i for i, e in enumerate(enc) if e.data is None or i in not_box]
-        jpeg = [i for i in range(b) if i not in set(on_cpu)]
-        cpu_rows = [r for r in range(v * b) if r % b in set(on_cpu)]
-        cpu_views = new_batch((len(cpu_rows), 3, s, s))
-        if cpu_rows:
-            pils: list[Image.Image | None] = [None] * b
-            for i in on_cpu:
-                pils[i] = _pil(enc[i])
-            cut_rows(pils, plan, cpu_rows, s, cpu_views.numpy())  # type: ignore[arg-type]
-        blobs = [enc[i].data for i in jpeg]
-        sizes = torch.tensor([0] + [d.numel() for d in blobs], dtype=torch.int64)  # type: ignore[union-attr]
-        data = new_batch((int(sizes.sum()),))
-        if blobs:
-            torch.cat(blobs, out=data)  # type: ignore[arg-type]
-        batch = EncodedBatch(s, v, [e.path for e in enc], torch.tensor(jpeg, dtype=torch.int64), data,
-                             sizes.cumsum(0), plan.top, plan.left, plan.height, plan.width, plan.flip,
-                             torch.tensor(cpu_rows, dtype=torch.int64), cpu_views, photo_seed)
+        batch = encode_batch([e for e, _ in items], fam, self.specs, self.sampler.image_size, v, g)
         return batch, fam.view(v, b), index
+
+
+def encode_batch(enc: Sequence[Encoded], fam: Tensor, specs: Sequence[CropSpec], size: int, views: int,
+                 g: torch.Generator) -> EncodedBatch:
+    """The ``EncodedBatch`` of B images whose views ``fam`` (views · B, view-major) drew their families: boxes
+    from ``g`` (``plan_views``, as ``crop_views`` draws them), then the photometric seed; the fallback items'
+    views cut here, on the CPU."""
+    b, v, s = len(enc), views, size
+    heights = torch.tensor([e.height for e in enc], dtype=torch.int64)
+    widths = torch.tensor([e.width for e in enc], dtype=torch.int64)
+    plan = plan_views(heights, widths, fam, specs, s, g)
+    photo_seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    not_box = {int(plan.src[r]) for r, k in enumerate(plan.kinds) if k != "rrc"}
+    on_cpu = {i for i, e in enumerate(enc) if e.data is None or i in not_box}
+    jpeg = [i for i in range(b) if i not in on_cpu]
+    cpu_rows = [r for r in range(v * b) if r % b in on_cpu]
+    cpu_views = new_batch((len(cpu_rows), 3, s, s))
+    if cpu_rows:
+        pils: list[Image.Image | None] = [_pil(enc[i]) if i in on_cpu else None for i in range(b)]
+        cut_rows(pils, plan, cpu_rows, s, cpu_views.numpy())  # type: ignore[arg-type]
+    blobs = [enc[i].data for i in jpeg]
+    sizes = torch.tensor([0] + [d.numel() for d in blobs], dtype=torch.int64)  # type: ignore[union-attr]
+    data = new_batch((int(sizes.sum()),))
+    if blobs:
+        torch.cat(blobs, out=data)  # type: ignore[arg-type]
+    return EncodedBatch(s, v, [e.path for e in enc], torch.tensor(jpeg, dtype=torch.int64), data, sizes.cumsum(0),
+                        plan.top, plan.left, plan.height, plan.width, plan.flip,
+                        torch.tensor(cpu_rows, dtype=torch.int64), cpu_views, photo_seed)
 
 
 def _pil(e: Encoded) -> Image.Image:
@@ -175,10 +181,11 @@ def _pil(e: Encoded) -> Image.Image:
         return img.convert("RGB")
 
 
-def decode_views(batch: EncodedBatch, device: torch.device | str, chunk: int = 32) -> Tensor:
-    """The batch's views, uint8 (N, 3, s, s) on ``device``: its JPEGs decoded there in one call, each box cut and
-    resized (``resample_boxes``, ``chunk`` images at a time), with the views the worker cut put in place."""
-    device = torch.device(device)
+def decode_views(batch: EncodedBatch, device: torch.device | str | None = None, chunk: int = 32) -> Tensor:
+    """The batch's views, uint8 (N, 3, s, s) on ``device`` (default: where ``batch.to`` sent it): its JPEGs
+    decoded there in one call, each box cut and resized (``resample_boxes``, ``chunk`` images at a time), with
+    the views the worker cut put in place."""
+    device = torch.device(batch.device if device is None else device)
     s, v, b = batch.size, batch.views, len(batch.paths)
     out = torch.empty((v * b, 3, s, s), dtype=torch.uint8, device=device)
     jpeg = batch.jpeg.tolist()

@@ -12,24 +12,17 @@ views do not depend on the number of workers, on which worker made the batch, or
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 
-from urrlkit.augment.crops import CropSpec, WithIndex, crop_views, new_batch
+from urrlkit.augment.crops import CropSpec, WithIndex, batch_seed, crop_views, new_batch
+from urrlkit.augment.device_crops import Encoded, EncodedBatch, decode_views, encode_batch, encoded_source
 from urrlkit.augment.sampler import FamilySampler, to_float
 from urrlkit.augment.supervised import supervised_transform
 from urrlkit.data.datasets import originals
-
-
-def batch_seed(seed: int, index: Tensor) -> int:
-    """A 63-bit seed from the run seed and the batch's image indices (order included)."""
-    h = hashlib.blake2b(index.to(torch.int64).contiguous().numpy().tobytes(), digest_size=8,
-                        key=int(seed).to_bytes(8, "little"))
-    return int.from_bytes(h.digest(), "little") >> 1
 
 
 class AugmentingCollate:
@@ -103,17 +96,41 @@ class SupervisedCropCollate:
         return views, torch.tensor([y for _, y, _ in items], dtype=torch.int64)
 
 
-def supervised_source(ds: Dataset, kind: str, image_size: int, crop_from: str, seed: int
+class SupervisedEncodedCollate:
+    """``SupervisedCropCollate`` for ``device_crops.Encoded`` items: the same boxes from the same seed, the JPEGs
+    decoded and cut on the training device by the step's transform (``decode_views``) → (EncodedBatch, labels)."""
+
+    def __init__(self, size: int, seed: int, spec: CropSpec | None = None) -> None:
+        self.size = size
+        self.seed = seed
+        self.spec = spec or CropSpec("rrc", scale=(0.08, 1.0))
+
+    def __call__(self, items: Sequence[tuple[Encoded, int, int]]) -> tuple[EncodedBatch, Tensor]:
+        index = torch.tensor([i for _, _, i in items], dtype=torch.int64)
+        g = torch.Generator().manual_seed(batch_seed(self.seed, index))
+        fam = torch.zeros(len(items), dtype=torch.int64)
+        batch = encode_batch([e for e, _, _ in items], fam, [self.spec], self.size, 1, g)
+        return batch, torch.tensor([y for _, y, _ in items], dtype=torch.int64)
+
+
+def supervised_source(ds: Dataset, kind: str, image_size: int, crop_from: str, seed: int,
+                      decode_on_device: bool = False
                       ) -> tuple[Dataset, Callable | None, Callable[..., Tensor]]:
     """What a supervised stage (linear evaluation, fine-tuning) loads, its collate_fn, and the transform its
     training step applies to a batch on the device.
 
     ``crop_flip`` above 64 px on a file-backed data set with ``crop_from = "original"``: the originals, cut by
     ``SupervisedCropCollate`` (RandomResizedCrop 0.08–1 + flip, seeded from ``seed`` and the indices) in the
-    workers, so the step only converts to float. Otherwise the stored images and ``supervised_transform``
-    (pad-crop at ≤ 64 px, as the CIFAR recipes) on the device.
+    workers, so the step only converts to float; with ``decode_on_device`` (data.decode resolved) the workers read
+    the JPEGs' bytes and draw the same boxes (``SupervisedEncodedCollate``), the step decodes and cuts them on the
+    device (augment/device_crops.py). Otherwise the stored images and ``supervised_transform`` (pad-crop at
+    ≤ 64 px, as the CIFAR recipes) on the device.
     """
     if kind == "crop_flip" and image_size > 64 and crop_from == "original":
+        if decode_on_device:
+            encoded = encoded_source(ds)
+            if encoded is not None:
+                return WithIndex(encoded), SupervisedEncodedCollate(image_size, seed), _decode_float
         full = originals(ds)
         if full is not None:
             return WithIndex(full), SupervisedCropCollate(image_size, seed), _as_float
@@ -122,3 +139,7 @@ def supervised_source(ds: Dataset, kind: str, image_size: int, crop_from: str, s
 
 def _as_float(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return to_float(x)
+
+
+def _decode_float(batch: EncodedBatch, generator: torch.Generator | None = None) -> Tensor:
+    return to_float(decode_views(batch))
