@@ -72,6 +72,14 @@ RECIPE_CASES: list[tuple[str, str] | pytest.param] = [
     ("pretext.temperature=nan", "pretext.temperature"),
     ("optim.weight_decay=inf", "optim.weight_decay"),
     ("pretext.queue_size=100", "pretext.queue_size"), ("pretext.bn_groups=3", "pretext.bn_groups"),
+    # every float in a recipe must be finite; cross-field checks that would otherwise fail at the first step
+    ("optim.lr_per_256=inf", "optim.lr_per_256"), ("pretext.momentum=nan", "pretext.momentum"),
+    ("pretext.pirl_lambda=nan", "pretext.pirl_lambda"), ("finetune.lr=inf", "finetune.lr"),
+    ("linear_eval.lr=inf", "linear_eval.lr"), ("linear_eval.weight_decay=inf", "linear_eval.weight_decay"),
+    ("finetune.regularizer.weight=inf", "finetune.regularizer.weight"),
+    ("eval.adversarial.eps=inf", "eval.adversarial.eps"), ("eval.adversarial.step_size=nan", "step_size"),
+    ("finetune.sweep={lr=[0.1, inf]}", "finetune.sweep.lr"), ("run.seed=18446744073709551616", "run.seed"),
+    ("data.batch_size=48", "pretext.queue_size"), ("pretext.bn_groups=5", "pretext.bn_groups"),
 ]
 
 
@@ -86,6 +94,10 @@ def _write(text: str) -> Callable[[Path], str]:
         (tmp / "r.toml").write_text(text)
         return str(tmp / "r.toml")
     return make
+
+
+def _family(name: str, params: str) -> Callable[[Path], str]:
+    return _write(f"[pretext]\nfamilies = [{{ name = '{name}', params = {{ {params} }} }}]\n")
 
 
 def _binary(tmp: Path) -> str:
@@ -115,6 +127,16 @@ FILE_CASES: list[tuple[str, Callable[[Path], str], str]] = [
     ("family param unknown", _write("[pretext]\nfamilies = [{ name = 'moco_v2', params = { scale_mn = 0.2 } }]\n"),
      "scale_mn"),
     ("family weight negative", _write("[pretext]\nfamilies = [{ name = 'moco_v2', weight = -1.0 }]\n"), "weight"),
+    ("family weight inf", _write("[pretext]\nfamilies = [{ name = 'moco_v2', weight = inf }]\n"), "weight"),
+    *[(f"family {name} {text}", _family(name, text), f"pretext.families[0].params.{text.split(' =')[0]}")
+      for name, text in [
+          ("moco_v2", "scale_min = 1.5"), ("moco_v2", "scale_min = 0.9, scale_max = 0.5"), ("moco_v2", "hue = 0.9"),
+          ("moco_v2", "jitter_p = 2"), ("moco_v2", "blur_sigma_min = 0"), ("moco_v2", "brightness = -1"),
+          ("moco_v2", "flip = 'yes'"), ("moco_v2", "scale_min = inf"), ("moco_v2", "scale_min = [1]"),
+          ("augmix", "width = 2.5"), ("augmix", "width = 0"), ("augmix", "severity = 50"), ("augmix", "crop = 'x'"),
+          ("augmix", "crop = 3"), ("augmix", "depth = 1.5"), ("augmix_allop", "scale_min = 0"),
+          ("augmix_moco", "all_ops = 'no'"), ("instdis", "hue = 0.6"), ("instdis", "grayscale_first = 1"),
+          ("instdis", "scale_max = 2")]],
 ]
 
 
@@ -314,7 +336,25 @@ DATA_CASES: list = [
     ("grey images", _npz(images=_arr(24, 32, 32)), "images"),
     ("channels first", _npz(images=_arr(24, 3, 32, 32)), "images"),
     ("float images", _npz(images=_arr(24, 32, 32, 3, dtype="float32")), "images"),
+    ("non-square images", _npz(images=_arr(24, 32, 48, 3)), "32x48"),
+    ("zero-pixel images", _npz(images=_arr(24, 0, 0, 3)), "0x0"),
+    ("one-hot labels", _npz(labels=_arr(24, 3, dtype="int64")), "labels"),
+    ("bool labels", _npz(labels=_arr(24, dtype="bool")), "labels"),
+    ("fewer classes than labels", _npz(classes=_arr(1, dtype="<U1")), "train.npz"),
+    ("more labels than images", _npz(labels=_arr(30, dtype="int64")), "30 labels"),
+    ("no classes, negative labels", _npz(labels=_arr(24, dtype="int64", fill=-3), classes=None), "labels"),
 ]
+
+
+def _empty_folder_split(root: Path) -> None:
+    (root / "train" / "cat").mkdir(parents=True)  # a class folder with no images
+
+
+def test_empty_image_folder_split_is_rejected(tmp_path: Path) -> None:
+    _empty_folder_split(tmp_path / "data")
+    args = ["recipe", "views", QUICK, "--out", str(tmp_path / "views.png"), "--images", "2",
+            *sets("data.dataset='imagefolder'", f"data.root='{tmp_path / 'data'}'")]
+    expect_clean_error(tmp_path, args, str(tmp_path / "data" / "train"))
 
 
 @pytest.mark.parametrize(("label", "make", "names"), DATA_CASES,
@@ -349,6 +389,19 @@ OPTION_CASES: list = [
                                           *sets(f"run.output_dir='{tmp / 'runs'}'")], "l3"),
     ("finetune bad sweep", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)), "--sweep", "nonsense",
                                         *sets(f"run.output_dir='{tmp / 'runs'}'")], "nonsense"),
+    ("finetune sweep unknown key", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)), "--sweep",
+                                                "nonsense=1,2", *sets(f"run.output_dir='{tmp / 'runs'}'")],
+     "finetune.nonsense"),
+    ("finetune sweep inf", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)), "--sweep", "lr=0.1,inf",
+                                        *sets(f"run.output_dir='{tmp / 'runs'}'")], "finetune.lr"),
+    ("finetune sweep without validation data", lambda tmp: [
+        "finetune", QUICK, "--from", str(_model(tmp)), "--sweep", "lr=0.1,1",
+        *sets(f"run.output_dir='{tmp / 'runs'}'", "finetune.val_fraction=0")], "finetune.val_fraction"),
+    ("finetune output_dir is a file", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)),
+                                                   *sets(f"run.output_dir='{_file(tmp)}'")], "a-file"),
+    ("pretrain bad family parameter", lambda tmp: [
+        "pretrain", _family("moco_v2", "hue = 2")(tmp), "--no-linear-eval",
+        *sets(f"run.output_dir='{tmp / 'runs'}'")], "pretext.families[0].params.hue"),
     ("finetune missing model", lambda tmp: ["finetune", QUICK, "--from", str(tmp / "missing"),
                                             *sets(f"run.output_dir='{tmp / 'runs'}'")], "missing"),
     ("eval unknown suite", lambda tmp: ["eval", str(_model(tmp)), "--suite", "imagenet-x", "--recipe", QUICK,
