@@ -5,6 +5,8 @@ core. Both run on the same cores in one process tree, at 32, 64 and 224 px (224 
 
     python benchmarks/augment.py          # full run (0.5–4 min) → benchmarks/results/augment.json
     python benchmarks/augment.py --quick    # smoke run, writes nothing unless --out is given
+    python benchmarks/augment.py --device cuda --baselines --jpeg DIR   # + torchvision v2 / torchaug on the
+        # device, and the JPEG → views path (urrlkit device decoding vs DALI) from DIR (benchmarks/jpeg_tree.py)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import gpu_baselines
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -258,6 +261,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="device for urrlkit (cpu, cuda); the baseline is CPU")
     ap.add_argument("--sizes", default="32,64,224")
     ap.add_argument("--out", type=Path, default=None, help=f"output JSON (full mode default: {RESULTS})")
+    ap.add_argument("--baselines", action="store_true", help="also torchvision v2 (per batch) and torchaug on "
+                    "urrlkit's device and batch (benchmarks/gpu_baselines.py)")
+    ap.add_argument("--jpeg", type=Path, default=None, help="JPEG tree: also time JPEG → views at 224 px, urrlkit's "
+                    "device decoding and DALI")
     ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-malloc-tuning", action="store_true",
                     help="keep glibc's malloc defaults (the `urrl` command tunes them; forked workers inherit it)")
@@ -307,7 +314,16 @@ def main() -> None:
                      **{f"urrlkit_views_per_s_{k}": round(v, 1) for k, v in modes.items() if v},
                      "batch": batch, "worker_batch": worker_batch if pooled else None,
                      **({"per_family_1_thread": families} if families else {})})
+        if args.baselines:
+            rows[-1]["other_libraries"] = gpu_baselines.compare(x.to(device), size, max(1, reps // 2))
         print(json.dumps(rows[-1]), flush=True)
+    jpeg_path = None
+    if args.jpeg is not None:
+        jb = 16 if args.quick else 256
+        files = gpu_baselines.jpeg_files(args.jpeg, jb * (1 if args.quick else 4))
+        jpeg_path = {"urrlkit_jpeg": gpu_baselines.urrlkit_jpeg(files, 224, jb, 1 if args.quick else 10, device),
+                     "dali": gpu_baselines.dali(files, 224, jb, 1 if args.quick else 10)}
+        print(json.dumps({"jpeg_path": jpeg_path}), flush=True)
 
     probe = subprocess.run([sys.executable, __file__, "--memory-probe", "--device", args.device,
                             *(["--no-malloc-tuning"] if device.type == "cpu" else [])],
@@ -321,6 +337,7 @@ def main() -> None:
             "benchmark": "URRL sampler (p = 0.5, 2 views) vs official per-image torchvision pipelines",
             "mode": "quick" if args.quick else "full",
             "results": rows,
+            **({"jpeg_path": jpeg_path} if jpeg_path else {}),
             "peak_memory": memory,
             "machine": {"cores": cores, "cpu": platform.processor() or platform.machine(),
                         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
