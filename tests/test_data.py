@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from urrlkit.data import DataRequest, build, from_config, num_classes, split_train_val, to_tensors
+from urrlkit.data.datasets import ArrayDataset
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.recipe import DataConfig
 from urrlkit.registry import DATASETS
@@ -182,6 +183,23 @@ def test_npz_broken(tmp_path: Path, content: bytes | None, match: str) -> None:
     with pytest.raises(DataError, match=match) as info:
         build("npz", _req(tmp_path, "train"))
     assert str(path) in str(info.value)
+
+
+def test_array_checks() -> None:
+    """check_arrays: what an array data set must hold; unsigned labels are fine, classes inferred when absent."""
+    ok = np.zeros((3, 4, 4, 3), dtype=np.uint8)
+    ds = ArrayDataset(ok, np.array([0, 2, 1], dtype=np.uint8), None, source="s.npz")
+    assert ds.classes == ["0", "1", "2"] and ds.labels.tolist() == [0, 2, 1]
+    for images, labels, classes, match in [
+        (ok, np.array([0, 1, 3]), ["a", "b", "c"], "label 3 is out of range for 3 classes"),
+        (ok, np.array([0, -1, 1]), None, "labels must be ≥ 0, found -1"),
+        (ok, np.array([0.0, 1.0, 1.0]), None, "integers, got shape \\(3,\\) float64"),
+        (ok, np.array([0, 1]), None, "2 labels for 3 images"),
+        (ok[:0], np.array([], dtype=int), None, "no images"),
+        (np.zeros((3, 4, 6, 3), dtype=np.uint8), np.array([0, 1, 2]), None, "4x6 pixels"),
+    ]:
+        with pytest.raises(DataError, match="^s.npz: .*" + match):
+            ArrayDataset(images, labels, classes, source="s.npz")
 
 
 def test_npz_wrong_dtype(tmp_path: Path) -> None:
