@@ -80,6 +80,7 @@ RECIPE_CASES: list[tuple[str, str] | pytest.param] = [
     ("eval.adversarial.eps=inf", "eval.adversarial.eps"), ("eval.adversarial.step_size=nan", "step_size"),
     ("finetune.sweep={lr=[0.1, inf]}", "finetune.sweep.lr"), ("run.seed=18446744073709551616", "run.seed"),
     ("data.batch_size=48", "pretext.queue_size"), ("pretext.bn_groups=5", "pretext.bn_groups"),
+    ("finetune.regularizer={type='custom', name='x', params={a=nan}}", "finetune.regularizer.params.a"),
 ]
 
 

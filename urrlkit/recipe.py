@@ -124,6 +124,17 @@ class ModelConfig(Section):
         return _check_registered(registry.BACKBONES, v)
 
 
+def _scalars(params: Any) -> Any:
+    """A params table's values must be finite numbers, booleans or strings. Checked before the union type: Pydantic
+    would report an inf or a table once per union member, at '<key>.float'."""
+    for key, value in (params.items() if isinstance(params, dict) else ()):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _error_at(key, f"{value!r} is not a finite number")
+        if not isinstance(value, bool | int | float | str):
+            raise _error_at(key, f"expected a number, true/false or a string, got {value!r}")
+    return params
+
+
 class FamilySpec(Section):
     name: str
     weight: float = Field(1.0, ge=0)
@@ -134,13 +145,7 @@ class FamilySpec(Section):
     @field_validator("params", mode="before")
     @classmethod
     def _scalar_params(cls, v: Any) -> Any:
-        # Before the union: Pydantic would report an inf or a table once per union member, at '<key>.float'.
-        for key, value in (v.items() if isinstance(v, dict) else ()):
-            if isinstance(value, float) and not math.isfinite(value):
-                raise _error_at(key, f"{value!r} is not a finite number")
-            if not isinstance(value, bool | int | float | str):
-                raise _error_at(key, f"expected a number, true/false or a string, got {value!r}")
-        return v
+        return _scalars(v)
 
     @field_validator("name")
     @classmethod
@@ -325,6 +330,11 @@ class CustomReg(Section):
     type: Literal["custom"] = "custom"
     name: str
     params: dict[str, float | int | bool | str] = Field(default_factory=dict)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _scalar_params(cls, v: Any) -> Any:
+        return _scalars(v)
 
 
 Regularizer = Annotated[NoReg | L2SPReg | SimReg | AdvReg | CustomReg, Field(discriminator="type")]
