@@ -373,6 +373,11 @@ def _file(tmp: Path) -> Path:
     return tmp / "a-file"
 
 
+def _png_dir(tmp: Path) -> str:
+    (tmp / "v.png").mkdir()
+    return str(tmp / "v.png")
+
+
 def _trusted_payload(tmp: Path) -> Path:
     """A MoCo-looking checkpoint that runs code when unpickled: `urrl convert` must refuse it (weights_only)."""
     class Payload:
@@ -400,6 +405,11 @@ OPTION_CASES: list = [
         *sets(f"run.output_dir='{tmp / 'runs'}'", "finetune.val_fraction=0")], "finetune.val_fraction"),
     ("finetune output_dir is a file", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)),
                                                    *sets(f"run.output_dir='{_file(tmp)}'")], "a-file"),
+    ("views out under a file", lambda tmp: ["recipe", "views", QUICK, "--out", str(_file(tmp) / "v.png"), "-n", "1"],
+     "a-file/v.png"),
+    ("views out not an image name", lambda tmp: ["recipe", "views", QUICK, "--out", str(tmp / "v.toml"), "-n", "1"],
+     "v.toml"),
+    ("views out is a folder", lambda tmp: ["recipe", "views", QUICK, "--out", _png_dir(tmp), "-n", "1"], "v.png"),
     ("pretrain bad family parameter", lambda tmp: [
         "pretrain", _family("moco_v2", "hue = 2")(tmp), "--no-linear-eval",
         *sets(f"run.output_dir='{tmp / 'runs'}'")], "pretext.families[0].params.hue"),

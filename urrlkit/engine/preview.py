@@ -18,7 +18,7 @@ from urrlkit.augment.geometry import center_crop_resize
 from urrlkit.augment.sampler import to_float
 from urrlkit.data.loading import from_config
 from urrlkit.engine.pretrain import recipe_sampler
-from urrlkit.errors import DataError
+from urrlkit.errors import DataError, UrrlError
 from urrlkit.recipe import Recipe
 
 # Distinguishable frame colours (Okabe-Ito), one per family in recipe order.
@@ -70,5 +70,9 @@ def views_preview(recipe: Recipe, images: int = 8, seed: int = 0, tile: int = 96
 
 
 def save_preview(preview: Preview, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(preview.grid, str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(preview.grid, str(path))
+    except (OSError, ValueError) as exc:  # a file in the way, a folder named like the PNG, a full or read-only
+        # disk; PIL's ValueError: an extension it has no format for
+        raise UrrlError(f"{path}: cannot write the preview ({getattr(exc, 'strerror', None) or exc})") from None
