@@ -373,6 +373,14 @@ def _file(tmp: Path) -> Path:
     return tmp / "a-file"
 
 
+def _twenty_classes(tmp: Path) -> Path:
+    import numpy as np
+
+    (tmp / "d").mkdir()
+    np.savez(tmp / "d" / "test.npz", images=np.zeros((40, 32, 32, 3), np.uint8), labels=np.arange(40) % 20)
+    return tmp / "d"
+
+
 def _png_dir(tmp: Path) -> str:
     (tmp / "v.png").mkdir()
     return str(tmp / "v.png")
@@ -415,6 +423,9 @@ OPTION_CASES: list = [
         *sets(f"run.output_dir='{tmp / 'runs'}'")], "pretext.families[0].params.hue"),
     ("finetune missing model", lambda tmp: ["finetune", QUICK, "--from", str(tmp / "missing"),
                                             *sets(f"run.output_dir='{tmp / 'runs'}'")], "missing"),
+    ("eval on more classes than the model has", lambda tmp: [
+        "eval", str(_model(tmp)), "--recipe", QUICK, "--out", str(tmp / "o"),
+        *sets("data.dataset='npz'", f"data.root='{_twenty_classes(tmp)}'")], "test.npz"),
     ("eval unknown suite", lambda tmp: ["eval", str(_model(tmp)), "--suite", "imagenet-x", "--recipe", QUICK,
                                         "--out", str(tmp / "o")], "imagenet-x"),
     ("corrupt unknown data set", lambda tmp: ["corrupt", "cifar1O", "--out", str(tmp / "c")], "cifar1O"),

@@ -100,6 +100,17 @@ def eval_test_set(recipe: Recipe) -> Dataset:
     return from_config(d, "test", size=load_size(d.dataset, d.root, "test", d.image_size))
 
 
+def check_label_space(model: nn.Module, ds: Dataset, name: str) -> None:
+    """UrrlError when the test split has more classes than the classifier has outputs: the images of the extra
+    classes could never be predicted right, and top-1 would come out silently low."""
+    outputs = getattr(getattr(model, "head", None), "out_features", None)
+    classes = getattr(ds, "classes", None)
+    if outputs is not None and classes is not None and len(classes) > outputs:
+        where = getattr(ds, "source", "") or f"data set {name!r}"
+        raise UrrlError(f"{where}: the test split has {len(classes)} classes, but the model predicts {outputs}; "
+                        "evaluate on the data set it was trained for (data.dataset)")
+
+
 def _loader(ds: Dataset, batch_size: int, workers: int) -> DataLoader:
     return DataLoader(ds, batch_size=batch_size, num_workers=workers, shuffle=False)
 
@@ -262,6 +273,8 @@ def evaluate_model(
             test_ds = eval_test_set(recipe)
         except UrrlError:
             test_ds = None  # class names then come from the -C folders
+    if test_ds is not None:
+        check_label_space(model, test_ds, recipe.data.dataset)
     res: dict[str, Any] = {}
     clean_err = None
     try:
