@@ -381,6 +381,11 @@ def _twenty_classes(tmp: Path) -> Path:
     return tmp / "d"
 
 
+def _train_only(tmp: Path) -> Path:
+    _npz()(tmp / "d")
+    return tmp / "d"
+
+
 def _png_dir(tmp: Path) -> str:
     (tmp / "v.png").mkdir()
     return str(tmp / "v.png")
@@ -411,6 +416,9 @@ OPTION_CASES: list = [
     ("finetune sweep without validation data", lambda tmp: [
         "finetune", QUICK, "--from", str(_model(tmp)), "--sweep", "lr=0.1,1",
         *sets(f"run.output_dir='{tmp / 'runs'}'", "finetune.val_fraction=0")], "finetune.val_fraction"),
+    ("finetune without a test split", lambda tmp: [
+        "finetune", QUICK, "--from", str(_model(tmp)), *sets(f"run.output_dir='{tmp / 'runs'}'", "data.dataset='npz'",
+                                                               f"data.root='{_train_only(tmp)}'")], "test.npz"),
     ("finetune output_dir is a file", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)),
                                                    *sets(f"run.output_dir='{_file(tmp)}'")], "a-file"),
     ("views out under a file", lambda tmp: ["recipe", "views", QUICK, "--out", str(_file(tmp) / "v.png"), "-n", "1"],
@@ -479,3 +487,21 @@ def expect_clean_error(root: Path, args: list[str], names: str) -> None:
     assert names in lines[0], lines[0]
     assert "Traceback" not in result.output
     assert snapshot(root) == before, "the failed command changed files on disk"
+
+
+def test_finetune_refuses_a_test_split_with_classes_train_lacks(tmp_path: Path) -> None:
+    """Found only after training (the train split is read there), but before any score or model is written."""
+    import numpy as np
+
+    data = tmp_path / "d"
+    _npz()(data)
+    np.savez(data / "test.npz", images=np.zeros((10, 32, 32, 3), np.uint8), labels=np.arange(10) % 5)
+    args = ["finetune", QUICK, "--from", str(_model(tmp_path)),
+            *sets(f"run.output_dir='{tmp_path / 'runs'}'", "data.dataset='npz'", f"data.root='{data}'",
+                  "finetune.epochs=1", "finetune.batch_size=8", "eval.suites=[]")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, (result.stderr[-2000:], repr(result.exception))
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {data / 'test.npz'}: the test split has 5 classes, but the model predicts 3; evaluate on the data "
+        "set it was trained for (data.dataset)")  # after the training log
+    assert not list((tmp_path / "runs").rglob("finetune.json")) and not list((tmp_path / "runs").rglob("model"))

@@ -220,6 +220,7 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     grid = parse_sweep(sweep or [], recipe.finetune.sweep)
     check_grid(recipe, grid)
     pretrained = load_backbone(source)
+    test = eval_split(recipe.data, "test", dataset=recipe.finetune.dataset)  # a missing split: before any write
     kind = recipe.finetune.regularizer.type
     out = recipe.run_dir / f"finetune-{kind}"
     if out.exists() and (out / "checkpoints" / "latest").exists() and not resume:
@@ -234,9 +235,11 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     to_file(recipe, out / "recipe.toml")
     ft = recipe.finetune
     model, scores = finetune_once(recipe, pretrained, out, with_val=False, resume=resume)
+    from urrlkit.evaluate.suites import check_label_space, evaluate_model
+
+    check_label_space(model, test, ft.dataset or recipe.data.dataset)  # a test split with classes train lacks
     device = eval_device()
     model = model.to(device)
-    test = eval_split(recipe.data, "test", dataset=ft.dataset)
     scores["test_top1"] = streaming_top1(model, test, recipe.data.image_size, recipe.eval.batch_size,
                                          recipe.data.workers, device)
     save_model(model, out / "model", recipe, stage="finetune", source=str(source),
@@ -245,8 +248,6 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     console.print(f"fine-tuned ({kind}) on {ft.dataset or recipe.data.dataset} ({scores['train_images']} training "
                   f"images): test_top1 {scores['test_top1']:.2f}%  → {out / 'model'}", markup=False)
     if recipe.eval.suites:
-        from urrlkit.evaluate.suites import evaluate_model
-
         evaluate_model(model, recipe, list(recipe.eval.suites), out / "eval", name=str(out / "model"))
     return out
 
