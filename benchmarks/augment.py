@@ -261,6 +261,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="device for urrlkit (cpu, cuda); the baseline is CPU")
     ap.add_argument("--sizes", default="32,64,224")
     ap.add_argument("--out", type=Path, default=None, help=f"output JSON (full mode default: {RESULTS})")
+    ap.add_argument("--rounds", type=int, default=None, help="best of N rounds per side (default 3; 1 with --quick)")
     ap.add_argument("--baselines", action="store_true", help="also torchvision v2 (per batch) and torchaug on "
                     "urrlkit's device and batch (benchmarks/gpu_baselines.py)")
     ap.add_argument("--jpeg", type=Path, default=None, help="JPEG tree: also time JPEG → views at 224 px, urrlkit's "
@@ -284,7 +285,7 @@ def main() -> None:
                 224: (256, 20, 96 * cores, 0, 0)}
     if args.quick:
         plan = {32: (128, 2, 256, 64, 2), 64: (64, 2, 128, 32, 2), 224: (16, 1, 64, 8, 2)}
-    rounds = 1 if args.quick else 3
+    rounds = args.rounds or (1 if args.quick else 3)
     load_start = os.getloadavg()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
