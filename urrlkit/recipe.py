@@ -223,7 +223,7 @@ def _check_family_params(where: str, fam: FamilySpec, image_size: int) -> None:
     factory = registry.FAMILIES.get(fam.name)
     try:
         hints = typing.get_type_hints(factory)
-    except Exception:
+    except Exception:  # a user's factory whose annotations do not resolve: no type check, the call still checks
         hints = {}
     for key, value in fam.params.items():
         if (problem := _type_problem(value, hints.get(key))) is not None:
