@@ -197,3 +197,16 @@ def test_supervised_crops_decoded_on_the_device_match_the_worker_crops(tree: Pat
     assert ours.dtype == torch.float32 and torch.equal(labels, ref_labels)
     diff = (ours * 255 - ref.float()).abs()
     assert diff.max() <= 2.0001 and diff.mean() < 0.02
+
+
+def test_a_jpeg_that_cannot_be_decoded_is_one_line_naming_it(tree: Path, tmp_path: Path) -> None:
+    good = next((tree / "train" / "n00000001").glob("*.JPEG")).read_bytes()
+    bad = tmp_path / "n00000001" / "cut_short.JPEG"
+    bad.parent.mkdir()
+    bad.write_bytes(good[:700] + bytes(range(256)) * 4)  # the header parses (size known), the scan data is junk
+    ds = FileDataset([bad, *files(tree).files[:3]], [1, 0, 0, 0], ["a", "b"], size=64)
+    items = [Indexed(encoded_source(ds))[i] for i in range(len(ds))]
+    assert items[0][0].data is not None  # the worker could not tell: the device decode finds it
+    enc, _, _ = EncodedViewsCollate(urrl_sampler(96), seed=0)(items)
+    with pytest.raises(DataError, match=r"cut_short\.JPEG"):
+        decode_views(enc, "cpu")

@@ -209,16 +209,19 @@ def decode_views(batch: EncodedBatch, device: torch.device | str | None = None, 
 def _decode(blobs: list[Tensor], paths: list[str], device: torch.device) -> list[Tensor]:
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    try:
-        images = decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=False)
-    except RuntimeError:  # the batched call returns nothing on an error: find the file
-        for blob, path in zip(blobs, paths, strict=True):
+    def one(blob: Tensor, path: str) -> Tensor:
+        try:
+            return decode_jpeg(blob, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:  # a file nvJPEG refuses (an odd JPEG variant): libjpeg-turbo on the CPU
             try:
-                decode_jpeg(blob, mode=ImageReadMode.RGB, device=device)
+                return decode_jpeg(blob, mode=ImageReadMode.RGB).to(device)
             except RuntimeError as exc:
                 raise DataError(f"{path}: cannot decode JPEG ({exc})") from None
-        raise
-    return list(images)
+
+    try:
+        return list(decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=False))
+    except RuntimeError:  # the batched call returns nothing on an error: file by file
+        return [one(blob, path) for blob, path in zip(blobs, paths, strict=True)]
 
 
 def filter_taps(start: Tensor, length: Tensor, size: int, extent: int, flip: Tensor | None = None) -> Tensor:
