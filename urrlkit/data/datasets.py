@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -413,8 +414,18 @@ def _count_labels(ds: Dataset) -> int:
     raise DataError("cannot infer the number of classes")
 
 
+class _LazyTorchvisionDatasets:
+    """torchvision.datasets, imported on first use: the import pulls in torchvision.models (≈ 1.5 s), which
+    registering the names — all that `urrl recipe validate` needs — should not cost."""
+
+    def __getattr__(self, name: str) -> Any:
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, name)
+
+
 def _register_transfer_sets() -> None:
-    import torchvision.datasets as tvd
+    tvd = _LazyTorchvisionDatasets()
 
     def split(train: str, test: str) -> Callable[[str], str]:
         return lambda s: train if s == "train" else test

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torchvision.models import resnet as tv_resnet
 
 from urrlkit.registry import BACKBONES
 
@@ -28,14 +27,20 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def _small_stem(net: tv_resnet.ResNet, width: int) -> None:
+def _small_stem(net: nn.Module, width: int) -> None:
     """CIFAR-style stem: 3×3 stride-1 conv1 and no max-pool (for ≤ 64 px inputs)."""
     net.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
 
 
-def _resnet(block: type[nn.Module], layers: list[int], small_stem: bool, width: int = 64) -> nn.Module:
-    """A torchvision ResNet trunk (fc removed). `width` scales all four stages (64 = the standard net)."""
+def _resnet(kind: str, layers: list[int], small_stem: bool, width: int = 64) -> nn.Module:
+    """A torchvision ResNet trunk (fc removed) of "basic" or "bottleneck" blocks. `width` scales all four stages
+    (64 = the standard net)."""
+    # Imported here: torchvision's package import costs ≈ 1.5 s, which naming a backbone in a recipe (and
+    # `urrl recipe validate`) should not pay.
+    from torchvision.models import resnet as tv_resnet
+
+    block = tv_resnet.Bottleneck if kind == "bottleneck" else tv_resnet.BasicBlock
     net = tv_resnet.ResNet(block, layers)  # type: ignore[arg-type]
     if width != 64:
         # Rebuild the stages at the requested width with torchvision's own blocks and stage builder.
@@ -58,23 +63,23 @@ def _resnet(block: type[nn.Module], layers: list[int], small_stem: bool, width: 
 
 @BACKBONES.register("resnet18")
 def resnet18(small_stem: bool = False, width: int | None = None) -> nn.Module:
-    return _resnet(tv_resnet.BasicBlock, [2, 2, 2, 2], small_stem, width or 64)
+    return _resnet("basic", [2, 2, 2, 2], small_stem, width or 64)
 
 
 @BACKBONES.register("resnet34")
 def resnet34(small_stem: bool = False, width: int | None = None) -> nn.Module:
-    return _resnet(tv_resnet.BasicBlock, [3, 4, 6, 3], small_stem, width or 64)
+    return _resnet("basic", [3, 4, 6, 3], small_stem, width or 64)
 
 
 @BACKBONES.register("resnet50")
 def resnet50(small_stem: bool = False, width: int | None = None) -> nn.Module:
-    return _resnet(tv_resnet.Bottleneck, [3, 4, 6, 3], small_stem, width or 64)
+    return _resnet("bottleneck", [3, 4, 6, 3], small_stem, width or 64)
 
 
 @BACKBONES.register("resnet10")
 def resnet10(small_stem: bool = False, width: int | None = None) -> nn.Module:
     """One block per stage: a small net for CPU-scale runs and tests."""
-    return _resnet(tv_resnet.BasicBlock, [1, 1, 1, 1], small_stem, width or 64)
+    return _resnet("basic", [1, 1, 1, 1], small_stem, width or 64)
 
 
 class Encoder(nn.Module):
