@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256, help="images per call (2 views each)")
     ap.add_argument("--small-batch", type=int, default=16, help="second batch size, to see what scales with B")
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--decode-batch", type=int, default=16, help="JPEGs for the device-decoding stage count")
+    ap.add_argument("--decode-batch", type=int, default=64, help="JPEGs for the device-decoding stage count")
     ap.add_argument("--families", default="moco_v2,augmix_allop,augmix,augmix_moco,instdis,urrl")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()

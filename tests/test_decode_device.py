@@ -210,3 +210,18 @@ def test_a_jpeg_that_cannot_be_decoded_is_one_line_naming_it(tree: Path, tmp_pat
     enc, _, _ = EncodedViewsCollate(urrl_sampler(96), seed=0)(items)
     with pytest.raises(DataError, match=r"cut_short\.JPEG"):
         decode_views(enc, "cpu")
+
+
+def test_padding_reads_chw_and_hwc_memory_alike() -> None:
+    from urrlkit.augment.device_crops import _padded
+
+    g = torch.Generator().manual_seed(0)
+    chw = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in ((5, 7), (6, 3), (2, 2))]
+    hwc = [im.permute(1, 2, 0).contiguous().permute(2, 0, 1) for im in chw]  # libjpeg-turbo's layout
+    assert not hwc[0].is_contiguous()
+    expect = torch.zeros(3, 3, 6, 7)
+    for i, im in enumerate(chw):
+        expect[i, :, :im.shape[1], :im.shape[2]] = im
+    assert torch.equal(_padded(chw, 6, 7, torch.device("cpu")), expect)
+    assert torch.equal(_padded(hwc, 6, 7, torch.device("cpu")), expect)
+    assert torch.equal(_padded([chw[0], hwc[1], chw[2]], 6, 7, torch.device("cpu")), expect)

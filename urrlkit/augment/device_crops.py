@@ -181,7 +181,7 @@ def _pil(e: Encoded) -> Image.Image:
         return img.convert("RGB")
 
 
-def decode_views(batch: EncodedBatch, device: torch.device | str | None = None, chunk: int = 32) -> Tensor:
+def decode_views(batch: EncodedBatch, device: torch.device | str | None = None, chunk: int = 64) -> Tensor:
     """The batch's views, uint8 (N, 3, s, s) on ``device`` (default: where ``batch.to`` sent it): its JPEGs
     decoded there in one call, each box cut and resized (``resample_boxes``, ``chunk`` images at a time), with
     the views the worker cut put in place."""
@@ -243,6 +243,31 @@ def filter_taps(start: Tensor, length: Tensor, size: int, extent: int, flip: Ten
     return w.to(torch.float32)
 
 
+def _padded(images: Sequence[Tensor], hmax: int, wmax: int, device: torch.device) -> Tensor:
+    """float32 (n, 3, hmax, wmax): the uint8 CHW images zero-padded, in a fixed number of launches (one
+    concatenation, one gather) rather than one copy per image. Images may be CHW-contiguous (nvJPEG) or HWC
+    memory viewed as CHW (libjpeg-turbo on the CPU): each is flattened in its own memory order, uncopied, and
+    gathered by its strides. The padding is never read: every tap outside a box weighs zero."""
+    parts, meta = [], []
+    for im in images:
+        h, w = int(im.shape[-2]), int(im.shape[-1])
+        if not im.is_contiguous() and im.permute(1, 2, 0).is_contiguous():
+            parts.append(im.permute(1, 2, 0).reshape(-1))
+            meta.append((h, w, 1, 3 * w, 3))  # (h, w, channel, row, column strides)
+        else:
+            parts.append(im.reshape(-1))
+            meta.append((h, w, h * w, w, 1))
+    flat = torch.cat([*parts, images[0].new_zeros(1)])  # the last element: the padding value
+    m = torch.tensor(meta, dtype=torch.int64).to(device)[:, :, None, None, None]
+    h, w, sc, sy, sx = m.unbind(1)
+    offset = torch.cumsum(h * w * 3, 0) - h * w * 3
+    c = torch.arange(3, device=device)[None, :, None, None]
+    y = torch.arange(hmax, device=device)[None, None, :, None]
+    x = torch.arange(wmax, device=device)[None, None, None, :]
+    idx = torch.where((y < h) & (x < w), offset + c * sc + y * sy + x * sx, flat.numel() - 1)
+    return flat.take(idx).float()
+
+
 def resample_boxes(images: Sequence[Tensor], top: Tensor, left: Tensor, height: Tensor, width: Tensor,
                    flip: Tensor, size: int) -> Tensor:
     """uint8 (n, V, 3, size, size): box (top, left, height, width)[i, k] of uint8 CHW ``images[i]`` resized to
@@ -252,9 +277,7 @@ def resample_boxes(images: Sequence[Tensor], top: Tensor, left: Tensor, height: 
     dev = top.device
     hmax = max(int(im.shape[-2]) for im in images)
     wmax = max(int(im.shape[-1]) for im in images)
-    x = torch.zeros((n, 3, hmax, wmax), dtype=torch.float32, device=dev)
-    for i, im in enumerate(images):  # zero padding; the taps outside every box are zero
-        x[i, :, :im.shape[-2], :im.shape[-1]] = im
+    x = _padded(images, hmax, wmax, dev)
     wx = filter_taps(left.reshape(-1), width.reshape(-1), size, wmax, flip.reshape(-1)).view(n, v * size, wmax)
     rows = torch.bmm(x.view(n, 3 * hmax, wmax), wx.transpose(1, 2)).round_().clamp_(0, 255)  # (n, 3H, V·s)
     rows = rows.view(n, 3, hmax, v, size).permute(0, 3, 1, 2, 4)  # (n, V, 3, H, s)
