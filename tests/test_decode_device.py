@@ -225,3 +225,37 @@ def test_padding_reads_chw_and_hwc_memory_alike() -> None:
     assert torch.equal(_padded(chw, 6, 7, torch.device("cpu")), expect)
     assert torch.equal(_padded(hwc, 6, 7, torch.device("cpu")), expect)
     assert torch.equal(_padded([chw[0], hwc[1], chw[2]], 6, 7, torch.device("cpu")), expect)
+
+
+def test_three_bfloat16_parts_carry_the_weights_to_float32_accuracy(tree: Path) -> None:
+    from urrlkit.augment.device_crops import bf16_parts
+
+    # What the CUDA path computes (three bf16 products accumulated in float32), emulated on the CPU.
+    w = filter_taps(torch.tensor([13, 40]), torch.tensor([301, 97]), 224, 500)  # shrink and enlarge
+    parts = bf16_parts(w)
+    assert all(p.dtype == torch.bfloat16 for p in parts)
+    assert (sum(p.float() for p in parts) - w).abs().max() <= 2**-24
+    x = load_image(files(tree).files[0], None)[:, :, :500].float()  # integers: exact in bfloat16
+    x = torch.nn.functional.pad(x, (0, 500 - x.shape[-1])).reshape(1, -1, 500)
+    assert torch.equal(x.to(torch.bfloat16).float(), x)
+    exact = x.double() @ w.double().transpose(1, 2)[:1]
+    split = sum(x @ p.float().transpose(1, 2)[:1] for p in parts)
+    assert (split.double() - exact).abs().max() < 1e-3  # of 255 levels: rounding to uint8 is unaffected
+
+
+@pytest.mark.skipif(not GPU, reason="URRL_TEST_GPU=1 and CUDA needed")
+def test_cuda_resampling_matches_the_cpu(tree: Path) -> None:
+    from urrlkit.augment import device_crops
+
+    images = [load_image(p, None) for p in files(tree).files if not p.stem.startswith("z_")]
+    g = torch.Generator().manual_seed(3)
+    h = torch.tensor([im.shape[-2] for im in images]).repeat_interleave(2)
+    w = torch.tensor([im.shape[-1] for im in images]).repeat_interleave(2)
+    boxes = [x.view(-1, 2) for x in rrc_boxes(h, w, (0.08, 1.0), (3 / 4, 4 / 3), g)]
+    flip = (torch.rand(h.shape[0], generator=g) < 0.5).view(-1, 2)
+    on_cpu = resample_boxes(images, *boxes, flip, size=224).int()
+    on_gpu = resample_boxes([im.cuda() for im in images], *(x.cuda() for x in boxes), flip.cuda(), size=224)
+    diff = (on_gpu.cpu().int() - on_cpu).abs()
+    print(f"CUDA vs CPU resampling (bf16 x3 GEMM: {device_crops._BF16_GEMM[0]}): max {int(diff.max())}, "
+          f"values differing {float((diff > 0).float().mean()):.2e}")
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3
