@@ -316,6 +316,8 @@ def _bmm(a: Tensor, b: Tensor, weights: int) -> Tensor:
                 term = torch.bmm(*pair, out_dtype=torch.float32)
                 out = term if out is None else out.add_(term)
             return out  # type: ignore[return-value]
+        except torch.OutOfMemoryError:
+            raise
         except (RuntimeError, TypeError, NotImplementedError):  # older torch: no out_dtype for bmm
             _BF16_GEMM[0] = False
     return torch.bmm(a, b)
