@@ -64,22 +64,28 @@ PY
 step "JPEG tree ($TREE ImageNet-sized files)"
 rm -rf /tmp/jpeg_i15
 timeout 40 python3 benchmarks/jpeg_tree.py /tmp/jpeg_i15 --images $TREE --classes 10 2>&1 | tail -1 | tee -a "$LOG"
+echo "   exit ${PIPESTATUS[0]}" | tee -a "$LOG"
 
 step "tests (URRL_TEST_GPU=1)"
-URRL_TEST_GPU=1 timeout 100 python3 -m pytest -q -p no:cacheprovider -rs -s -W ignore::DeprecationWarning $TESTS \
+URRL_TEST_GPU=1 timeout 100 python3 -m pytest -p no:cacheprovider -rs -s -W ignore::DeprecationWarning $TESTS \
   2>&1 | tail -25 | tee -a "$LOG"
+echo "   exit ${PIPESTATUS[0]}" | tee -a "$LOG"
 
 step "augment.py --device $DEV --baselines --jpeg"
 timeout 190 python3 benchmarks/augment.py --device $DEV "${AUG[@]}" --baselines --jpeg /tmp/jpeg_i15 \
   --out "$OUT/augment_gpu.json" 2>&1 | tail -12 | tee -a "$LOG"
+echo "   exit ${PIPESTATUS[0]}" | tee -a "$LOG"
 
 step "profile_sampler.py --device $DEV"
 timeout 40 python3 benchmarks/profile_sampler.py --device $DEV "${PROF[@]}" 2>&1 | tail -40 >> "$LOG"
+echo "   exit ${PIPESTATUS[0]}" | tee -a "$LOG"
 
 step "pretrain.py --jpeg (ResNet-50, 224 px, bf16; tiny in the dry run)"
 timeout 130 python3 benchmarks/pretrain.py --jpeg /tmp/jpeg_i15 "${JPEG[@]}" --out "$OUT/pretrain_jpeg_gpu.json" \
   2>&1 | tail -22 | tee -a "$LOG"
+echo "   exit ${PIPESTATUS[0]}" | tee -a "$LOG"
 
 step "pretrain.py (CIFAR size)"
 timeout 60 python3 benchmarks/pretrain.py "${CIFAR[@]}" --out "$OUT/pretrain_gpu.json" 2>&1 | tail -14 | tee -a "$LOG"
+echo "   exit ${PIPESTATUS[0]}" | tee -a "$LOG"
 step done
