@@ -94,16 +94,18 @@ def encoded_source(ds: Dataset) -> Dataset | None:
 class EncodedBatch:
     """What a worker sends for B images and their N = views · B views (view-major rows, as ``plan_views``).
 
-    ``data``/``offsets``: the JPEG bytes of the images ``jpeg`` (indices into the batch), concatenated (one
-    tensor crosses the process boundary, not one per file); ``top, left, height, width, flip``: every view's box
-    (N,); ``cpu_rows``/``cpu_views``: the views already cut in the worker (uint8 (n, 3, s, s)); ``photo_seed``: the
-    seed of the photometric stage's generator, drawn from the batch's generator, so the views depend only on
-    run.seed and the batch's images, not on when or on which stream the batch is processed.
+    ``sizes``: (B, 2) header heights and widths; ``data``/``offsets``: the JPEG bytes of the images ``jpeg``
+    (indices into the batch), concatenated (one tensor crosses the process boundary, not one per file); ``top,
+    left, height, width, flip``: every view's box (N,); ``cpu_rows``/``cpu_views``: the views already cut in the
+    worker (uint8 (n, 3, s, s)); ``photo_seed``: the seed of the photometric stage's generator, drawn from the
+    batch's generator, so the views depend only on run.seed and the batch's images, not on when or on which
+    stream the batch is processed.
     """
 
     size: int
     views: int
     paths: list[str]
+    sizes: Tensor
     jpeg: Tensor
     data: Tensor
     offsets: Tensor
@@ -169,7 +171,8 @@ def encode_batch(enc: Sequence[Encoded], fam: Tensor, specs: Sequence[CropSpec],
     data = new_batch((int(sizes.sum()),))
     if blobs:
         torch.cat(blobs, out=data)  # type: ignore[arg-type]
-    return EncodedBatch(s, v, [e.path for e in enc], torch.tensor(jpeg, dtype=torch.int64), data, sizes.cumsum(0),
+    return EncodedBatch(s, v, [e.path for e in enc], torch.stack([heights, widths], 1),
+                        torch.tensor(jpeg, dtype=torch.int64), data, sizes.cumsum(0),
                         plan.top, plan.left, plan.height, plan.width, plan.flip,
                         torch.tensor(cpu_rows, dtype=torch.int64), cpu_views, photo_seed)
 
@@ -193,6 +196,11 @@ def decode_views(batch: EncodedBatch, device: torch.device | str | None = None, 
         o = batch.offsets.tolist()
         blobs = [batch.data[o[j]:o[j + 1]] for j in range(len(jpeg))]
         images = _decode(blobs, [batch.paths[i] for i in jpeg], device)
+        header = batch.sizes.tolist()
+        for i, im in zip(jpeg, images, strict=True):  # the boxes were drawn on the header's size
+            if list(im.shape[-2:]) != header[i]:
+                raise DataError(f"{batch.paths[i]}: decoded to {tuple(im.shape[-2:])} pixels, but its header says "
+                                f"{tuple(header[i])}")
         # Chunks of similar sizes pad less (the products run over the chunk's largest height and width).
         order = sorted(range(len(jpeg)), key=lambda j: (int(images[j].shape[-2]), int(images[j].shape[-1])))
         images = [images[j] for j in order]
