@@ -82,8 +82,9 @@ def test_classifier_head_shape_is_checked(tmp_path: Path) -> None:
 
 
 def test_a_huge_width_fails_fast_without_allocating(model_dir: Path) -> None:
-    """In a fresh process: width 10**6 (and a header-checked width 256) fail in well under a second, and
-    the process's peak memory grows by less than 50 MB."""
+    """In a fresh process: width 10**6 (refused by the config bounds) and width 256 (refused by the header
+    check) fail with one line each, and the process's peak memory grows by less than 50 MB — nothing was
+    allocated for the model the config asks for. (Time is not asserted: speed lives in benchmarks.)"""
     code = f"""
 import json, resource, sys, time
 from pathlib import Path
@@ -106,6 +107,5 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 3, proc.stderr[-2000:]
-    for line in lines[:2]:
-        assert float(line.split()[1]) < 1.0, line
+    assert lines[0].startswith("1000000 ") and lines[1].startswith("256 ")
     assert int(lines[-1]) < 50, f"peak memory grew by {lines[-1]} MB"
