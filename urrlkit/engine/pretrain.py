@@ -148,8 +148,8 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
                         num_workers=recipe.data.workers, persistent_workers=recipe.data.workers > 0,
                         collate_fn=collate)
     model = build_pretext(recipe, n, acc)
-    optimizer = build_optimizer(model, o.optimizer, o.effective_lr(recipe.data.batch_size), o.momentum,
-                                o.weight_decay)
+    lr = o.effective_lr(recipe.data.batch_size)  # optim.lr, or optim.lr_per_256 scaled to the global batch
+    optimizer = build_optimizer(model, o.optimizer, lr, o.momentum, o.weight_decay)
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     if recipe.run.trackers:
         acc.init_trackers("pretrain", config=_flat(recipe.to_dict()))
@@ -179,7 +179,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
         with acc.autocast():
             return model(views, index)
 
-    spec = LoopSpec(epochs=o.epochs, lr=o.effective_lr(recipe.data.batch_size), schedule=o.schedule,
+    spec = LoopSpec(epochs=o.epochs, lr=lr, schedule=o.schedule,
                     milestones=tuple(o.milestones),
                     warmup_epochs=o.warmup_epochs, checkpoint_every=o.checkpoint_every, log_every=o.log_every,
                     title="pretrain", stop_after=stop_after)
