@@ -20,6 +20,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+import urrlkit.catalog  # noqa: F401  (declares the built-in registry entries, without importing torch)
 from urrlkit import registry
 from urrlkit.errors import RecipeError
 from urrlkit.registry import nearest
@@ -38,7 +39,6 @@ def _error_at(key: str, message: str) -> PydanticCustomError:
 
 
 def _check_registered(reg: registry.Registry, name: str) -> str:
-    registry.load_builtins()
     if name not in reg:
         raise ValueError(reg.unknown_message(name))
     return name
@@ -139,8 +139,8 @@ class FamilySpec(Section):
     name: str
     weight: float = Field(1.0, ge=0)
     params: dict[str, float | int | bool | str] = Field(
-        default_factory=dict, description="keyword arguments of the family's factory; checked at validation by "
-        "building the family once at data.image_size")
+        default_factory=dict, description="keyword arguments of the family's factory; checked at validation "
+        "against the family's ranges at data.image_size")
 
     @field_validator("params", mode="before")
     @classmethod
@@ -154,8 +154,7 @@ class FamilySpec(Section):
 
     @model_validator(mode="after")
     def _known_params(self) -> FamilySpec:
-        factory = registry.FAMILIES.get(self.name)
-        sig = inspect.signature(factory)
+        sig = inspect.signature(registry.FAMILIES.check_target(self.name))
         allowed = [p for p in sig.parameters if p != "image_size"]
         if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
             return self
@@ -218,9 +217,11 @@ class PretextConfig(Section):
 
 
 def _check_family_params(where: str, fam: FamilySpec, image_size: int) -> None:
-    """Build the family once, as pretraining will, so a parameter of the wrong type or outside the family's
-    range is a validation error naming `<where>.params.<key>` instead of a crash at the first batch."""
-    factory = registry.FAMILIES.get(fam.name)
+    """Check the parameters as the family's factory will, so a parameter of the wrong type or outside the
+    family's range is a validation error naming `<where>.params.<key>` instead of a crash at the first batch.
+    Built-in families are checked by their torch-free checks (urrlkit/catalog/families.py); a user's registered
+    factory is called once."""
+    factory = registry.FAMILIES.check_target(fam.name)
     try:
         hints = typing.get_type_hints(factory)
     except Exception:  # a user's factory whose annotations do not resolve: no type check, the call still checks
