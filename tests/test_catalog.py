@@ -139,3 +139,17 @@ def test_a_declared_module_that_does_not_register_is_a_clear_error() -> None:
     reg.declare("ghost", "urrlkit.errors")
     with pytest.raises(UrrlError, match=r"thing 'ghost': urrlkit\.errors was imported but did not register it"):
         reg.get("ghost")
+
+
+def test_a_registered_pretext_can_be_selected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from urrlkit.errors import RecipeError
+    from urrlkit.recipe import validate_dict
+
+    recipe = {"pretext": {"method": "byol_test"}}
+    with pytest.raises(RecipeError, match=r"pretext.method = 'byol_test' is not allowed; allowed: moco_v2, instdis, "
+                       r"pirl$"):
+        validate_dict(recipe)
+    monkeypatch.setitem(registry.PRETEXTS._items, "byol_test", _double)
+    assert validate_dict(recipe).pretext.method == "byol_test"
+    with pytest.raises(RecipeError, match=r"allowed: moco_v2, instdis, pirl, byol_test$"):
+        validate_dict({"pretext": {"method": "simclr"}})

@@ -168,7 +168,8 @@ class FamilySpec(Section):
 
 
 class PretextConfig(Section):
-    method: Literal["moco_v2", "instdis", "pirl"] = "moco_v2"
+    method: str = Field("moco_v2", description="a registered pretext method (urrlkit.registry.PRETEXTS); built in: "
+                        "moco_v2, instdis, pirl")
     queue_size: int = Field(65536, ge=1, description="MoCo negatives K / memory-bank NCE negatives")
     momentum: float = Field(0.999, ge=0, le=1, description="key encoder / memory bank momentum")
     temperature: float = Field(0.2, gt=0)
@@ -185,6 +186,16 @@ class PretextConfig(Section):
     jigsaw_grid: int = Field(3, ge=0, description="PIRL I^t: grid×grid jigsaw patches; 0 = the whole view")
     p: float | None = Field(None, ge=0, le=1, description="shorthand: {augmix_allop: p, moco_v2: 1 - p}")
     families: list[FamilySpec] = Field(default_factory=list)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _known_method(cls, v: Any) -> Any:
+        choices = registry.PRETEXTS.in_order()
+        if isinstance(v, str) and v in registry.PRETEXTS:
+            return v
+        # Worded as a fixed choice of values (format_validation_error's literal_error line), which it was.
+        expected = " or ".join(filter(None, [", ".join(map(repr, choices[:-1])), *map(repr, choices[-1:])]))
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
 
     @field_validator("bn_groups", mode="before")
     @classmethod

@@ -111,6 +111,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items.keys() | self._declared.keys())
 
+    def in_order(self) -> list[str]:
+        """The names as declared, then those registered without a declaration, in registration order."""
+        return [*self._declared, *(n for n in self._items if n not in self._declared)]
+
     def __contains__(self, name: object) -> bool:
         return name in self._items or name in self._declared
 
