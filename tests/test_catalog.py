@@ -5,6 +5,7 @@ validating a recipe imports neither torch nor torchvision."""
 from __future__ import annotations
 
 import inspect
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,28 @@ def test_check_rejects_what_the_factory_rejects(live: None, name: str, params: d
 def test_check_accepts_what_the_factory_builds(live: None, name: str, params: dict) -> None:
     registry.FAMILIES.get(name)(32, **params)
     assert registry.FAMILIES.check_target(name)(32, **params) is None
+
+
+POOL: dict[str, list] = {"float": [-1.0, 0.0, 0.05, 0.3, 0.5, 0.9, 1.0, 1.5, 2.5, 11.0],
+                         "int": [-1, 0, 1, 3], "bool": [False, True], "str": ["auto", "pad", "rrc", "none", "centre"]}
+
+
+@pytest.mark.parametrize("name", sorted(registry.FAMILIES._declared))
+def test_check_and_factory_agree_on_every_parameter(live: None, name: str) -> None:
+    """Each parameter alone over a pool of values of its type, at a CIFAR and an ImageNet size: the check
+    raises exactly when the factory does, with the same message."""
+    factory, check = registry.FAMILIES.get(name), registry.FAMILIES.check_target(name)
+    for param in list(inspect.signature(factory).parameters.values())[1:]:
+        kinds = [k for k in POOL if k in str(param.annotation)]
+        for size, value in itertools.product((32, 224), [v for k in kinds for v in POOL[k]]):
+            outcomes = []
+            for fn in (factory, check):
+                try:
+                    fn(size, **{param.name: value})
+                    outcomes.append("ok")
+                except ValueError as exc:
+                    outcomes.append(str(exc))
+            assert outcomes[0] == outcomes[1], (name, param.name, value, size)
 
 
 def test_default_severity_is_the_reference_one() -> None:
