@@ -20,6 +20,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+import urrlkit.catalog  # noqa: F401  (declares the built-in registry entries, without importing torch)
 from urrlkit import registry
 from urrlkit.errors import RecipeError
 from urrlkit.registry import nearest
@@ -38,7 +39,6 @@ def _error_at(key: str, message: str) -> PydanticCustomError:
 
 
 def _check_registered(reg: registry.Registry, name: str) -> str:
-    registry.load_builtins()
     if name not in reg:
         raise ValueError(reg.unknown_message(name))
     return name
@@ -139,8 +139,8 @@ class FamilySpec(Section):
     name: str
     weight: float = Field(1.0, ge=0)
     params: dict[str, float | int | bool | str] = Field(
-        default_factory=dict, description="keyword arguments of the family's factory; checked at validation by "
-        "building the family once at data.image_size")
+        default_factory=dict, description="keyword arguments of the family's factory; checked at validation "
+        "against the family's ranges at data.image_size")
 
     @field_validator("params", mode="before")
     @classmethod
@@ -154,8 +154,7 @@ class FamilySpec(Section):
 
     @model_validator(mode="after")
     def _known_params(self) -> FamilySpec:
-        factory = registry.FAMILIES.get(self.name)
-        sig = inspect.signature(factory)
+        sig = inspect.signature(registry.FAMILIES.check_target(self.name))
         allowed = [p for p in sig.parameters if p != "image_size"]
         if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
             return self
@@ -169,7 +168,8 @@ class FamilySpec(Section):
 
 
 class PretextConfig(Section):
-    method: Literal["moco_v2", "instdis", "pirl"] = "moco_v2"
+    method: str = Field("moco_v2", description="a registered pretext method (urrlkit.registry.PRETEXTS); built in: "
+                        "moco_v2, instdis, pirl")
     queue_size: int = Field(65536, ge=1, description="MoCo negatives K / memory-bank NCE negatives")
     momentum: float = Field(0.999, ge=0, le=1, description="key encoder / memory bank momentum")
     temperature: float = Field(0.2, gt=0)
@@ -186,6 +186,16 @@ class PretextConfig(Section):
     jigsaw_grid: int = Field(3, ge=0, description="PIRL I^t: grid×grid jigsaw patches; 0 = the whole view")
     p: float | None = Field(None, ge=0, le=1, description="shorthand: {augmix_allop: p, moco_v2: 1 - p}")
     families: list[FamilySpec] = Field(default_factory=list)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _known_method(cls, v: Any) -> Any:
+        choices = registry.PRETEXTS.in_order()
+        if isinstance(v, str) and v in registry.PRETEXTS:
+            return v
+        # Worded as a fixed choice of values (format_validation_error's literal_error line), which it was.
+        expected = " or ".join(filter(None, [", ".join(map(repr, choices[:-1])), *map(repr, choices[-1:])]))
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
 
     @field_validator("bn_groups", mode="before")
     @classmethod
@@ -218,9 +228,11 @@ class PretextConfig(Section):
 
 
 def _check_family_params(where: str, fam: FamilySpec, image_size: int) -> None:
-    """Build the family once, as pretraining will, so a parameter of the wrong type or outside the family's
-    range is a validation error naming `<where>.params.<key>` instead of a crash at the first batch."""
-    factory = registry.FAMILIES.get(fam.name)
+    """Check the parameters as the family's factory will, so a parameter of the wrong type or outside the
+    family's range is a validation error naming `<where>.params.<key>` instead of a crash at the first batch.
+    Built-in families are checked by their torch-free checks (urrlkit/catalog/families.py); a user's registered
+    factory is called once."""
+    factory = registry.FAMILIES.check_target(fam.name)
     try:
         hints = typing.get_type_hints(factory)
     except Exception:  # a user's factory whose annotations do not resolve: no type check, the call still checks

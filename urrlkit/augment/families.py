@@ -22,7 +22,8 @@ from urrlkit.augment import augmix, color, geometry, rand
 from urrlkit.augment.augmix_ops import AUGMENTATIONS, AUGMENTATIONS_ALL, MOCO_OPS, Op
 from urrlkit.augment.crops import CropSpec
 from urrlkit.augment.groups import copy_rows_, true_indices
-from urrlkit.augment.param_checks import check_crop_scale, check_jitter, check_order, check_probabilities, check_range
+from urrlkit.catalog import families as checks
+from urrlkit.catalog.families import default_severity  # noqa: F401  (re-exported: augment/__init__.py)
 from urrlkit.registry import FAMILIES
 
 # ----------------------------------------------------------------- RandomResizedCrop, then colour
@@ -146,21 +147,12 @@ def moco_v2(image_size: int, scale_min: float = 0.2, scale_max: float = 1.0, jit
             grayscale_p: float = 0.2, blur_p: float = 0.5, blur_sigma_min: float = 0.1,
             blur_sigma_max: float = 2.0, flip: bool = True) -> MocoV2:
     """T_rep of the paper: MoCo v2's augmentation (facebookresearch/moco main_moco.py `--aug-plus`)."""
-    check_crop_scale(scale_min, scale_max)
-    check_jitter(brightness, contrast, saturation, hue)
-    check_probabilities(jitter_p=jitter_p, grayscale_p=grayscale_p, blur_p=blur_p)
-    check_range("blur_sigma_min", blur_sigma_min, 0, lo_open=True)  # σ = 0 divides by zero in the kernel
-    check_order("blur_sigma_min", blur_sigma_min, "blur_sigma_max", blur_sigma_max)
+    checks.moco_v2(**locals())  # the ranges, shared with torch-free recipe validation
     return MocoV2(image_size, (scale_min, scale_max), jitter_p, (brightness, contrast, saturation, hue),
                   grayscale_p, blur_p, (blur_sigma_min, blur_sigma_max), flip)
 
 
 # ------------------------------------------------------------------------------------------- AugMix
-
-
-def default_severity(image_size: int) -> float:
-    """The reference severities: 3 for CIFAR-sized images, 1 for ImageNet."""
-    return 3.0 if image_size <= 64 else 1.0
 
 
 class AugMix:
@@ -174,16 +166,9 @@ class AugMix:
 
     def __init__(self, image_size: int, ops: list[Op], severity: float | None = None, width: int = 3,
                  depth: int = -1, crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> None:
-        if crop not in ("auto", "pad", "rrc", "none"):
-            raise ValueError(f"crop must be one of auto, pad, rrc, none; got {crop!r}")
-        if width < 1:
-            raise ValueError(f"width must be ≥ 1, got {width}")
-        check_range("scale_min", scale_min, 0, 1, lo_open=True)
         self.image_size = image_size
         self.ops = ops
-        self.severity = default_severity(image_size) if severity is None else float(severity)
-        if not 0.1 <= self.severity <= 10:
-            raise ValueError(f"severity must be in [0.1, 10], got {self.severity}")
+        self.severity = checks.check_augmix(image_size, severity, width, crop, scale_min)
         self.width = width
         self.depth = depth
         self.crop = ("pad" if image_size <= 64 else "rrc") if crop == "auto" else crop

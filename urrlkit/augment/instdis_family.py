@@ -18,7 +18,7 @@ from torch import Tensor
 from urrlkit.augment import color, rand
 from urrlkit.augment.families import CropDraw, CropThenColour
 from urrlkit.augment.groups import copy_rows_, true_indices
-from urrlkit.augment.param_checks import check_crop_scale, check_jitter, check_probabilities
+from urrlkit.catalog import families as checks
 from urrlkit.registry import FAMILIES
 
 
@@ -74,8 +74,6 @@ def instdis(image_size: int, scale_min: float = 0.2, scale_max: float = 1.0, bri
             grayscale_first: bool = True, flip: bool = True) -> InstDisAug:
     """InstDis's augmentation (lemniscate.pytorch): RandomResizedCrop(scale 0.2–1) → RandomGrayscale p 0.2 →
     ColorJitter(0.4, 0.4, 0.4, 0.4) → flip. grayscale_first = false: jitter, then grayscale (PyContrast)."""
-    check_crop_scale(scale_min, scale_max)
-    check_jitter(brightness, contrast, saturation, hue)
-    check_probabilities(grayscale_p=grayscale_p)
+    checks.instdis(**locals())  # the ranges, shared with torch-free recipe validation
     return InstDisAug(image_size, (scale_min, scale_max), (brightness, contrast, saturation, hue), grayscale_p,
                       grayscale_first, flip)

@@ -1,0 +1,58 @@
+"""urrlkit's built-in registry entries, declared by name and module without importing them (see
+urrlkit/registry.py `declare`): recipe validation checks names — and family parameters, through the torch-free
+checks of catalog/families.py — with nothing heavier than this package. Each entry's module registers the
+same name when imported; tests/test_catalog.py holds this list equal to the live registries.
+
+Importing this package declares the entries (once; `urrlkit.registry.load_builtins` imports it).
+"""
+
+from __future__ import annotations
+
+from urrlkit import registry
+from urrlkit.catalog import families
+
+_DATASETS = "urrlkit.data.datasets"
+# Registered by name in a loop (datasets.py _tv): declared by module only.
+TORCHVISION_SETS = ("aircraft", "caltech101", "caltech256", "cars", "dtd", "flowers102", "food101", "pets",
+                    "stl10", "sun397")
+FILE_SETS = {"cifar10-sample": "cifar10_sample", "npz": "npz", "cifar10": "cifar10", "cifar100": "cifar100",
+             "imagefolder": "imagefolder", "imagenet": "imagenet", "birdsnap": "birdsnap",
+             "tiny-imagenet": "tiny_imagenet"}
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet10")
+# name -> (module, factory); the check of the same factory name is in catalog/families.py.
+FAMILIES = {"moco_v2": ("families", "moco_v2"), "augmix": ("families", "augmix_family"),
+            "augmix_allop": ("families", "augmix_allop"), "augmix_moco": ("families", "augmix_moco"),
+            "identity": ("families", "identity"), "instdis": ("instdis_family", "instdis")}
+FAMILY_CHECKS = {"moco_v2": families.moco_v2, "augmix": families.augmix, "augmix_allop": families.augmix_allop,
+                 "augmix_moco": families.augmix_moco, "identity": families.identity, "instdis": families.instdis}
+# In the order the error line for an unknown pretext.method lists them.
+PRETEXTS = {"moco_v2": "moco:MoCo", "instdis": "instdis:InstDis", "pirl": "pirl:PIRL"}
+REGULARIZERS = ("none", "sim", "l2sp", "adversarial")
+# name -> module of urrlkit/evaluate/corruptions (the package registers them all when imported).
+CORRUPTIONS = {
+    "gaussian_noise": "noise_blur", "shot_noise": "noise_blur", "impulse_noise": "noise_blur",
+    "defocus_blur": "noise_blur", "glass_blur": "noise_blur", "motion_blur": "noise_blur", "zoom_blur": "noise_blur",
+    "snow": "weather", "frost": "weather", "fog": "weather", "brightness": "digital", "contrast": "digital",
+    "elastic_transform": "digital", "pixelate": "digital", "jpeg_compression": "digital",
+    "speckle_noise": "noise_blur", "gaussian_blur": "noise_blur", "spatter": "weather", "saturate": "digital",
+}
+
+
+def _declare() -> None:
+    for name in TORCHVISION_SETS:
+        registry.DATASETS.declare(name, _DATASETS)
+    for name, fn in FILE_SETS.items():
+        registry.DATASETS.declare(name, f"{_DATASETS}:{fn}")
+    for name in BACKBONES:
+        registry.BACKBONES.declare(name, f"urrlkit.models.backbones:{name}")
+    for name, (module, fn) in FAMILIES.items():
+        registry.FAMILIES.declare(name, f"urrlkit.augment.{module}:{fn}", check=FAMILY_CHECKS[name])
+    for name, target in PRETEXTS.items():
+        registry.PRETEXTS.declare(name, f"urrlkit.pretext.{target}")
+    for name in REGULARIZERS:
+        registry.REGULARIZERS.declare(name, f"urrlkit.finetune.regularizers:build_{name}")
+    for name, module in CORRUPTIONS.items():
+        registry.CORRUPTIONS.declare(name, f"urrlkit.evaluate.corruptions.{module}:{name}")
+
+
+_declare()
