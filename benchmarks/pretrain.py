@@ -42,8 +42,8 @@ from urrlkit.augment import build_sampler
 from urrlkit.data import DataRequest, build
 from urrlkit.data.loading import from_config
 from urrlkit.engine.allocator import tune_glibc_malloc
-from urrlkit.engine.pretrain import pretrain
 from urrlkit.models import build_encoder
+from urrlkit.pretext.train import pretrain
 from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,7 +228,7 @@ def urrlkit_loader(r) -> tuple[DataLoader, object]:
     """urrlkit's input path as `urrl pretrain` builds it (view_source), with its per-batch preparation."""
     from urrlkit.augment.device_crops import EncodedViewsCollate, decode_views
     from urrlkit.engine.prefetch import Prefetcher
-    from urrlkit.engine.pretrain import Indexed, recipe_sampler, view_source
+    from urrlkit.pretext.train import Indexed, recipe_sampler, view_source
 
     dev = device()
     sampler = recipe_sampler(r)

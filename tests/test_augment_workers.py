@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from urrlkit.augment import build_sampler
 from urrlkit.augment.workers import AugmentingCollate, batch_seed
 from urrlkit.data import DataRequest, build
-from urrlkit.engine.pretrain import Indexed
+from urrlkit.pretext.train import Indexed
 from urrlkit.recipe import PretextConfig
 
 

@@ -214,8 +214,8 @@ def test_finetune_refuses_a_directory_another_process_writes(tmp_path: Path) -> 
 
 
 def test_linear_eval_refuses_a_directory_another_process_writes(tmp_path: Path) -> None:
-    from urrlkit.engine.linear import run_linear_eval
     from urrlkit.engine.lock import RunLocked
+    from urrlkit.finetune.linear import run_linear_eval
     from urrlkit.models import build_encoder
     from urrlkit.recipe import load
 

@@ -29,8 +29,8 @@ from urrlkit.augment.geometry import rrc_boxes
 from urrlkit.augment.workers import OriginalViewsCollate
 from urrlkit.data import originals
 from urrlkit.data.datasets import FileDataset, load_image
-from urrlkit.engine.pretrain import Indexed, decode_on_device, pretrain
 from urrlkit.errors import DataError, UrrlError
+from urrlkit.pretext.train import Indexed, decode_on_device, pretrain
 from urrlkit.recipe import PretextConfig, load
 
 ROOT = Path(__file__).resolve().parents[1]

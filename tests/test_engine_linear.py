@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from urrlkit import metrics
 from urrlkit.cli import app
 from urrlkit.data import DataRequest
-from urrlkit.engine.linear import LinearProbe, knn_top1, run_linear_eval, train_head_on_features
+from urrlkit.finetune.linear import LinearProbe, knn_top1, run_linear_eval, train_head_on_features
 from urrlkit.models import Encoder, build_encoder
 from urrlkit.recipe import LinearEvalConfig, Recipe, load
 from urrlkit.registry import DATASETS, load_builtins
@@ -127,7 +127,7 @@ def test_streamed_test_top1_equals_the_feature_based_number() -> None:
     """Top-1 streamed through the whole classifier equals the old path: features of the whole split, then the
     head."""
     from urrlkit.data import DataRequest, build
-    from urrlkit.engine.linear import extract_features, streaming_top1
+    from urrlkit.finetune.linear import extract_features, streaming_top1
 
     probe = LinearProbe(_encoder(1), 10).eval()
     with torch.no_grad():
@@ -143,8 +143,8 @@ def test_linear_stage_resumes_after_a_kill(tmp_path: Path) -> None:
     """`urrl pretrain --resume` after a kill during linear evaluation continues the probe from its checkpoint and
     ends with exactly the probe of an uninterrupted run."""
     from urrlkit.data import from_config
-    from urrlkit.engine.pretrain import pretrain, run_pretrain
-    from urrlkit.finetune.runner import train_classifier
+    from urrlkit.finetune.train import train_classifier
+    from urrlkit.pretext.train import pretrain, run_pretrain
 
     sets = ["linear_eval.augment='crop_flip'", "linear_eval.epochs=2", "linear_eval.knn_k=0"]
     a = _recipe(tmp_path / "a", *sets)

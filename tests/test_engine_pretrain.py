@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from urrlkit.engine.pretrain import pretrain
 from urrlkit.errors import TrainingError, UrrlError
+from urrlkit.pretext.train import pretrain
 from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -129,7 +129,7 @@ def test_l2sp_parameters_get_no_weight_decay(tmp_path: Path, encoder_dir: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The optimizer the fine-tuning run trains with: weight decay 0 exactly on the parameters L2-SP regularizes
     (conv/linear weights of the encoder, the head's weight), the recipe's decay on the rest (BN γ/β, head bias)."""
-    from urrlkit.finetune import runner
+    from urrlkit.finetune import runner, train
     from urrlkit.finetune.regularizers import l2sp_parameters
 
     built: list[torch.optim.Optimizer] = []
@@ -138,8 +138,8 @@ def test_l2sp_parameters_get_no_weight_decay(tmp_path: Path, encoder_dir: Path,
         built.append(runner_build(*args, **kwargs))
         return built[-1]
 
-    runner_build = runner.build_optimizer
-    monkeypatch.setattr(runner, "build_optimizer", recording)
+    runner_build = train.build_optimizer
+    monkeypatch.setattr(train, "build_optimizer", recording)
     models = []
     real_train = runner.train_classifier
 

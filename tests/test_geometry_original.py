@@ -21,7 +21,7 @@ from urrlkit.augment.crops import CropSpec, crop_views, cut, draw_boxes, to_pil
 from urrlkit.augment.workers import OriginalViewsCollate, SupervisedCropCollate, batch_seed, supervised_source
 from urrlkit.data import DataRequest, build, originals, split_train_val
 from urrlkit.data.datasets import load_image
-from urrlkit.engine.pretrain import Indexed, pretrain
+from urrlkit.pretext.train import Indexed, pretrain
 from urrlkit.recipe import PretextConfig, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def test_pretrain_on_photos_draws_crops_on_the_originals(tree: Path, tmp_path: P
 
 
 def test_finetune_training_crops_come_from_the_originals(tree: Path, tmp_path: Path) -> None:
-    from urrlkit.finetune.runner import train_classifier
+    from urrlkit.finetune.train import train_classifier
     from urrlkit.models import Classifier, build_encoder
 
     def run(name: str, stop_after: int | None = None, resume: bool = False) -> Classifier:

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from urrlkit.augment import crops
 from urrlkit.cli import app
-from urrlkit.engine.pretrain import recipe_sampler
+from urrlkit.pretext.train import recipe_sampler
 from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,11 +11,11 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from urrlkit.engine.checkpoint import module_generators
-from urrlkit.engine.pretrain import build_pretext
 from urrlkit.errors import RecipeError
 from urrlkit.models import build_encoder
 from urrlkit.pretext.common import resolve_bn_groups, stream_seed
 from urrlkit.pretext.moco import MoCo, grouped_forward, shuffle_warning
+from urrlkit.pretext.train import build_pretext
 from urrlkit.recipe import PretextConfig, validate_dict
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from urrlkit.cli import app
 from urrlkit.data import DataRequest, build
-from urrlkit.engine.preview import FRAME, PALETTE, views_preview
+from urrlkit.pretext.preview import FRAME, PALETTE, views_preview
 from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""The replica's infrastructure (urrlkit/replica.py, recipes/replica/): recipes, plan, report — no training."""
+"""The replica's infrastructure (urrlkit/experiments/replica.py, recipes/replica/): recipes, plan, report — no
+training."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from urrlkit import replica
 from urrlkit.errors import UrrlError
+from urrlkit.experiments import replica
 from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[1]

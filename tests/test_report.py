@@ -6,7 +6,7 @@ import json
 import pytest
 
 from urrlkit.errors import UrrlError
-from urrlkit.report import build_tables, run_label, run_report
+from urrlkit.experiments.report import build_tables, run_label, run_report
 
 
 def _write(d, dataset, robust, clean, bench=None, rms=None, mce=None):

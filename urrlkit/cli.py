@@ -15,9 +15,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from urrlkit import __version__
 from urrlkit.engine.allocator import default_thread_env
 from urrlkit.errors import UrrlError
+from urrlkit.version import __version__
 
 # OpenMP reads these once, when torch loads it: set them before that (a program that imported torch before
 # this module has already chosen).
@@ -178,7 +178,7 @@ def recipe_views(
 ) -> None:
     """Draw the recipe's pretraining views of a few training images into a PNG: each row is an image at
     network size, then its views, framed in the colour of the family that made them."""
-    from urrlkit.engine.preview import colour, save_preview, views_preview
+    from urrlkit.pretext.preview import colour, save_preview, views_preview
 
     preview = views_preview(_load(recipe, set_), images=images, seed=seed)
     save_preview(preview, out_path)
@@ -205,7 +205,7 @@ def pretrain(
                                               help="Linear-evaluate after pretraining (recipe [linear_eval]).")] = True,
 ) -> None:
     """Unsupervised pretraining (MoCo v2 / URRL / InstDis / PIRL) as the recipe says, then linear evaluation."""
-    from urrlkit.engine.pretrain import run_pretrain
+    from urrlkit.pretext.train import run_pretrain
 
     run_pretrain(_load(recipe, set_), resume=resume, linear_eval=linear_eval)
 
@@ -271,7 +271,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Output folder for Markdown and CSV.")] = Path("report"),
 ) -> None:
     """Assemble eval results of several runs into the paper's table layouts (Markdown and CSV)."""
-    from urrlkit.report import run_report
+    from urrlkit.experiments.report import run_report
 
     run_report(runs, out)
 
@@ -288,7 +288,7 @@ def replica(
                                                 "docs/replica.md; OUT/replica.md for --budget smoke).")] = None,
 ) -> None:
     """CPU-scale replica of the paper's Tables 1-3 (recipes/replica/); resumable; writes docs/replica.md."""
-    from urrlkit.replica import run_replica
+    from urrlkit.experiments.replica import run_replica
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]

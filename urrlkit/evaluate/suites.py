@@ -21,13 +21,14 @@ from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from urrlkit import __version__, metrics
-from urrlkit.attacks import robust_accuracy
 from urrlkit.errors import CheckpointError, RecipeError, UrrlError
+from urrlkit.evaluate import metrics
+from urrlkit.evaluate.attacks import robust_accuracy
 from urrlkit.evaluate.corruptions import CHUNK, check_names, corrupt
 from urrlkit.evaluate.corruptions import official as off
 from urrlkit.evaluate.corruptions.framing import corrupt_framed, frame, load_size
 from urrlkit.recipe import Recipe
+from urrlkit.version import __version__
 
 BENCHMARKS = ("cifar10-c", "cifar100-c", "imagenet-c", "tiny-imagenet-c")
 SUITES = ("clean", "calibration", "adversarial", "corruptions", *BENCHMARKS, "all")

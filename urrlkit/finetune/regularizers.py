@@ -151,7 +151,7 @@ def build_adversarial(cfg: AdvReg, model: Classifier, pretrained: Encoder) -> Ob
     move BN statistics, then the model trains on them in train mode."""
     from accelerate.utils import extract_model_from_parallel
 
-    from urrlkit.attacks import pgd_l2
+    from urrlkit.evaluate.attacks import pgd_l2
 
     # The attack differentiates w.r.t. inputs only; running it through a DDP wrapper would arm gradient
     # reduction hooks for a backward that never comes.

@@ -10,8 +10,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from urrlkit import __version__
 from urrlkit.errors import CheckpointError
+from urrlkit.version import __version__
 
 TEMPLATE = "model_card.md.j2"
 # The canonical templates live in hub_cards/ at the repository root; urrlkit/hub/cards/ ships a byte-identical

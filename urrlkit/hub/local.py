@@ -15,10 +15,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from urrlkit import __version__
 from urrlkit.engine.statefile import atomic_save_file, atomic_write_bytes
 from urrlkit.errors import CheckpointError
 from urrlkit.models import Classifier, Encoder, check_num_classes, check_spec, encoder_from_spec
+from urrlkit.version import __version__
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

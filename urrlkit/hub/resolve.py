@@ -18,11 +18,11 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from urrlkit import __version__
 from urrlkit.errors import CheckpointError, HubError
 from urrlkit.hub.ids import HubId, hub_settings, parse_hub_id
 from urrlkit.hub.local import CARD, CONFIG, WEIGHTS, load_path, resolve_local
 from urrlkit.models import Classifier, Encoder
+from urrlkit.version import __version__
 
 EVAL_RESULTS = "eval/results.json"
 RECIPE = "recipe.toml"

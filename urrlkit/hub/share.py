@@ -14,12 +14,12 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import httpx
 
-from urrlkit import __version__
 from urrlkit.errors import CheckpointError, HubError
 from urrlkit.hub.card import card_summary, find_eval_results, read_results, render_card
 from urrlkit.hub.ids import HubId, hub_settings, require_hub_id
 from urrlkit.hub.local import CARD, CONFIG, WEIGHTS, load_local, read_config, resolve_local
 from urrlkit.hub.resolve import EVAL_RESULTS, RECIPE, _short, download
+from urrlkit.version import __version__
 
 
 def model_dir_of(path: Path) -> Path:

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from urrlkit import __version__
 from urrlkit.data import DataRequest, build, to_tensors
 from urrlkit.data.datasets import ArrayDataset, FileDataset
 from urrlkit.errors import DataError, UrrlError
@@ -26,6 +25,7 @@ from urrlkit.evaluate.corruptions import CHUNK, check_names, corrupt
 from urrlkit.evaluate.corruptions.framing import corrupt_framed, load_size, source_size
 from urrlkit.evaluate.corruptions.params import size_class
 from urrlkit.evaluate.corruptions.textures import frost_source
+from urrlkit.version import __version__
 
 JPEG_QUALITY = 85
 

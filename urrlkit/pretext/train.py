@@ -216,7 +216,7 @@ def run_pretrain(recipe: Recipe, resume: bool = False, linear_eval: bool = True)
     evaluate = linear_eval and recipe.linear_eval.enabled
     encoder = pretrain(recipe, resume=resume, keep_process_group=evaluate)
     if evaluate:
-        from urrlkit.engine.linear import run_linear_eval
+        from urrlkit.finetune.linear import run_linear_eval
 
         # Every process of the launch trains the probe (DDP, as main_lincls.py); the main one then evaluates it.
         # --resume after a kill during linear evaluation continues the probe from its last checkpoint.

@@ -145,7 +145,7 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
     torch.manual_seed(recipe.run.seed)  # the head's initialisation is part of the run's seed
     probe = LinearProbe(encoder.cpu().eval(), n_cls)
     if cfg.augment != "none":
-        from urrlkit.finetune.runner import train_classifier
+        from urrlkit.finetune.train import train_classifier
 
         ckpts = out_dir / "checkpoints"
         resume = resume and (ckpts / "latest").is_file()

@@ -17,8 +17,8 @@ from torchvision.utils import make_grid, save_image
 from urrlkit.augment.geometry import center_crop_resize
 from urrlkit.augment.sampler import to_float
 from urrlkit.data.loading import from_config
-from urrlkit.engine.pretrain import recipe_sampler
 from urrlkit.errors import DataError, UrrlError
+from urrlkit.pretext.train import recipe_sampler
 from urrlkit.recipe import Recipe
 
 # Distinguishable frame colours (Okabe-Ito), one per family in recipe order.

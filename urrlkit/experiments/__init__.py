@@ -1,0 +1,1 @@
+"""Experiments over the stages: the results report (`urrl report`) and the paper replica (`urrl replica`)."""
