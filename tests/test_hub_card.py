@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from urrlkit.hub.card import card_summary, eval_table, packaged_template, render_card, template_text
+from urrlkit.hub.card import card_summary, eval_table, render_card
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {
@@ -30,15 +30,6 @@ RESULTS = {"dataset": "cifar10", "metrics": {
     "corruptions": {"benchmark": "cifar10-c", "error": 25.0, "mce": 80.5, "rms_calibration": 9.9,
                     "per_corruption": {}},
 }}
-
-
-def test_packaged_template_is_a_copy_of_hub_cards() -> None:
-    names = sorted(p.name for p in (ROOT / "hub_cards").iterdir())
-    assert names == sorted(p.name for p in (ROOT / "urrlkit" / "hub" / "cards").iterdir())
-    for name in names:
-        assert packaged_template(name) == (ROOT / "hub_cards" / name).read_text(), \
-            f"urrlkit/hub/cards/{name} is out of date: copy hub_cards/{name} over it"
-    assert template_text() == packaged_template()
 
 
 def test_card_metadata_round_trips_through_huggingface_hub() -> None:

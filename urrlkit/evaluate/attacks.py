@@ -2,7 +2,7 @@
 
 `pgd_l2` follows MadryLab robustness' L2Step (robustness/attack_steps.py): step = ∇/‖∇‖₂ · step size, projection onto
 the ε-ball (renorm) and clamp to [0, 1]; optional random start on the ε-sphere; `use_best` keeps, per image,
-the iterate with the highest loss. `autoattack_l2` wraps AutoAttack (`pyautoattack`, optional).
+the iterate with the highest loss.
 """
 
 from __future__ import annotations
@@ -123,40 +123,4 @@ def robust_accuracy(
     }
 
 
-def autoattack_l2(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    eps: float = 0.5,
-    version: str = "standard",
-    batch_size: int = 256,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """AutoAttack (L2) robust top-1 (%) through the optional `pyautoattack` package."""
-    try:
-        from pyautoattack import AutoAttack  # type: ignore[import-not-found]
-    except ImportError:
-        raise UrrlError(
-            "autoattack_l2: the optional package 'pyautoattack' is not installed (pip install pyautoattack)"
-        ) from None
-    device = next(model.parameters()).device
-    model.eval()
-    x = (images.float() / 255 if images.dtype == torch.uint8 else images.float()).to(device)
-    y = labels.to(device)
-    adversary = AutoAttack(model, norm="L2", eps=eps, version=version, seed=seed, device=str(device))
-    adversary.verbose = False
-    adv = adversary.run_standard_evaluation(x, y, bs=batch_size)
-    correct = 0
-    for i in range(0, x.shape[0], batch_size):
-        correct += int((_predict(model, adv[i : i + batch_size]) == y[i : i + batch_size]).sum())
-    n = int(x.shape[0])
-    return {
-        "robust_top1": 100.0 * correct / max(n, 1),
-        "eps": eps,
-        "norm": "L2",
-        "attack": f"autoattack-{version}",
-        "n": n,
-    }
-
-
-__all__ = ["autoattack_l2", "pgd_l2", "project_l2", "robust_accuracy"]
+__all__ = ["pgd_l2", "project_l2", "robust_accuracy"]

@@ -5,7 +5,7 @@ A model directory holds:
                      carries a copy of config.json under `urrlkit_config`
   config.json        {"urrlkit_version", "kind": "encoder"|"classifier", "encoder": spec, "num_classes",
                       "feature_dim", "head", "input", "input_size", "recipe", "recipe_hash", ...}
-  README.md          the model card (hub_cards/model_card.md.j2)
+  README.md          the model card (urrlkit/hub/cards/model_card.md.j2)
 A pushed repo adds `eval/results.json` (from `urrl eval`) and the run's `recipe.toml` when present.
 
 Names accepted wherever a model is expected (`--from`, `urrl eval`, `load_backbone`): a run directory, a

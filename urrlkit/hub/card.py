@@ -1,4 +1,4 @@
-"""Model cards: the Jinja template from hub_cards/, huggingface_hub's ModelCard / ModelCardData / EvalResult
+"""Model cards: the Jinja template from urrlkit/hub/cards/, huggingface_hub's ModelCard / ModelCardData / EvalResult
 for the YAML metadata (model-index, so the Hub renders the metrics), and a short summary for `urrl pull`."""
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from urrlkit.errors import CheckpointError
 from urrlkit.version import __version__
 
 TEMPLATE = "model_card.md.j2"
-# The canonical templates live in hub_cards/ at the repository root; urrlkit/hub/cards/ ships a byte-identical
-# copy as package data (a test keeps the two in step) so a non-editable install can render cards too.
-_REPO_CARDS = Path(__file__).resolve().parents[2] / "hub_cards"
 
 METHODS = {"moco_v2": "MoCo v2 (InfoNCE with a momentum key encoder and a queue)",
            "instdis": "InstDis (memory bank + NCE)", "pirl": "PIRL (memory bank, jigsaw-invariant)"}
@@ -24,14 +21,7 @@ DEFAULT_TAGS = ["urrlkit", "self-supervised", "robustness"]
 
 
 def template_text(name: str = TEMPLATE) -> str:
-    """The card template: hub_cards/ in a source checkout (edits show at once), else the packaged copy."""
-    source = _REPO_CARDS / name
-    if source.is_file():
-        return source.read_text(encoding="utf-8")
-    return packaged_template(name)
-
-
-def packaged_template(name: str = TEMPLATE) -> str:
+    """The card template, urrlkit/hub/cards/ (package data: the same file in a checkout and in an installed wheel)."""
     return resources.files("urrlkit.hub").joinpath("cards", name).read_text(encoding="utf-8")
 
 

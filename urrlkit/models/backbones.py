@@ -98,7 +98,7 @@ class Encoder(nn.Module):
 
 
 class Classifier(nn.Module):
-    """g(f(x)) of paper Eq. 3: an encoder and a linear head. `features(x)` exposes f(x)."""
+    """g(f(x)) of paper Eq. 3: an encoder and a linear head; `encoder(x)` is f(x)."""
 
     def __init__(self, encoder: Encoder, num_classes: int) -> None:
         super().__init__()
@@ -106,9 +106,6 @@ class Classifier(nn.Module):
         self.head = nn.Linear(encoder.feature_dim, num_classes)
         nn.init.normal_(self.head.weight, std=0.01)  # main_lincls.py initialisation
         nn.init.zeros_(self.head.bias)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
 
     def forward(self, x: torch.Tensor, return_features: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
