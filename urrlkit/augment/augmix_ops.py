@@ -62,8 +62,9 @@ def lut_indices(x: Tensor) -> Tensor:
 
 
 def channel_histograms(flat: Tensor, channels: int, scatter: bool | None = None) -> Tensor:
-    """(channels, 256) int64 counts of ``lut_indices`` output. ``bincount`` on the CPU (3× faster than
-    ``scatter_add``); ``scatter_add`` on a GPU (``scatter=None``), where bincount reads its max back to the host."""
+    """(channels, 256) int64 counts of ``lut_indices`` output. ``bincount`` on the CPU (faster than
+    ``scatter_add``, docs/benchmarks.md); ``scatter_add`` on a GPU (``scatter=None``), where bincount reads its
+    max back to the host."""
     if scatter if scatter is not None else flat.is_cuda:
         ones = torch.ones(1, dtype=torch.int64, device=flat.device).expand(flat.numel())
         hist = torch.zeros(channels * 256, dtype=torch.int64, device=flat.device).scatter_add_(0, flat.long(), ones)
@@ -129,7 +130,7 @@ def posterize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Ten
 def solarize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
     """Invert pixels ≥ 256 − int(level·256/10) (``ImageOps.solarize``)."""
     thr = _col(256 - int_parameter(level, 256))
-    # x + [x ≥ thr]·(255 − 2x), exact on the 8-bit grid; torch.where is 2× slower on the CPU.
+    # x + [x ≥ thr]·(255 − 2x), exact on the 8-bit grid; torch.where is slower on the CPU.
     return torch.addcmul(x, indicator(torch.ge, x, thr), x.mul(-2).add_(255))
 
 

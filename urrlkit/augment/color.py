@@ -62,11 +62,11 @@ def hue(x: Tensor, factor: Tensor) -> Tensor:
     With v = max, c = max − min and the shifted hue h′ (in sextants), each channel is
     ``v − c·clamp(min(k, 4 − k), 0, 1)`` with k = (n + h′) mod 6, n = 5, 3, 1 for R, G, B — the closed form
     of HSV → RGB, so the round trip costs a handful of pointwise ops instead of two full conversions
-    (kornia's adjust_hue was ~2–3× slower on the CPU). Agrees with ``TF.adjust_hue`` to float rounding.
+    (kornia's adjust_hue is slower on the CPU, docs/benchmarks.md). Agrees with ``TF.adjust_hue`` to float rounding.
     """
     r, g, b = x.unbind(dim=1)
-    # Elementwise max/min and lerps instead of aminmax(dim=1) and torch.where: on the CPU those two are
-    # 10-40× slower per element than the vectorised binary ops (measured at 224 px; hue was 2 ms/image).
+    # Elementwise max/min and lerps instead of aminmax(dim=1) and torch.where: on the CPU those two are an
+    # order of magnitude slower per element than the vectorised binary ops (docs/benchmarks.md).
     maxc = torch.maximum(torch.maximum(r, g), b)
     c = maxc - torch.minimum(torch.minimum(r, g), b)
     # torchvision's branch priority: R if it is the max, else G, else B; the numerator and sextant offset
@@ -137,8 +137,8 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
 
     Separable: the image is reflect-padded once on all sides, then one depthwise row pass and one column pass,
     each a grouped convolution with every (sample, channel) plane its own group. Reflecting the rows before the
-    row pass gives the same values as padding between the passes, and saves a pad: 10 % faster than kornia's
-    ``gaussian_blur2d`` at 32 and 64 px, 31 % at 224 px (equal to 3e-7).
+    row pass gives the same values as padding between the passes, and saves a pad: faster than kornia's
+    ``gaussian_blur2d`` (equal to 3e-7; timings: docs/benchmarks.md).
     """
     b, c, h, w = x.shape
     k = min(kernel_size, 2 * ((min(h, w) - 1) // 2) + 1)  # reflect padding must stay inside the image

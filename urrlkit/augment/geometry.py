@@ -194,8 +194,9 @@ def shift_crop(x: Tensor, top: Tensor, left: Tensor, size: int, flip: Tensor | N
     mirrored: out[…, v, u] = x[…, top + v, left + u′] with u′ = size − 1 − u when flipped. Pure copies, no
     resampling, so exactly ``warp`` of the integer crop matrix.
 
-    One element gather through flat int32 indices built from (B, size) vectors: on the CPU ~1.7× faster than a
-    row gather followed by a column gather, and int64 indices would cost more than the copy itself.
+    One element gather through flat int32 indices built from (B, size) vectors: on the CPU faster than a row
+    gather followed by a column gather, and int64 indices would cost more than the copy itself
+    (docs/benchmarks.md).
     """
     b, c, hin, win = x.shape
     u = torch.arange(size, device=x.device)
@@ -214,7 +215,7 @@ def shift_rows(x: Tensor, offset: Tensor) -> Tensor:
     """out[b, c, v] = x[b, c, v + offset[b]] where that row exists, else 0: a per-sample vertical shift.
 
     Rows are contiguous, so one ``index_select`` over the (B·C·H, W) rows moves each with a block copy —
-    6–7× faster on the CPU than an element ``gather`` along the height (64 px: 22.8 → 3.5 µs per image).
+    several times faster on the CPU than an element ``gather`` along the height (docs/benchmarks.md).
     """
     b, c, h, w = x.shape
     src = torch.arange(h, device=x.device).view(1, h) + offset.to(torch.int64).view(-1, 1)  # (B, H)

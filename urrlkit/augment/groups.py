@@ -48,7 +48,7 @@ def copy_rows_(out: Tensor, idx: Tensor, src: Tensor) -> Tensor:
 
     The CPU kernel of index_copy_ moves one element at a time: for float32 images it runs at a third of the
     speed of a plain copy. Viewed as complex128 (bytes unchanged, so the result is identical) each element
-    carries four floats: 2–3× faster (170 × 3×64×64 floats: 737 → 347 µs; 10 × 3×224×224: 516 → 168 µs).
+    carries four floats, several times faster (timings: docs/benchmarks.md).
     Other devices (MPS has no complex128), and rows that do not split into 16-byte words, take the plain path.
     """
     wide = torch.complex128

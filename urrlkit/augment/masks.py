@@ -2,9 +2,8 @@
 
 Per-sample ops select pixels with masks (solarize's threshold, a warp's inside-the-image test, the hue's
 max-channel branch). On the CPU a comparison that writes ``bool``, and arithmetic that mixes a ``bool`` mask into
-float, take slow paths: for 34 images of 3×64×64, ``(x >= t).float()`` costs 415 µs where ``torch.ge(x, t,
-out=<float32>)`` costs 40 µs, and ``x.mul_(bool_mask)`` 113 µs against 32 µs for a float mask. The values are
-the same; only the kernel differs.
+float, take slow paths, several times slower than ``torch.ge(x, t, out=<float32>)`` and a float mask
+(timings: docs/benchmarks.md). The values are the same; only the kernel differs.
 """
 
 from __future__ import annotations

@@ -415,8 +415,8 @@ def _count_labels(ds: Dataset) -> int:
 
 
 class _LazyTorchvisionDatasets:
-    """torchvision.datasets, imported on first use: the import pulls in torchvision.models (≈ 1.5 s), which
-    registering the names — all that `urrl recipe validate` needs — should not cost."""
+    """torchvision.datasets, imported on first use: the import pulls in torchvision.models (seconds,
+    docs/benchmarks.md), which registering the names — all that `urrl recipe validate` needs — should not cost."""
 
     def __getattr__(self, name: str) -> Any:
         import torchvision.datasets

@@ -3,8 +3,8 @@
 Batched augmentation and training allocate and free tensors of 0.1–30 MB every step. With glibc's defaults
 such blocks are mmap'd and unmapped, or trimmed back to the OS, on every free, so the next allocation of the
 same size page-faults its memory in again; on this project's 2-core VM that made whole ops several times
-slower than their arithmetic. Keeping freed memory in the heap removes the faults: the URRL sampler ran
-1.3–1.4× faster at 224 px and ≈ 1.1–1.3× at 64 px (A/B on the same machine). The price is that the process
+slower than their arithmetic. Keeping freed memory in the heap removes the faults, and the URRL sampler runs
+faster (A/B timings: docs/benchmarks.md). The price is that the process
 keeps up to `trim_threshold` of freed memory instead of returning it. Opt out with URRL_MALLOC_TUNING=0.
 """
 

@@ -36,8 +36,8 @@ def _small_stem(net: nn.Module, width: int) -> None:
 def _resnet(kind: str, layers: list[int], small_stem: bool, width: int = 64) -> nn.Module:
     """A torchvision ResNet trunk (fc removed) of "basic" or "bottleneck" blocks. `width` scales all four stages
     (64 = the standard net)."""
-    # Imported here: torchvision's package import costs ≈ 1.5 s, which naming a backbone in a recipe (and
-    # `urrl recipe validate`) should not pay.
+    # Imported here: torchvision's package import costs seconds (docs/benchmarks.md), which naming a backbone
+    # in a recipe (and `urrl recipe validate`) should not pay.
     from torchvision.models import resnet as tv_resnet
 
     block = tv_resnet.Bottleneck if kind == "bottleneck" else tv_resnet.BasicBlock
