@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes" / "replica").glob("*.toml"))
 
 
+def test_replica_runs_from_the_repository_root() -> None:
+    """Steps run with cwd = replica.ROOT and the default report is ROOT/docs/replica.md: the repository root."""
+    assert replica.ROOT == ROOT
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_replica_recipes_validate(path: Path) -> None:
     r = load(path)

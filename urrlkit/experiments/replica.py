@@ -25,7 +25,7 @@ from typing import Any
 from urrlkit.errors import UrrlError
 from urrlkit.recipe import load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository root (urrlkit/experiments/replica.py)
 RECIPES = Path("recipes/replica")
 METHODS = ["moco_v2", "augmix", "augmix_allop", "augmix_moco", "urrl"]
 TRANSFER_ENCODERS = ["moco_v2", "urrl"]
