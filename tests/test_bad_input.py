@@ -386,6 +386,16 @@ def _train_only(tmp: Path) -> Path:
     return tmp / "d"
 
 
+def _broken_train(tmp: Path) -> Path:
+    """A readable test split beside a training split whose labels are negative."""
+    import numpy as np
+
+    _npz(labels=np.arange(24) % 3 - 1)(tmp / "d")
+    _npz()(tmp / "t")
+    (tmp / "t" / "train.npz").rename(tmp / "d" / "test.npz")
+    return tmp / "d"
+
+
 def _png_dir(tmp: Path) -> str:
     (tmp / "v.png").mkdir()
     return str(tmp / "v.png")
@@ -419,6 +429,9 @@ OPTION_CASES: list = [
     ("finetune without a test split", lambda tmp: [
         "finetune", QUICK, "--from", str(_model(tmp)), *sets(f"run.output_dir='{tmp / 'runs'}'", "data.dataset='npz'",
                                                                f"data.root='{_train_only(tmp)}'")], "test.npz"),
+    ("finetune with a broken training split", lambda tmp: [
+        "finetune", QUICK, "--from", str(_model(tmp)), *sets(f"run.output_dir='{tmp / 'runs'}'", "data.dataset='npz'",
+                                                               f"data.root='{_broken_train(tmp)}'")], "train.npz"),
     ("finetune output_dir is a file", lambda tmp: ["finetune", QUICK, "--from", str(_model(tmp)),
                                                    *sets(f"run.output_dir='{_file(tmp)}'")], "a-file"),
     ("views out under a file", lambda tmp: ["recipe", "views", QUICK, "--out", str(_file(tmp) / "v.png"), "-n", "1"],

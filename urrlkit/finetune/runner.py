@@ -129,19 +129,24 @@ def with_settings(recipe: Recipe, settings: dict[str, Any]) -> Recipe:
     return validate_dict(apply_overrides(recipe.to_dict(), sets), "finetune.sweep")
 
 
+def train_split(recipe: Recipe) -> Dataset:
+    """The downstream set's full training split as fine-tuning reads it."""
+    from urrlkit.evaluate.corruptions.framing import source_size
+
+    dataset = recipe.finetune.dataset or recipe.data.dataset
+    # Arrays smaller than the stored size (CIFAR's 32 px for a 224 network) stay native: the training crop is
+    # drawn on them and upsampled once, as Salman et al.'s RandomResizedCrop(224) on the 32-px image.
+    native = source_size(dataset, recipe.data.root, "train")
+    return from_config(recipe.data, "train", dataset=dataset,
+                       size=native if native and native < recipe.data.stored_size else None)
+
+
 def finetune_once(recipe: Recipe, pretrained: Encoder, out_dir: Path, with_val: bool, resume: bool = False,
                   stop_after: int | None = None) -> tuple[Classifier, dict[str, float]]:
     """Train one model. with_val: on the training split less finetune.val_fraction, scored on that held-out part
     (a sweep trial); otherwise on the full training split."""
-    from urrlkit.evaluate.corruptions.framing import source_size
-
     ft = recipe.finetune
-    dataset = ft.dataset or recipe.data.dataset
-    # Arrays smaller than the stored size (CIFAR's 32 px for a 224 network) stay native: the training crop is
-    # drawn on them and upsampled once, as Salman et al.'s RandomResizedCrop(224) on the 32-px image.
-    native = source_size(dataset, recipe.data.root, "train")
-    full_train = from_config(recipe.data, "train", dataset=dataset,
-                             size=native if native and native < recipe.data.stored_size else None)
+    full_train = train_split(recipe)
     train, val = split_train_val(full_train, ft.val_fraction if with_val else 0.0, seed=recipe.run.seed)
     if with_val and val is None:
         raise RecipeError(f"finetune.val_fraction = {ft.val_fraction} holds out no image of the "
@@ -170,7 +175,8 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     grid = parse_sweep(sweep or [], recipe.finetune.sweep)
     check_grid(recipe, grid)
     pretrained = load_backbone(source)
-    test = eval_split(recipe.data, "test", dataset=recipe.finetune.dataset)  # a missing split: before any write
+    train_split(recipe)  # a missing or unreadable split is found before anything is written
+    test = eval_split(recipe.data, "test", dataset=recipe.finetune.dataset)
     kind = recipe.finetune.regularizer.type
     out = recipe.run_dir / f"finetune-{kind}"
     if out.exists() and (out / "checkpoints" / "latest").exists() and not resume:
