@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 
 import urrlkit.catalog  # noqa: F401  (declares the built-in registry entries, without importing torch)
 from urrlkit import registry
+from urrlkit.catalog import family_mix
 from urrlkit.errors import RecipeError
 from urrlkit.registry import nearest
 
@@ -220,10 +221,7 @@ class PretextConfig(Section):
     def family_weights(self) -> list[FamilySpec]:
         """The weighted family list, with `p` expanded as paper Eq. 2 defines it."""
         if self.p is not None:
-            return [
-                FamilySpec(name="augmix_allop", weight=self.p),
-                FamilySpec(name="moco_v2", weight=1.0 - self.p),
-            ]
+            return [FamilySpec(name=name, weight=w) for name, w in family_mix.family_weights(self.p)]
         return list(self.families)
 
 

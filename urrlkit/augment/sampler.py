@@ -2,7 +2,8 @@
 
 Generalised to any weighted list of registered families: for every view of every image, independently, a
 family is drawn with probability proportional to its weight, then that family draws the augmentation. The
-paper's URRL is ``[augmix_allop: 0.5, moco_v2: 0.5]``; ``PretextConfig.family_weights()`` expands ``p``.
+paper's URRL is ``[augmix_allop: 0.5, moco_v2: 0.5]``; ``catalog.family_mix.family_weights`` expands ``p``, and
+``family_cdf`` / ``draw_families`` below are the draw.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor
 
 from urrlkit.augment.groups import copy_rows_, group
+from urrlkit.catalog.family_mix import family_probabilities
 from urrlkit.errors import UrrlError
 from urrlkit.registry import FAMILIES
 
@@ -22,6 +24,22 @@ if TYPE_CHECKING:
     from urrlkit.recipe import FamilySpec
 
 Family = Callable[[Tensor, torch.Generator], Tensor]
+
+
+def family_cdf(weights: Sequence[float], device: torch.device | str = "cpu") -> Tensor:
+    """Paper Eq. 2's distribution as a float64 CDF: cdf[k] = Σ_{j ≤ k} w_j / Σ_j w_j."""
+    return torch.tensor(family_probabilities(weights), dtype=torch.float64, device=device).cumsum(0)
+
+
+def draw_families(cdf: Tensor, u: Tensor) -> Tensor:
+    """Paper Eq. 2's draw by inverse CDF: family k for each u in [0, 1) with cdf[k − 1] ≤ u < cdf[k].
+
+    A u exactly on a boundary goes to the family on its right; a zero-weight family has an empty interval, so it
+    is never drawn — also when rounding leaves cdf[-1] < 1 and a u falls past it: that u goes to the last
+    family of positive weight (found on the device, without a host sync).
+    """
+    last = torch.searchsorted(cdf, cdf[-1:])  # the first index that reaches the total
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=last)
 
 
 def to_float(x: Tensor) -> Tensor:
@@ -43,8 +61,7 @@ class FamilySampler:
                  image_size: int, views: int = 2, chunk_mib: float | None = 8.0) -> None:
         if not (len(names) == len(weights) == len(families)) or not names:
             raise ValueError("names, weights and families must be non-empty and of equal length")
-        if any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"family weights must be ≥ 0 and not all zero, got {list(weights)}")
+        family_probabilities(weights)  # raises for negative or all-zero weights
         if views < 1:
             raise ValueError(f"views must be ≥ 1, got {views}")
         self.names = list(names)
@@ -59,16 +76,14 @@ class FamilySampler:
 
     @property
     def probabilities(self) -> list[float]:
-        total = sum(self.weights)
-        return [w / total for w in self.weights]
+        return family_probabilities(self.weights)
 
     def draw_families(self, n: int, g: torch.Generator) -> Tensor:
-        """n family indices by inverse CDF (a zero-weight family gets an empty interval, so never drawn)."""
+        """n family indices (paper Eq. 2): `draw_families` of n uniform float64 draws from g."""
         cdf = self._cdf.get(g.device)
         if cdf is None:  # cached per device: a host→GPU copy on every call would synchronise the stream
-            cdf = self._cdf[g.device] = torch.tensor(self.probabilities, dtype=torch.float64, device=g.device).cumsum(0)
-        u = torch.rand(n, generator=g, device=g.device, dtype=torch.float64)
-        return torch.searchsorted(cdf, u, right=True).clamp_(max=len(self.names) - 1)
+            cdf = self._cdf[g.device] = family_cdf(self.weights, g.device)
+        return draw_families(cdf, torch.rand(n, generator=g, device=g.device, dtype=torch.float64))
 
     def chunk_size(self, x: Tensor) -> int | None:
         """Images per family call on the CPU: enough that one float32 image batch fills ``chunk_mib``.

@@ -10,6 +10,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from urrlkit.catalog.family_mix import family_weights
 from urrlkit.errors import CheckpointError
 from urrlkit.version import __version__
 
@@ -142,9 +143,8 @@ def _families(pre: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, fl
     try:
         return [(f.name, f.weight) for f in PretextConfig.model_validate(pre).family_weights()]
     except Exception:  # a family this install has not registered must not stop the card
-        # Paper Eq. 2's shorthand, as PretextConfig.family_weights() defines it.
         if pre.get("p") is not None:
-            return [("augmix_allop", float(pre["p"])), ("moco_v2", 1.0 - float(pre["p"]))]
+            return family_weights(float(pre["p"]))
         return [(str(f.get("name")), float(f.get("weight", 1.0))) for f in pre.get("families") or []]
 
 
