@@ -65,6 +65,24 @@ def test_task_loss_is_cross_entropy() -> None:
     assert task_loss(logits, torch.tensor([0])).item() == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 1)))
 
 
+def test_task_loss_averages_the_cross_entropy_over_the_batch() -> None:
+    # Eq. 3 on two images: −log softmax(2, 0)₀ = log(1 + e⁻²) and −log softmax(0, 0)₁ = log 2, averaged.
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    expected = (math.log1p(math.exp(-2)) + math.log(2)) / 2
+    assert task_loss(logits, torch.tensor([0, 1])).item() == pytest.approx(expected, abs=1e-15)
+
+
+def test_sim_reg_hand_computed_on_a_three_image_batch() -> None:
+    # S = f fᵀ = [[1,0,1],[0,4,2],[1,2,2]], S* = f* f*ᵀ = [[1,1,1],[1,1,1],[1,1,1]] (every f* = e₁), so
+    # S − S* = [[0,-1,0],[-1,3,1],[0,1,1]]: ‖·‖_F = √14, Σ|·| = 8, mean of squares = 14/9.
+    f = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], dtype=torch.float64)
+    f_star = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    assert torch.equal(similarity_matrix(f), torch.tensor([[1.0, 0, 1], [0, 4, 2], [1, 2, 2]], dtype=torch.float64))
+    assert similarity_regularization(f, f_star, "fro").item() == math.sqrt(14)
+    assert similarity_regularization(f, f_star, "l1").item() == 8.0
+    assert similarity_regularization(f, f_star, "mse").item() == pytest.approx(14 / 9, abs=1e-15)
+
+
 def _model() -> tuple[Classifier, torch.nn.Module]:
     torch.manual_seed(0)
     enc = build_encoder("resnet10", small_stem=True, width=4)
@@ -80,6 +98,18 @@ def test_sim_objective_with_zero_weight_equals_none() -> None:
     assert l_none.item() == l_sim.item()
     # before any update the tuned encoder equals the frozen one except for BN mode (train vs eval)
     assert stats["sim"] >= 0.0
+
+
+def test_sim_objective_is_task_loss_plus_weighted_eq4() -> None:
+    model, enc = _model()
+    frozen = frozen_copy(enc).eval()
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    loss, logits, stats = build_objective(SimReg(weight=0.5), model, enc)(x, y)
+    _, feats = model(x, return_features=True)
+    reg = similarity_regularization(feats.float(), frozen(x).float())
+    assert torch.equal(stats["sim"], reg.detach())
+    assert torch.equal(stats["task"], task_loss(logits, y).detach())
+    assert torch.equal(loss.detach(), (task_loss(logits, y) + 0.5 * reg).detach())
 
 
 def test_l2sp_objective_is_head_penalty_at_start() -> None:

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from urrlkit.data import from_config, num_classes
 from urrlkit.engine.logging import console
 from urrlkit.engine.schedule import lr_at
+from urrlkit.finetune.regularizers import task_loss
 from urrlkit.models import Classifier, Encoder
 from urrlkit.recipe import DataConfig, Recipe, ScheduleConfig
 
@@ -111,7 +112,7 @@ def train_head_on_features(feats: torch.Tensor, labels: torch.Tensor, n_cls: int
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg.lr, epoch, cfg.epochs, cfg.schedule, cfg.milestones)
         for f, y in loader:
-            loss = F.cross_entropy(head(f), y)
+            loss = task_loss(head(f), y)  # paper Eq. 3, on the frozen features
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
