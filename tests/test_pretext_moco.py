@@ -14,6 +14,7 @@ from urrlkit.engine.checkpoint import module_generators
 from urrlkit.errors import RecipeError
 from urrlkit.models import build_encoder
 from urrlkit.pretext.common import resolve_bn_groups, stream_seed
+from urrlkit.pretext.losses import info_nce
 from urrlkit.pretext.moco import MoCo, grouped_forward, shuffle_warning
 from urrlkit.pretext.train import build_pretext
 from urrlkit.recipe import PretextConfig, validate_dict
@@ -59,6 +60,18 @@ def test_key_encoder_gets_no_gradient_and_loss_is_finite() -> None:
     assert torch.isfinite(loss)
     assert all(p.grad is None for p in m.encoder_k.parameters())
     assert any(p.grad is not None for p in m.encoder_q.parameters())
+
+
+def test_the_moco_loss_is_eq1_info_nce_on_its_query_key_and_queue() -> None:
+    m = _moco(bn_groups=1)
+    x0, x1 = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)
+    q = m.embed_q(x0)
+    queue = m.queue.clone()
+    m.momentum_update()  # forward updates the key encoder before it embeds the keys
+    k = m.embed_k(x1)
+    m2 = _moco(bn_groups=1)  # a fresh MoCo with the same seeded weights, queue and key encoder
+    loss, _ = m2([x0, x1])
+    assert torch.equal(loss, info_nce(q.float(), k.float(), queue.float(), m2.t))
 
 
 def test_grouped_forward_uses_per_group_batch_statistics() -> None:
