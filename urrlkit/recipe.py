@@ -219,7 +219,7 @@ class PretextConfig(Section):
         return self
 
     def family_weights(self) -> list[FamilySpec]:
-        """The weighted family list, with `p` expanded as paper Eq. 2 defines it."""
+        """The weighted family list, with `p` expanded by paper Eq. 2 (catalog/family_mix.py `family_weights`)."""
         if self.p is not None:
             return [FamilySpec(name=name, weight=w) for name, w in family_mix.family_weights(self.p)]
         return list(self.families)
