@@ -51,11 +51,14 @@ def test_small_stem_loads_into_a_hand_built_torchvision_resnet(tmp_path: Path, i
     from torchvision.models.resnet import BasicBlock, ResNet
 
     torch.manual_seed(0)
-    d = save_model(build_encoder("resnet10", small_stem=True, width=64), tmp_path / "m")
+    d = save_model(build_encoder("resnet10", small_stem=True, width=8), tmp_path / "m")
     cfg = json.loads((d / "config.json").read_text())
     assert "architecture" not in cfg  # timm cannot build it by name, so config.json does not pretend it can
-    tv = ResNet(BasicBlock, [1, 1, 1, 1])
-    tv.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    tv, w = ResNet(BasicBlock, [1, 1, 1, 1]), cfg["encoder"]["width"]
+    tv.inplanes, tv.bn1 = w, nn.BatchNorm2d(w)
+    tv.layer1 = tv._make_layer(BasicBlock, w, 1)
+    tv.layer2, tv.layer3, tv.layer4 = (tv._make_layer(BasicBlock, w * m, 1, stride=2) for m in (2, 4, 8))
+    tv.conv1 = nn.Conv2d(3, w, kernel_size=3, stride=1, padding=1, bias=False)
     tv.maxpool = nn.Identity()
     tv.fc = nn.Identity()
     tv.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
