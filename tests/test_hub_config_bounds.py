@@ -55,7 +55,7 @@ def test_weights_of_another_shape_name_file_tensor_and_shapes(model_dir: Path) -
     with pytest.raises(CheckpointError) as info:
         load_backbone(model_dir)
     assert str(info.value) == (f"{model_dir / 'model.safetensors'}: weights do not match the config (tensor "
-                               "trunk.conv1.weight has shape [8, 3, 3, 3], the config's model needs [256, 3, 3, 3])")
+                               "conv1.weight has shape [8, 3, 3, 3], the config's model needs [256, 3, 3, 3])")
 
 
 def test_missing_and_extra_tensors_are_named(model_dir: Path, tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_classifier_head_shape_is_checked(tmp_path: Path) -> None:
     torch.manual_seed(0)
     d = save_model(Classifier(build_encoder("resnet10", True, width=8), 10), tmp_path / "c")
     edit(d, num_classes=1000)
-    with pytest.raises(CheckpointError, match=r"head\.weight has shape \[10, 64\], the config's model needs "
+    with pytest.raises(CheckpointError, match=r"fc\.weight has shape \[10, 64\], the config's model needs "
                                               r"\[1000, 64\]"):
         load_model(d)
 

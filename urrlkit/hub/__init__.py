@@ -1,10 +1,13 @@
 """Save and load urrlkit models (safetensors + config.json + card), locally and on the Hugging Face Hub.
 
 A model directory holds:
-  model.safetensors  weights (an Encoder's keys, or a Classifier's `encoder.*` + `head.*`); its metadata
-                     carries a copy of config.json under `urrlkit_config`
-  config.json        {"urrlkit_version", "kind": "encoder"|"classifier", "encoder": spec, "num_classes",
-                      "feature_dim", "head", "input", "input_size", "recipe", "recipe_hash", ...}
+  model.safetensors  weights under torchvision's ResNet names (conv1, bn1, layer1…, and fc for a Classifier's
+                     head; no normalisation buffers), so torchvision and timm load them unchanged; files in
+                     the older layout (`trunk.*`, `encoder.*` + `head.*`) still load. Its metadata carries a
+                     copy of config.json under `urrlkit_config` (urrlkit.hub.interop)
+  config.json        {"urrlkit_version", "kind": "encoder"|"classifier", "encoder": spec, "num_classes" (0 for
+                      an encoder), "feature_dim", "head", "input", "input_size", "recipe", "recipe_hash", ...}
+                     plus timm's "architecture", "model_args", "pretrained_cfg" where timm builds the backbone
   README.md          the model card (urrlkit/hub/cards/model_card.md.j2)
 A pushed repo adds `eval/results.json` (from `urrl eval`) and the run's `recipe.toml` when present.
 

@@ -208,6 +208,11 @@ def card_info(repo_id: str, config: dict[str, Any], results: dict[str, Any] | No
         "feature_dim": config.get("feature_dim") or spec.get("feature_dim"), "head": head,
         "input_size": config.get("input_size") or "H", "mean": spec.get("mean"), "std": spec.get("std"),
         "recipe_hash": config.get("recipe_hash"),
+        # timm builds the backbone by name only when config.json names a timm `architecture` (urrlkit.hub.interop)
+        "timm": config.get("architecture"), "small_stem": bool(spec.get("small_stem")),
+        "tv_width": spec.get("width"),
+        "num_classes": config.get("num_classes"),
+        "tv_name": spec.get("backbone") if config.get("architecture") == spec.get("backbone") else None,
         "source": (f"`{src.get('file')}` ({src.get('format')}, sha256 {str(src.get('sha256'))[:12]})"
                    if src else None),
         "recipe": fams, "training_data": _training_data(config, recipe), "rows": rows,

@@ -17,6 +17,7 @@ from torch import nn
 
 from urrlkit.engine.statefile import atomic_save_file, atomic_write_bytes
 from urrlkit.errors import CheckpointError
+from urrlkit.hub.interop import file_state, is_file_layout, model_state, timm_fields, to_file_name
 from urrlkit.models import Classifier, Encoder, check_num_classes, check_spec, encoder_from_spec
 from urrlkit.version import __version__
 
@@ -50,7 +51,8 @@ def model_config(model: Encoder | Classifier, recipe: Any = None, **extra: Any) 
         "urrlkit_version": __version__,
         "kind": "classifier" if is_clf else "encoder",
         "encoder": enc.spec,
-        "num_classes": model.head.out_features if is_clf else None,
+        # 0 for an encoder (features only): timm's convention, which its hub loader needs (urrlkit.hub.interop)
+        "num_classes": model.head.out_features if is_clf else 0,
         # Redundant with `encoder`, but spelled out so a reader of config.json on the Hub sees the interface.
         "feature_dim": enc.feature_dim,
         "head": {"type": "linear", "in_features": enc.feature_dim, "out_features": model.head.out_features}
@@ -62,6 +64,8 @@ def model_config(model: Encoder | Classifier, recipe: Any = None, **extra: Any) 
         cfg["recipe"] = recipe.to_dict()
         cfg["recipe_hash"] = recipe.digest()
         cfg["input_size"] = recipe.data.image_size
+    # timm's hub loader reads these beside ours (urrlkit.hub.interop); none of our own fields is renamed.
+    cfg.update(timm_fields(enc.spec, cfg["num_classes"], cfg.get("input_size")))
     cfg.update(extra)
     return cfg
 
@@ -71,7 +75,9 @@ def save_model(model: Encoder | Classifier, directory: Path, recipe: Any = None,
     directory = Path(directory)
     cfg = model_config(model, recipe, **extra)
     blob = json.dumps(cfg, sort_keys=True)
-    save_weights(model, directory / WEIGHTS, {"format": "pt", META_CONFIG: blob})
+    # torchvision's key names (urrlkit.hub.interop), so torchvision and timm load the file without renaming
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_save_file(file_state(state, cfg["kind"]), directory / WEIGHTS, {"format": "pt", META_CONFIG: blob})
     atomic_write_bytes(directory / CONFIG, json.dumps(cfg, indent=2, sort_keys=True).encode())
     return directory
 
@@ -126,12 +132,13 @@ def _build(cfg: dict[str, Any], source: Path, weights: Path | None = None) -> En
     if weights is not None:
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in make().state_dict().items()}
-        check_header(weights, expected)
+        check_header(weights, expected, kind)
     return make()
 
 
-def check_header(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
-    """Compare the tensor names and shapes in a safetensors header with `expected` (nothing is loaded)."""
+def check_header(path: Path, expected: dict[str, tuple[int, ...]], kind: str | None = None) -> None:
+    """Compare the tensor names and shapes in a safetensors header with `expected` (nothing is loaded). With
+    `kind`, a file in torchvision's layout is compared under its own names (urrlkit.hub.interop)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
     try:
@@ -139,6 +146,9 @@ def check_header(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
             found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    if kind is not None and is_file_layout(found):
+        renamed = ((to_file_name(k, kind), shape) for k, shape in expected.items())
+        expected = {k: shape for k, shape in renamed if k is not None}
     for key, shape in expected.items():
         if key not in found:
             raise CheckpointError(f"{path}: weights do not match the config (tensor {key} is missing)")
@@ -151,6 +161,8 @@ def check_header(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    kind = "classifier" if isinstance(model, Classifier) else "encoder"
+    state = model_state(state, kind, model.state_dict())
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

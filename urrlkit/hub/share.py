@@ -17,6 +17,7 @@ from huggingface_hub.utils import httpx
 from urrlkit.errors import CheckpointError, HubError
 from urrlkit.hub.card import card_summary, find_eval_results, read_results, render_card
 from urrlkit.hub.ids import HubId, hub_settings, require_hub_id
+from urrlkit.hub.interop import interop_status
 from urrlkit.hub.local import CARD, CONFIG, WEIGHTS, load_local, read_config, resolve_local
 from urrlkit.hub.resolve import EVAL_RESULTS, RECIPE, _short, download
 from urrlkit.version import __version__
@@ -53,7 +54,20 @@ def build_upload_folder(path: Path, repo_id: str, dest: Path) -> list[str]:
     if run_recipe.is_file():
         shutil.copyfile(run_recipe, dest / RECIPE)
     render_card(repo_id, config, results, note).save(dest / CARD)
+    print(interop_line(config, repo_id))
     return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+
+
+def interop_line(config: dict, repo_id: str) -> str:
+    """Which other libraries load these weights by name (docs/hub.md, "Load with timm or torchvision")."""
+    why = interop_status(config.get("encoder") or {})
+    if why is None and "architecture" in config:
+        backbone = config["encoder"]["backbone"]
+        tv = f"torchvision.models.{backbone}()" if backbone == config["architecture"] else "a torchvision ResNet"
+        return (f'interop: timm.create_model("hf_hub:{repo_id}", pretrained=True) and {tv} load these weights '
+                "(apply the config's mean/std to inputs)")
+    return (f"interop: timm cannot build this backbone by name ({why or 'saved before urrlkit wrote timm fields'}); "
+            "torchvision loads the weights into a hand-built ResNet (docs/hub.md)")
 
 
 def _push_error(hub_id: HubId, exc: Exception) -> HubError:
