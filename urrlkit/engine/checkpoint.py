@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType
 from safetensors.torch import load_model, save_model
 
@@ -285,7 +285,7 @@ def _python_rng(state: Any) -> tuple:
     return state
 
 
-def barrier(acc: Accelerator) -> None:
+def barrier(acc: Accelerator | PartialState) -> None:
     """``acc.wait_for_everyone()``, except for CPU processes (gloo): Accelerate passes
     ``device_ids=[local_rank]`` there too, and on a host that also has a GPU torch then places the barrier on
     ``cuda:<local_rank>`` — "invalid device ordinal" on rank 1 of a one-GPU machine (seen on an H100 host with

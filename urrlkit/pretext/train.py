@@ -11,7 +11,7 @@ from accelerate import PartialState
 from torch.utils.data import DataLoader, Dataset
 
 from urrlkit.data import from_config
-from urrlkit.engine.checkpoint import Checkpointer, module_generators
+from urrlkit.engine.checkpoint import Checkpointer, barrier, module_generators
 from urrlkit.engine.logging import MetricLogger, say
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
@@ -204,6 +204,9 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
         save_model(encoder, run_dir / "model", recipe, stage="pretrain", method=recipe.pretext.method,
                    families=[f.model_dump() for f in recipe.pretext.family_weights()])
         say(acc, f"pretrained encoder saved to {run_dir / 'model'} (views per family: {mix})")
+    # Every rank leaves together: a rank that tore the (gloo) group down while the main one was still saving the
+    # model sometimes aborted at exit ("terminate called without an active exception").
+    barrier(acc)
     if keep_process_group:  # a stage follows in this launch (linear evaluation): its processes still need the group
         for tracker in acc.trackers:
             tracker.finish()
@@ -221,7 +224,9 @@ def run_pretrain(recipe: Recipe, resume: bool = False, linear_eval: bool = True)
         # Every process of the launch trains the probe (DDP, as main_lincls.py); the main one then evaluates it.
         # --resume after a kill during linear evaluation continues the probe from its last checkpoint.
         run_linear_eval(recipe, encoder, resume=resume)
-        PartialState().destroy_process_group()
+        state = PartialState()
+        barrier(state)  # the other ranks wait for the main one's evaluation before the group goes (see above)
+        state.destroy_process_group()
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, int | float | str | bool]:
