@@ -13,13 +13,14 @@ views do not depend on the number of workers, on which worker made the batch, or
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 
 from urrlkit.augment.crops import CropSpec, WithIndex, batch_seed, crop_views, new_batch
-from urrlkit.augment.device_crops import Encoded, EncodedBatch, decode_views, encode_batch, encoded_source
+from urrlkit.augment.device_crops import EncodedBatch, decode_views, encode_batch, encoded_source
 from urrlkit.augment.sampler import FamilySampler, to_float
 from urrlkit.augment.supervised import supervised_transform
 from urrlkit.data.datasets import originals
@@ -88,29 +89,22 @@ class SupervisedCropCollate:
         self.seed = seed
         self.spec = spec or CropSpec("rrc", scale=(0.08, 1.0))
 
-    def __call__(self, items: Sequence[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor]:
+    def __call__(self, items: Sequence[tuple[Any, int, int]]) -> tuple[Any, Tensor]:
         index = torch.tensor([i for _, _, i in items], dtype=torch.int64)
         g = torch.Generator().manual_seed(batch_seed(self.seed, index))
         fam = torch.zeros(len(items), dtype=torch.int64)
-        views = crop_views([im for im, _, _ in items], fam, [self.spec], self.size, g)
-        return views, torch.tensor([y for _, y, _ in items], dtype=torch.int64)
+        return self.cut([im for im, _, _ in items], fam, g), torch.tensor([y for _, y, _ in items], dtype=torch.int64)
+
+    def cut(self, images: list[Any], fam: Tensor, g: torch.Generator) -> Any:
+        return crop_views(images, fam, [self.spec], self.size, g)
 
 
-class SupervisedEncodedCollate:
+class SupervisedEncodedCollate(SupervisedCropCollate):
     """``SupervisedCropCollate`` for ``device_crops.Encoded`` items: the same boxes from the same seed, the JPEGs
     decoded and cut on the training device by the step's transform (``decode_views``) → (EncodedBatch, labels)."""
 
-    def __init__(self, size: int, seed: int, spec: CropSpec | None = None) -> None:
-        self.size = size
-        self.seed = seed
-        self.spec = spec or CropSpec("rrc", scale=(0.08, 1.0))
-
-    def __call__(self, items: Sequence[tuple[Encoded, int, int]]) -> tuple[EncodedBatch, Tensor]:
-        index = torch.tensor([i for _, _, i in items], dtype=torch.int64)
-        g = torch.Generator().manual_seed(batch_seed(self.seed, index))
-        fam = torch.zeros(len(items), dtype=torch.int64)
-        batch = encode_batch([e for e, _, _ in items], fam, [self.spec], self.size, 1, g)
-        return batch, torch.tensor([y for _, y, _ in items], dtype=torch.int64)
+    def cut(self, images: list[Any], fam: Tensor, g: torch.Generator) -> EncodedBatch:
+        return encode_batch(images, fam, [self.spec], self.size, 1, g)
 
 
 def supervised_source(ds: Dataset, kind: str, image_size: int, crop_from: str, seed: int,
