@@ -23,11 +23,11 @@ t0=$(date +%s)
 step() { echo "== $1 at +$(( $(date +%s) - t0 )) s" | tee -a "$LOG"; }
 DRY=${URRL_GPU_DRY:-0}
 if [ "$DRY" = 1 ]; then  # tiny CPU versions of every step
-  DEV=cpu; TREE=40; TESTS="tests/test_prefetch.py tests/test_decode_device.py"
+  DEV=cpu; TREE=40; TESTS="tests/engine/test_prefetch.py tests/augment/test_decode_device.py"
   AUG=(--quick --sizes 32); PROF=(--batch 8 --size 64); JPEG=(--quick --batch 8 --epochs 2 --workers 1)
   CIFAR=(--width 4 --batch 32 --epochs 2)
 else
-  DEV=cuda; TREE=2000; TESTS="tests/test_decode_device.py tests/test_prefetch.py tests/test_geometry_original.py"
+  DEV=cuda; TREE=2000; TESTS="tests/augment/test_decode_device.py tests/engine/test_prefetch.py tests/augment/test_geometry_original.py"
   AUG=(--rounds 1); PROF=(); JPEG=(--batch 256 --epochs 4 --workers 16)
   CIFAR=(--width 64 --batch 256 --images 10000 --epochs 4)
 fi

@@ -1,6 +1,6 @@
 """One MoCo step in two real gloo processes (accelerate.debug_launcher); rank 0 saves the result.
 
-Used by tests/test_pretext_moco.py to check that cross-process shuffle-BN and key gathering match the
+Used by tests/pretext/test_pretext_moco.py to check that cross-process shuffle-BN and key gathering match the
 single-process maths (bn_groups = world size)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """urrlkit's built-in registry entries, declared by name and module without importing them (see
 urrlkit/registry.py `declare`): recipe validation checks names — and family parameters, through the torch-free
 checks of catalog/families.py — with nothing heavier than this package. Each entry's module registers the
-same name when imported; tests/test_catalog.py holds this list equal to the live registries.
+same name when imported; tests/catalog/test_catalog.py holds this list equal to the live registries.
 
 Importing this package declares the entries (once; `urrlkit.registry.load_builtins` imports it).
 """

@@ -1,7 +1,7 @@
 """The built-in augmentation families' parameters and value checks, without torch.
 
 Each function here has exactly the signature of the family factory of the same name (urrlkit/augment/families.py,
-instdis_family.py; tests/test_catalog.py holds them equal) and raises ValueError for values the factory would
+instdis_family.py; tests/catalog/test_catalog.py holds them equal) and raises ValueError for values the factory would
 reject. The factories call them, so the ranges live here once; recipe validation calls them instead of
 building the family (which needs torch).
 """

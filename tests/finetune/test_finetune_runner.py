@@ -19,7 +19,7 @@ from urrlkit.hub import save_model
 from urrlkit.models import build_encoder
 from urrlkit.recipe import load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

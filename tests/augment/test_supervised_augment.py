@@ -21,7 +21,7 @@ from urrlkit.engine.schedule import lr_at
 from urrlkit.evaluate.corruptions.framing import frame
 from urrlkit.recipe import load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "recipes" / "paper"
 
 

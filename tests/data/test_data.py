@@ -17,7 +17,7 @@ from urrlkit.errors import DataError, UrrlError
 from urrlkit.recipe import DataConfig
 from urrlkit.registry import DATASETS
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 TORCHVISION_SETS = ["cifar100", "stl10", "aircraft", "cars", "dtd", "flowers102", "food101", "pets",
                     "caltech101", "caltech256", "sun397"]
 FILE_SETS = ["imagefolder", "imagenet", "birdsnap", "npz", "tiny-imagenet", "cifar10", "cifar10-sample"]

@@ -18,7 +18,7 @@ from urrlkit.evaluate.corruptions.generate import run_corrupt
 from urrlkit.evaluate.corruptions.textures import frost_textures, make_texture
 from urrlkit.registry import CORRUPTIONS
 
-CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
+CIFAR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10"
 CIFAR = CIFAR.resolve() if CIFAR.exists() else Path("/work/shared/data/cifar10")
 
 

@@ -13,7 +13,7 @@ from urrlkit.errors import UrrlError
 from urrlkit.experiments import replica
 from urrlkit.recipe import load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes" / "replica").glob("*.toml"))
 
 

@@ -33,7 +33,7 @@ from urrlkit.errors import DataError, UrrlError
 from urrlkit.pretext.train import Indexed, decode_on_device, pretrain
 from urrlkit.recipe import PretextConfig, load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GPU = os.environ.get("URRL_TEST_GPU") == "1" and torch.cuda.is_available()
 
 

@@ -24,7 +24,7 @@ from urrlkit.data.datasets import load_image
 from urrlkit.pretext.train import Indexed, pretrain
 from urrlkit.recipe import PretextConfig, load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # (width, height): 3:2 landscape, portrait, 4:3 landscape, and a 3:4 one.
 SIZES = [(300, 200), (200, 320), (500, 375), (240, 320)]
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from urrlkit.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = str(ROOT / "recipes" / "quickstart.toml")
 TINY = [
     "data.train_limit=128", "data.test_limit=64", "data.batch_size=32", "model.backbone='resnet10'",

@@ -17,7 +17,7 @@ from urrlkit.catalog import families as checks
 from urrlkit.errors import UrrlError
 from urrlkit.registry import Registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

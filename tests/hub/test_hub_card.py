@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 
 from urrlkit.hub.card import card_summary, eval_table, render_card
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {
     "urrlkit_version": "0.1.0", "kind": "encoder", "feature_dim": 512, "num_classes": None, "input_size": 32,
     "encoder": {"backbone": "resnet18", "small_stem": True, "width": None, "feature_dim": 512,

@@ -19,7 +19,7 @@ from urrlkit.models import Encoder, build_encoder
 from urrlkit.recipe import LinearEvalConfig, Recipe, load
 from urrlkit.registry import DATASETS, load_builtins
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_knn_weighted_vote_by_hand() -> None:

@@ -14,7 +14,7 @@ from urrlkit.cli import app
 from urrlkit.errors import RecipeError
 from urrlkit.recipe import L2SPReg, Recipe, SimReg, deep_merge, load, parse_override
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").rglob("*.toml"))
 PAPER_FAMILIES = ("moco_v2", "augmix", "augmix_allop", "augmix_moco")
 

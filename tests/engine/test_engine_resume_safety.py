@@ -20,7 +20,7 @@ from urrlkit.engine.loop import LoopSpec, fit
 from urrlkit.engine.statefile import read_state
 from urrlkit.errors import CheckpointError, UrrlError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = [  # as in test_engine_pretrain.py: 4 steps per epoch, 2 epochs, a checkpoint every 3 steps
     "data.train_limit=128", "data.test_limit=64", "data.batch_size=32", "model.backbone='resnet10'",
     "model.width=4", "pretext.queue_size=64", "pretext.head_dim=16", "pretext.bn_groups=2",

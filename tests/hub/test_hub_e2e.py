@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from urrlkit.cli import app
 from urrlkit.hub import load_backbone, read_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "recipes" / "quickstart.toml"
 
 

@@ -14,7 +14,7 @@ from urrlkit.data import DataRequest, build
 from urrlkit.pretext.preview import FRAME, PALETTE, views_preview
 from urrlkit.recipe import load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_preview_rows_frames_and_originals() -> None:

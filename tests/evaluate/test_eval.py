@@ -17,7 +17,7 @@ from urrlkit.models import Classifier, build_encoder
 from urrlkit.recipe import validate_dict
 
 CIFAR = Path("/work/shared/data/cifar10")
-for _p in (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10",):
+for _p in (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10",):
     if (_p / "test.npz").is_file():
         CIFAR = _p
 needs_cifar = pytest.mark.skipif(not (CIFAR / "test.npz").is_file(), reason="shared CIFAR-10 not present")

@@ -22,7 +22,7 @@ from urrlkit.pretext.pirl import PIRL, JigsawHead, jigsaw_geometry, jigsaw_patch
 from urrlkit.pretext.train import pretrain
 from urrlkit.recipe import PretextConfig, load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP_B = ROOT / "recipes" / "paper" / "appendix_b"
 RECIPES = ["instdis", "instdis_urrl", "pirl", "pirl_urrl"]
 PIRL_AUG = {"scale_min": 0.08, "grayscale_first": False}

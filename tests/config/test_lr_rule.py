@@ -12,7 +12,7 @@ from urrlkit.errors import RecipeError
 from urrlkit.pretext.train import pretrain
 from urrlkit.recipe import DEFAULT_LR, OptimConfig, load, scaled_lr, validate_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_scaled_lr_is_the_linear_rule() -> None:

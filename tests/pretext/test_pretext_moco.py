@@ -19,7 +19,7 @@ from urrlkit.pretext.moco import MoCo, grouped_forward, shuffle_warning
 from urrlkit.pretext.train import build_pretext
 from urrlkit.recipe import PretextConfig, validate_dict
 
-sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 import ddp_moco_step
 
 
