@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from urrlkit.engine.checkpoint import Checkpointer, TrainState
-from urrlkit.engine.logging import MetricLogger, ProgressReporter
+from urrlkit.engine.logging import MetricLogger, ProgressReporter, say
 from urrlkit.engine.prefetch import Prefetcher
 from urrlkit.engine.schedule import lr_at
 from urrlkit.errors import TrainingError
@@ -59,13 +59,18 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
         step_fn: StepFn, spec: LoopSpec, ckpt: Checkpointer | None, logger: MetricLogger | None,
         generators: list[torch.Generator], resume: bool = False,
         extra_state: dict[str, torch.Tensor] | None = None,
-        prepare: Callable[[Any], Any] | None = None) -> TrainState:
+        prepare: Callable[[Any], Any] | None = None,
+        on_epoch_end: Callable[[int], dict[str, float]] | None = None) -> TrainState:
     """Train `model` for spec.epochs over `loader` (already prepared), calling `step_fn(batch)` for the loss.
     `prepare`, if given, turns each batch into step_fn's input one batch ahead (on CUDA on a side stream during
     the previous step: engine/prefetch.py); it must not depend on when it runs.
 
     Checkpoints hold the model, the optimizer, the loop position, every generator in `generators` and the
-    per-process tensors in `extra_state` (restored in place on resume)."""
+    per-process tensors in `extra_state` (restored in place on resume).
+
+    `on_epoch_end(epoch)`, if given, runs on every process after each finished epoch (0-based index), before
+    that epoch's checkpoint, so what it changes is saved; a resume never repeats it for an epoch whose end
+    checkpoint exists. The numbers it returns are logged under the stage's title."""
     state = TrainState()
     watch = NaNWatch()
     if ckpt is not None:
@@ -114,6 +119,8 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
                 if state.step_in_epoch == steps_per_epoch:
                     state.epoch += 1
                     state.step_in_epoch = 0
+                    if on_epoch_end is not None:
+                        _log_epoch_end(acc, spec.title, epoch, state.global_step, on_epoch_end(epoch), logger)
                 if ckpt is not None and (state.step_in_epoch == 0 or (
                         spec.checkpoint_every and state.global_step % spec.checkpoint_every == 0)):
                     watch.check(acc)
@@ -153,6 +160,17 @@ class NaNWatch:
         if step >= 0:
             raise TrainingError(f"loss became non-finite at global step {step}; stopped, {self.kept} — lower "
                                 "optim.lr or check the data")
+
+
+def _log_epoch_end(acc: Accelerator, title: str, epoch: int, global_step: int, numbers: dict[str, float],
+                   logger: MetricLogger | None) -> None:
+    """The epoch-end hook's numbers: one metrics record and one progress line, under the stage's title."""
+    if not numbers:
+        return
+    values = {k: float(v) for k, v in numbers.items()}
+    if logger is not None:
+        logger.log({"stage": title, "epoch": epoch, **values}, global_step)
+    say(acc, f"{title} epoch {epoch} end " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
 
 
 def _batch_len(batch: Any) -> int:
