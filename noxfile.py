@@ -29,9 +29,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff with the rules configured in pyproject.toml."""
-    session.install("ruff>=0.5")
+    """ruff and mypy with the settings in pyproject.toml (mypy needs the package's dependencies for their types)."""
+    _install(session)
     session.run("ruff", "check", ".", *session.posargs)
+    session.run("mypy")
 
 
 @nox.session
