@@ -39,9 +39,9 @@ from torchvision.transforms import v2
 
 from urrlkit.augment import build_sampler
 from urrlkit.augment.workers import AugmentingCollate
+from urrlkit.config import FamilySpec, PretextConfig
 from urrlkit.data import DataRequest, build
 from urrlkit.engine.allocator import tune_glibc_malloc
-from urrlkit.recipe import FamilySpec, PretextConfig
 
 RESULTS = Path(__file__).parent / "results" / "augment.json"
 

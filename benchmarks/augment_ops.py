@@ -26,7 +26,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from urrlkit.augment import build_sampler
-from urrlkit.recipe import FamilySpec, PretextConfig
+from urrlkit.config import FamilySpec, PretextConfig
 
 RESULTS = Path(__file__).parent / "results" / "augment_ops_cpu.json"
 METADATA = {

@@ -26,7 +26,7 @@ import torch
 
 from urrlkit.augment import build_sampler
 from urrlkit.augment.device_crops import EncodedFiles, EncodedViewsCollate, decode_views
-from urrlkit.recipe import PretextConfig
+from urrlkit.config import PretextConfig
 
 
 def _sync(device: torch.device) -> None:

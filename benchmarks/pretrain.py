@@ -39,12 +39,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from urrlkit.augment import build_sampler
+from urrlkit.config import load
 from urrlkit.data import DataRequest, build
 from urrlkit.data.loading import from_config
 from urrlkit.engine.allocator import tune_glibc_malloc
 from urrlkit.models import build_encoder
 from urrlkit.pretext.train import pretrain
-from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from urrlkit.augment import build_sampler
-from urrlkit.recipe import PretextConfig
+from urrlkit.config import PretextConfig
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),  # infrastructure: loop, checkpoints, state files, lock, logging, optimizer, schedule, prefetch
     ("registry",),
     ("catalog",),  # built-in registry entries, declared by name (torch-free)
-    ("recipe",),  # the TOML schema
+    ("config", "recipe"),  # the TOML schema (urrlkit.recipe: its compatibility alias)
     ("data",),
     ("augment",),
     ("models",),
@@ -36,9 +36,9 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 
 MAX_LINES = 400
-# Modules still over MAX_LINES, each to be split by a later part of issue 16 (the config/ package, the suites as
-# registered objects). The test fails once one of them is under the limit, so that the list only shrinks.
-OVERSIZED = {"recipe", "data.datasets", "evaluate.suites", "experiments.replica"}
+# Modules still over MAX_LINES, each to be split by a later part of issue 16 (the suites as registered objects).
+# The test fails once one of them is under the limit, so that the list only shrinks.
+OVERSIZED = {"data.datasets", "evaluate.suites", "experiments.replica"}
 
 
 def module_files() -> dict[str, Path]:

@@ -130,7 +130,7 @@ def main(
 
 
 def _load(recipe: Path, overrides: list[str] | None):
-    from urrlkit import recipe as recipe_mod
+    from urrlkit import config as recipe_mod
 
     return recipe_mod.load(recipe, overrides or [])
 
@@ -145,7 +145,7 @@ def recipe_validate(
     set_: SetOpt = None,
 ) -> None:
     """Validate recipes (extends and --set resolved) without running anything."""
-    from urrlkit.recipe import load
+    from urrlkit.config import load
 
     failed = 0
     for f in files:

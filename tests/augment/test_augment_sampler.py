@@ -7,9 +7,9 @@ import torch
 
 from urrlkit.augment import FamilySampler, build_sampler, supervised_transform
 from urrlkit.augment.families import default_severity
+from urrlkit.config import FamilySpec, PretextConfig, validate_dict
 from urrlkit.data import DataRequest, build
 from urrlkit.errors import UrrlError
-from urrlkit.recipe import FamilySpec, PretextConfig, validate_dict
 from urrlkit.registry import FAMILIES
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

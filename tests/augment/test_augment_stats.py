@@ -11,7 +11,7 @@ import torch
 
 from urrlkit.augment import augmix, build_sampler
 from urrlkit.augment.families import MocoV2
-from urrlkit.recipe import FamilySpec, PretextConfig
+from urrlkit.config import FamilySpec, PretextConfig
 
 N = 20_000
 

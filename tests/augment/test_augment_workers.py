@@ -7,9 +7,9 @@ from torch.utils.data import DataLoader
 
 from urrlkit.augment import build_sampler
 from urrlkit.augment.workers import AugmentingCollate, batch_seed
+from urrlkit.config import PretextConfig
 from urrlkit.data import DataRequest, build
 from urrlkit.pretext.train import Indexed
-from urrlkit.recipe import PretextConfig
 
 
 def test_batch_seed_depends_on_seed_indices_and_order() -> None:

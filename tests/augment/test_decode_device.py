@@ -27,11 +27,11 @@ from urrlkit.augment.device_crops import (
 )
 from urrlkit.augment.geometry import rrc_boxes
 from urrlkit.augment.workers import OriginalViewsCollate
+from urrlkit.config import PretextConfig, load
 from urrlkit.data import originals
 from urrlkit.data.datasets import FileDataset, load_image
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.pretext.train import Indexed, decode_on_device, pretrain
-from urrlkit.recipe import PretextConfig, load
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU = os.environ.get("URRL_TEST_GPU") == "1" and torch.cuda.is_available()

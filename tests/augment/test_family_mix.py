@@ -6,8 +6,8 @@ import torch
 
 from urrlkit.augment.sampler import FamilySampler, draw_families, family_cdf
 from urrlkit.catalog.family_mix import family_probabilities, family_weights
+from urrlkit.config import PretextConfig
 from urrlkit.hub.card import _families
-from urrlkit.recipe import PretextConfig
 
 BELOW_ONE = 1 - 2**-53  # the largest float64 that torch.rand can return
 

@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader
 from urrlkit.augment import build_sampler, supervised_transform
 from urrlkit.augment.crops import CropSpec, crop_views, cut, draw_boxes, to_pil
 from urrlkit.augment.workers import OriginalViewsCollate, SupervisedCropCollate, batch_seed, supervised_source
+from urrlkit.config import PretextConfig, load
 from urrlkit.data import DataRequest, build, originals, split_train_val
 from urrlkit.data.datasets import load_image
 from urrlkit.pretext.train import Indexed, pretrain
-from urrlkit.recipe import PretextConfig, load
 
 ROOT = Path(__file__).resolve().parents[2]
 # (width, height): 3:2 landscape, portrait, 4:3 landscape, and a 3:4 one.

@@ -17,9 +17,9 @@ from urrlkit.augment import geometry, rand
 from urrlkit.augment.crops import CropSpec
 from urrlkit.augment.supervised import eval_resize_for, supervised_transform
 from urrlkit.augment.workers import SupervisedCropCollate
+from urrlkit.config import load
 from urrlkit.engine.schedule import lr_at
 from urrlkit.evaluate.corruptions.framing import frame
-from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "recipes" / "paper"

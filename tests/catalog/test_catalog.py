@@ -36,7 +36,7 @@ def live() -> None:
 def test_recipe_validation_imports_no_torch() -> None:
     probe = (
         "import sys, runpy\n"
-        "import urrlkit.recipe as r\n"
+        "import urrlkit.config as r\n"
         "r.load('recipes/urrl.toml')\n"
         "r.load('recipes/paper/urrl.toml', ['pretext.p=0.3'])\n"
         "sys.argv = ['urrl', 'recipe', 'validate', 'recipes/cpu/cifar10_urrl.toml']\n"
@@ -165,8 +165,8 @@ def test_a_declared_module_that_does_not_register_is_a_clear_error() -> None:
 
 
 def test_a_registered_pretext_can_be_selected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from urrlkit.config import validate_dict
     from urrlkit.errors import RecipeError
-    from urrlkit.recipe import validate_dict
 
     recipe = {"pretext": {"method": "byol_test"}}
     with pytest.raises(RecipeError, match=r"pretext.method = 'byol_test' is not allowed; allowed: moco_v2, instdis, "

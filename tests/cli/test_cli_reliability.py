@@ -107,8 +107,8 @@ def test_sigterm_stops_cleanly_keeping_the_last_checkpoint(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("name", ["../../escape", "/abs/name", "a/b", "..", ".", "a\\b", " x"])
 def test_run_names_cannot_leave_output_dir(tmp_path: Path, name: str) -> None:
+    from urrlkit.config import load
     from urrlkit.errors import RecipeError
-    from urrlkit.recipe import load
 
     with pytest.raises(RecipeError, match=r"run\.name") as info:
         load(ROOT / "recipes" / "quickstart.toml", [f"run.output_dir='{tmp_path}'", f"run.name={name!r}"])
@@ -214,10 +214,10 @@ def test_finetune_refuses_a_directory_another_process_writes(tmp_path: Path) -> 
 
 
 def test_linear_eval_refuses_a_directory_another_process_writes(tmp_path: Path) -> None:
+    from urrlkit.config import load
     from urrlkit.engine.lock import RunLocked
     from urrlkit.finetune.linear import run_linear_eval
     from urrlkit.models import build_encoder
-    from urrlkit.recipe import load
 
     out = tmp_path / "linear"
     out.mkdir()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from urrlkit.config import DEFAULT_LR, OptimConfig, load, scaled_lr, validate_dict
 from urrlkit.errors import RecipeError
 from urrlkit.pretext.train import pretrain
-from urrlkit.recipe import DEFAULT_LR, OptimConfig, load, scaled_lr, validate_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 

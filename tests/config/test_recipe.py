@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from urrlkit import registry
 from urrlkit.cli import app
+from urrlkit.config import L2SPReg, Recipe, SimReg, deep_merge, load, parse_override
 from urrlkit.errors import RecipeError
-from urrlkit.recipe import L2SPReg, Recipe, SimReg, deep_merge, load, parse_override
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").rglob("*.toml"))

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from urrlkit.config import DataConfig
 from urrlkit.data import DataRequest, build, from_config, num_classes, split_train_val, to_tensors
 from urrlkit.data.datasets import ArrayDataset
 from urrlkit.errors import DataError, UrrlError
-from urrlkit.recipe import DataConfig
 from urrlkit.registry import DATASETS
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

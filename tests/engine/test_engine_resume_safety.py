@@ -215,8 +215,8 @@ def test_shuffling_order_after_resume_is_the_uninterrupted_one(tmp_path: Path) -
 
 
 def test_resume_with_a_changed_recipe_names_the_keys_and_keeps_recipe_toml(tmp_path: Path) -> None:
+    from urrlkit.config import load
     from urrlkit.pretext.train import pretrain
-    from urrlkit.recipe import load
 
     def tiny(*extra: str) -> object:
         return load(ROOT / "recipes" / "quickstart.toml",
@@ -249,9 +249,9 @@ def test_resume_with_a_changed_recipe_names_the_keys_and_keeps_recipe_toml(tmp_p
 def test_divergence_message_says_which_checkpoint_is_kept(tmp_path: Path) -> None:
     """Weights that are huge but finite are never checkpointed as good, and the stop message names the kept
     checkpoint — or says that none exists."""
+    from urrlkit.config import load
     from urrlkit.errors import TrainingError
     from urrlkit.pretext.train import pretrain
-    from urrlkit.recipe import load
 
     def tiny(name: str, *extra: str) -> object:
         return load(ROOT / "recipes" / "quickstart.toml",
@@ -268,8 +268,8 @@ def test_divergence_message_says_which_checkpoint_is_kept(tmp_path: Path) -> Non
 
 def test_a_whole_resume_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With torch.load and every pickle entry point made to fail, a real pretraining resume still completes."""
+    from urrlkit.config import load
     from urrlkit.pretext.train import pretrain
-    from urrlkit.recipe import load
 
     recipe = load(ROOT / "recipes" / "quickstart.toml", [*TINY, f"run.output_dir='{tmp_path}'", "run.name='p'"])
     pretrain(recipe, stop_after=3)

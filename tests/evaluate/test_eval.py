@@ -9,12 +9,12 @@ import torch
 from typer.testing import CliRunner
 
 from urrlkit.cli import app
+from urrlkit.config import validate_dict
 from urrlkit.errors import UrrlError
 from urrlkit.evaluate.corruptions.generate import run_corrupt
 from urrlkit.evaluate.suites import default_out_dir, evaluate_model, plan_suites, run_eval
 from urrlkit.hub import save_model
 from urrlkit.models import Classifier, build_encoder
-from urrlkit.recipe import validate_dict
 
 CIFAR = Path("/work/shared/data/cifar10")
 for _p in (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10",):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from urrlkit.config import load
 from urrlkit.errors import UrrlError
 from urrlkit.experiments import replica
-from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes" / "replica").glob("*.toml"))

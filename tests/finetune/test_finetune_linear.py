@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from urrlkit import metrics
 from urrlkit.cli import app
+from urrlkit.config import LinearEvalConfig, Recipe, load
 from urrlkit.data import DataRequest
 from urrlkit.finetune.linear import LinearProbe, knn_top1, run_linear_eval, train_head_on_features
 from urrlkit.models import Encoder, build_encoder
-from urrlkit.recipe import LinearEvalConfig, Recipe, load
 from urrlkit.registry import DATASETS, load_builtins
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from urrlkit.config import L2SPReg, NoReg, SimReg
 from urrlkit.finetune.regularizers import (
     build_objective,
     frozen_copy,
@@ -16,7 +17,6 @@ from urrlkit.finetune.regularizers import (
     task_loss,
 )
 from urrlkit.models import Classifier, build_encoder
-from urrlkit.recipe import L2SPReg, NoReg, SimReg
 
 
 def test_similarity_matrix_is_pairwise_dot_products() -> None:

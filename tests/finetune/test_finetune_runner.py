@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from urrlkit.cli import app
+from urrlkit.config import load
 from urrlkit.errors import UrrlError
 from urrlkit.finetune.runner import apply_cli, parse_sweep, run_finetune, selection_score
 from urrlkit.hub import save_model
 from urrlkit.models import build_encoder
-from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[2]
 

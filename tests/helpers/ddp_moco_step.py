@@ -12,9 +12,9 @@ import torch
 from accelerate import Accelerator, debug_launcher
 from safetensors.torch import save_file
 
+from urrlkit.config import PretextConfig
 from urrlkit.models import build_encoder
 from urrlkit.pretext.moco import MoCo
-from urrlkit.recipe import PretextConfig
 
 BATCH, SIZE = 8, 16
 SEED = 11  # run.seed: both runs draw their shuffle permutations from it

@@ -20,10 +20,10 @@ from standin_hub import StandinHub
 from typer.testing import CliRunner
 
 from urrlkit.cli import app
+from urrlkit.config import Recipe
 from urrlkit.errors import HubError
 from urrlkit.hub import build_upload_folder, load_backbone, load_model, run_pull, run_push, save_model
 from urrlkit.models import Classifier, Encoder, build_encoder
-from urrlkit.recipe import Recipe
 
 TOKEN = "hf_standinSECRETtoken0123456789"
 

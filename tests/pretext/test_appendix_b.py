@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from urrlkit.augment.instdis_family import InstDisAug
+from urrlkit.config import PretextConfig, load
 from urrlkit.models import build_encoder
 from urrlkit.pretext.instdis import InstDis
 from urrlkit.pretext.losses import bank_scores, nce_loss, nce_normaliser
 from urrlkit.pretext.pirl import PIRL, JigsawHead, jigsaw_geometry, jigsaw_patches, jigsaw_source
 from urrlkit.pretext.train import pretrain
-from urrlkit.recipe import PretextConfig, load
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_B = ROOT / "recipes" / "paper" / "appendix_b"

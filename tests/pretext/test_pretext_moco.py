@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
+from urrlkit.config import PretextConfig, validate_dict
 from urrlkit.engine.checkpoint import module_generators
 from urrlkit.errors import RecipeError
 from urrlkit.models import build_encoder
@@ -17,7 +18,6 @@ from urrlkit.pretext.common import resolve_bn_groups, stream_seed
 from urrlkit.pretext.losses import info_nce
 from urrlkit.pretext.moco import MoCo, grouped_forward, shuffle_warning
 from urrlkit.pretext.train import build_pretext
-from urrlkit.recipe import PretextConfig, validate_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 import ddp_moco_step

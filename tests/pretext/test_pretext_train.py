@@ -15,9 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from urrlkit.config import load
 from urrlkit.errors import TrainingError, UrrlError
 from urrlkit.pretext.train import pretrain
-from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [

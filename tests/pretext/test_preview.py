@@ -10,9 +10,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from urrlkit.cli import app
+from urrlkit.config import load
 from urrlkit.data import DataRequest, build
 from urrlkit.pretext.preview import FRAME, PALETTE, views_preview
-from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ from urrlkit.registry import FAMILIES
 
 if TYPE_CHECKING:
     from urrlkit.augment.crops import CropSpec
-    from urrlkit.recipe import FamilySpec
+    from urrlkit.config import FamilySpec
 
 Family = Callable[[Tensor, torch.Generator], Tensor]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from urrlkit.config import DataConfig
 from urrlkit.data.datasets import ArrayDataset, DataRequest, build
-from urrlkit.recipe import DataConfig
 
 
 def from_config(cfg: DataConfig, split: str, dataset: str | None = None, size: int | None = None) -> Dataset:

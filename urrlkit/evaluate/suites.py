@@ -21,13 +21,13 @@ from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from urrlkit.config import Recipe
 from urrlkit.errors import CheckpointError, RecipeError, UrrlError
 from urrlkit.evaluate import metrics
 from urrlkit.evaluate.attacks import robust_accuracy
 from urrlkit.evaluate.corruptions import CHUNK, check_names, corrupt
 from urrlkit.evaluate.corruptions import official as off
 from urrlkit.evaluate.corruptions.framing import corrupt_framed, frame, load_size
-from urrlkit.recipe import Recipe
 from urrlkit.version import __version__
 
 BENCHMARKS = ("cifar10-c", "cifar100-c", "imagenet-c", "tiny-imagenet-c")
@@ -408,7 +408,7 @@ def default_out_dir(model: str) -> Path:
 
 
 def recipe_from_model(model: nn.Module, source: str, overrides: list[str]) -> Recipe:
-    from urrlkit.recipe import apply_overrides, validate_dict
+    from urrlkit.config import apply_overrides, validate_dict
 
     cfg = getattr(model, "config", {}) or {}
     data = cfg.get("recipe")

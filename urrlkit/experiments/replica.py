@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from urrlkit.config import load
 from urrlkit.errors import UrrlError
-from urrlkit.recipe import load
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root (urrlkit/experiments/replica.py)
 RECIPES = Path("recipes/replica")

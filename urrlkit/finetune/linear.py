@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from urrlkit.config import DataConfig, Recipe, ScheduleConfig
 from urrlkit.data import from_config, num_classes
 from urrlkit.engine.logging import console
 from urrlkit.engine.schedule import lr_at
 from urrlkit.finetune.regularizers import task_loss
 from urrlkit.models import Classifier, Encoder
-from urrlkit.recipe import DataConfig, Recipe, ScheduleConfig
 
 
 class LinearProbe(Classifier):

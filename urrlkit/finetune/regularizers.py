@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from urrlkit.config import AdvReg, CustomReg, L2SPReg, NoReg, SimReg
 from urrlkit.models import Classifier, Encoder
-from urrlkit.recipe import AdvReg, CustomReg, L2SPReg, NoReg, SimReg
 from urrlkit.registry import REGULARIZERS
 
 # Stats stay tensors: converting them to floats every step would make the GPU wait (the loop reads them on log steps).

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from urrlkit.config import Recipe, apply_overrides, to_file, validate_dict
 from urrlkit.data import from_config, num_classes, split_train_val
 from urrlkit.engine.logging import console
 from urrlkit.errors import RecipeError, UrrlError
 from urrlkit.finetune.linear import LinearProbe, eval_split, streaming_top1
 from urrlkit.finetune.train import train_classifier
 from urrlkit.models import Classifier, Encoder
-from urrlkit.recipe import Recipe, apply_overrides, to_file, validate_dict
 
 REG_WEIGHT_FIELD = {"sim": "weight", "l2sp": "alpha", "adversarial": "eps"}
 

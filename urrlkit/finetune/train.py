@@ -9,13 +9,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from urrlkit.config import NoReg, Recipe, ScheduleConfig
 from urrlkit.engine.checkpoint import Checkpointer
 from urrlkit.engine.logging import MetricLogger
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
 from urrlkit.finetune.regularizers import Stats, build_objective, regularized_parameters
 from urrlkit.models import Classifier, Encoder
-from urrlkit.recipe import NoReg, Recipe, ScheduleConfig
 
 
 def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: ScheduleConfig, ckpt_dir: Path,

@@ -136,7 +136,7 @@ def _recipe_info(recipe: dict[str, Any], config: dict[str, Any]) -> dict[str, An
 
 def _families(pre: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, float]]:
     """The weighted pretext families: as the trainer recorded them, else as the recipe expands them."""
-    from urrlkit.recipe import PretextConfig
+    from urrlkit.config import PretextConfig
 
     if recorded := config.get("families"):
         return [(str(f.get("name")), float(f.get("weight", 1.0))) for f in recorded]

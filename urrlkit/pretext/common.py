@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from accelerate.utils import gather
 from torch import nn
 
+from urrlkit.config import PretextConfig
 from urrlkit.errors import RecipeError
-from urrlkit.recipe import PretextConfig
 
 PAPER_DEVICES = 8  # MoCo v2 / URRL train on 8 GPUs, each with its own BN statistics over 256 / 8 images
 

@@ -14,11 +14,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from urrlkit.config import PretextConfig
 from urrlkit.models import Encoder
 from urrlkit.pretext.common import MemoryBank, distributed, head, rank_world, resolve_bn_groups
 from urrlkit.pretext.losses import bank_infonce, bank_scores, nce_loss, nce_normaliser
 from urrlkit.pretext.moco import grouped_forward
-from urrlkit.recipe import PretextConfig
 from urrlkit.registry import PRETEXTS
 
 

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from accelerate.utils import broadcast, gather
 from torch import nn
 
+from urrlkit.config import PretextConfig
 from urrlkit.models import Encoder
 from urrlkit.pretext.common import check_bn_groups, distributed, head, rank_world, resolve_bn_groups, stream_seed
 from urrlkit.pretext.losses import info_nce
-from urrlkit.recipe import PretextConfig
 from urrlkit.registry import PRETEXTS
 
 

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from urrlkit.config import PretextConfig
 from urrlkit.models import Encoder
 from urrlkit.pretext.common import MemoryBank, head, rank_world, resolve_bn_groups
 from urrlkit.pretext.instdis import NCENormaliser, bank_negatives, bank_objective
 from urrlkit.pretext.losses import bank_scores
 from urrlkit.pretext.moco import grouped_forward
-from urrlkit.recipe import PretextConfig
 from urrlkit.registry import PRETEXTS
 
 # PIRL's jigsaw geometry relative to the 224-px image: a 255-px source cut into 85-px cells, 64-px patches.

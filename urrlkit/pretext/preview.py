@@ -16,10 +16,10 @@ from torchvision.utils import make_grid, save_image
 
 from urrlkit.augment.geometry import center_crop_resize
 from urrlkit.augment.sampler import to_float
+from urrlkit.config import Recipe
 from urrlkit.data.loading import from_config
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.pretext.train import recipe_sampler
-from urrlkit.recipe import Recipe
 
 # Distinguishable frame colours (Okabe-Ito), one per family in recipe order.
 PALETTE = ((0.90, 0.62, 0.0), (0.34, 0.71, 0.91), (0.0, 0.62, 0.45), (0.94, 0.89, 0.26), (0.0, 0.45, 0.70),

@@ -10,6 +10,7 @@ import torch
 from accelerate import PartialState
 from torch.utils.data import DataLoader, Dataset
 
+from urrlkit.config import Recipe, to_file
 from urrlkit.data import from_config
 from urrlkit.engine.checkpoint import Checkpointer, barrier, module_generators
 from urrlkit.engine.logging import MetricLogger, say
@@ -17,7 +18,6 @@ from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.models import Encoder, build_encoder
-from urrlkit.recipe import Recipe, to_file
 from urrlkit.registry import PRETEXTS
 
 if TYPE_CHECKING:
