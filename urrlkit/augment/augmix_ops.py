@@ -140,7 +140,7 @@ def solarize(x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tens
 def _affine(x: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor, e: Tensor, f: Tensor) -> Tensor:
     """PIL ``transform(AFFINE, (a, b, c, d, e, f), BILINEAR)``, fill 0, rounded back to the 8-bit grid."""
     m = torch.stack([torch.stack([a, b, c], -1), torch.stack([d, e, f], -1)], dim=1)
-    return geometry.warp(x, m, tuple(x.shape[-2:]), edges="pil").add_(1e-3).floor_().clamp_(0, 255)
+    return geometry.warp(x, m, (x.shape[-2], x.shape[-1]), edges="pil").add_(1e-3).floor_().clamp_(0, 255)
 
 
 def _translate(x: Tensor, t: Tensor, dim: int) -> Tensor:

@@ -89,7 +89,8 @@ def cut(img: Image.Image, kind: str, top: int, left: int, height: int, width: in
     images (``rrc``), the shifted window of the Resize + CenterCrop square (``pad``), or the evaluation crop
     (``center``); mirrored if ``flip``."""
     if kind == "rrc":
-        out = np.asarray(img.crop((left, top, left + width, top + height)).resize((size, size), Image.BILINEAR))
+        box = img.crop((left, top, left + width, top + height))
+        out = np.asarray(box.resize((size, size), Image.Resampling.BILINEAR))
     else:
         square = pil_to_uint8(img, eval_resize(size) if kind == "center" else size).permute(1, 2, 0).numpy()
         if kind == "center":

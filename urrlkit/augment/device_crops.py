@@ -26,6 +26,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -210,7 +211,8 @@ def decode_views(batch: EncodedBatch, device: torch.device | str | None = None, 
                                                                   batch.flip)]
         for c in range(0, len(jpeg), chunk):
             part = slice(c, c + chunk)
-            cuts = resample_boxes(images[part], *(x[part] for x in boxes), size=s)
+            top, left, height, width, flip = (x[part] for x in boxes)
+            cuts = resample_boxes(images[part], top, left, height, width, flip, size=s)
             out.index_copy_(0, rows[part].reshape(-1).to(device), cuts.flatten(0, 1))
     if batch.cpu_rows.numel():
         out.index_copy_(0, batch.cpu_rows.to(device), batch.cpu_views.to(device, non_blocking=True))
@@ -221,11 +223,12 @@ def _decode(blobs: list[Tensor], paths: list[str], device: torch.device) -> list
     from torchvision.io import ImageReadMode, decode_jpeg
 
     def one(blob: Tensor, path: str) -> Tensor:
+        # casts: decode_jpeg is annotated Tensor | list[Tensor] for both call forms; one tensor in, one out
         try:
-            return decode_jpeg(blob, mode=ImageReadMode.RGB, device=device)
+            return cast(Tensor, decode_jpeg(blob, mode=ImageReadMode.RGB, device=device))
         except RuntimeError:  # a file nvJPEG refuses (an odd JPEG variant): libjpeg-turbo on the CPU
             try:
-                return decode_jpeg(blob, mode=ImageReadMode.RGB).to(device)
+                return cast(Tensor, decode_jpeg(blob, mode=ImageReadMode.RGB)).to(device)
             except RuntimeError as exc:
                 raise DataError(f"{path}: cannot decode JPEG ({exc})") from None
 
@@ -270,12 +273,12 @@ def _padded(images: Sequence[Tensor], hmax: int, wmax: int, device: torch.device
             meta.append((h, w, h * w, w, 1))
     flat = torch.cat([*parts, images[0].new_zeros(1)])  # the last element: the padding value
     m = torch.tensor(meta, dtype=torch.int64).to(device)[:, :, None, None, None]
-    h, w, sc, sy, sx = m.unbind(1)
-    offset = torch.cumsum(h * w * 3, 0) - h * w * 3
+    hs, ws, sc, sy, sx = m.unbind(1)
+    offset = torch.cumsum(hs * ws * 3, 0) - hs * ws * 3
     c = torch.arange(3, device=device)[None, :, None, None]
     y = torch.arange(hmax, device=device)[None, None, :, None]
     x = torch.arange(wmax, device=device)[None, None, None, :]
-    idx = torch.where((y < h) & (x < w), offset + c * sc + y * sy + x * sx, flat.numel() - 1)
+    idx = torch.where((y < hs) & (x < ws), offset + c * sc + y * sy + x * sx, flat.numel() - 1)
     return flat.take(idx).float()
 
 

@@ -13,7 +13,7 @@ cut to image_size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import torch
 from torch import Tensor
@@ -177,7 +177,8 @@ class AugMix:
 
     @property
     def crop_spec(self) -> CropSpec:
-        kind = {"pad": "pad", "rrc": "rrc", "none": "center"}[self.crop]
+        kinds: dict[str, Literal["rrc", "pad", "center"]] = {"pad": "pad", "rrc": "rrc", "none": "center"}
+        kind = kinds[self.crop]
         return CropSpec(kind, scale=(self.scale_min, 1.0), flip=self.flip)
 
     def photometric(self, x: Tensor, g: torch.Generator) -> Tensor:

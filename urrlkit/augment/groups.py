@@ -22,8 +22,8 @@ def group_rows(ids: Tensor, n: int) -> list[list[tuple[int, Tensor]]]:
     keys = (ids + torch.arange(rows, device=ids.device).unsqueeze(1) * (n + 1)).reshape(-1)
     order = torch.argsort(keys, stable=True)
     # scatter_add, not bincount: CUDA bincount reads max() back to the host first (a second sync).
-    counts = torch.zeros(rows * (n + 1), dtype=torch.long, device=ids.device)
-    counts = counts.scatter_add_(0, keys, torch.ones_like(keys)).tolist()  # the one host sync
+    zeros = torch.zeros(rows * (n + 1), dtype=torch.long, device=ids.device)
+    counts: list[int] = zeros.scatter_add_(0, keys, torch.ones_like(keys)).tolist()  # the one host sync
     col = order % cols
     out: list[list[tuple[int, Tensor]]] = []
     start = 0

@@ -8,6 +8,8 @@ Importing this package declares the entries (once; `urrlkit.registry.load_builti
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from urrlkit import registry
 from urrlkit.catalog import families
 
@@ -23,7 +25,8 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet10")
 FAMILIES = {"moco_v2": ("families", "moco_v2"), "augmix": ("families", "augmix_family"),
             "augmix_allop": ("families", "augmix_allop"), "augmix_moco": ("families", "augmix_moco"),
             "identity": ("families", "identity"), "instdis": ("instdis_family", "instdis")}
-FAMILY_CHECKS = {"moco_v2": families.moco_v2, "augmix": families.augmix, "augmix_allop": families.augmix_allop,
+FAMILY_CHECKS: dict[str, Callable[..., object]] = {
+                 "moco_v2": families.moco_v2, "augmix": families.augmix, "augmix_allop": families.augmix_allop,
                  "augmix_moco": families.augmix_moco, "identity": families.identity, "instdis": families.instdis}
 # In the order the error line for an unknown pretext.method lists them.
 PRETEXTS = {"moco_v2": "moco:MoCo", "instdis": "instdis:InstDis", "pirl": "pirl:PIRL"}

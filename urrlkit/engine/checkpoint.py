@@ -105,9 +105,10 @@ class TrainState:
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         values = [d.get(k) for k in ("epoch", "step_in_epoch", "global_step")]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        counters = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+        if len(counters) != len(values):
             raise ValueError(f"loop counters must be non-negative integers, got {values}")
-        self.epoch, self.step_in_epoch, self.global_step = values
+        self.epoch, self.step_in_epoch, self.global_step = counters
 
 
 def module_generators(module: torch.nn.Module) -> list[torch.Generator]:

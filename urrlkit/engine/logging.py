@@ -10,7 +10,7 @@ from typing import Any
 
 from accelerate import Accelerator
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 console = Console(stderr=True, highlight=False)
 
@@ -44,7 +44,7 @@ class ProgressReporter:
         self.total = total_steps
         self.tty = sys.stderr.isatty() and acc.is_main_process
         self.progress: Progress | None = None
-        self.task = None
+        self.task = TaskID(0)  # the bar's one task, once __enter__ adds it
         self.t0 = time.perf_counter()
 
     def __enter__(self) -> ProgressReporter:

@@ -45,18 +45,19 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def model_config(model: Encoder | Classifier, recipe: Any = None, **extra: Any) -> dict[str, Any]:
+    clf = model if isinstance(model, Classifier) else None
     enc = model.encoder if isinstance(model, Classifier) else model
-    is_clf = isinstance(model, Classifier)
+    is_clf = clf is not None
     cfg: dict[str, Any] = {
         "urrlkit_version": __version__,
         "kind": "classifier" if is_clf else "encoder",
         "encoder": enc.spec,
         # 0 for an encoder (features only): timm's convention, which its hub loader needs (urrlkit.hub.interop)
-        "num_classes": model.head.out_features if is_clf else 0,
+        "num_classes": clf.head.out_features if clf is not None else 0,
         # Redundant with `encoder`, but spelled out so a reader of config.json on the Hub sees the interface.
         "feature_dim": enc.feature_dim,
-        "head": {"type": "linear", "in_features": enc.feature_dim, "out_features": model.head.out_features}
-        if is_clf else None,
+        "head": {"type": "linear", "in_features": enc.feature_dim, "out_features": clf.head.out_features}
+        if clf is not None else None,
         "input": {"layout": "NCHW RGB float", "range": [0.0, 1.0], "normalization": "inside the model",
                   "mean": enc.spec.get("mean"), "std": enc.spec.get("std")},
     }

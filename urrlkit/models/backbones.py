@@ -18,6 +18,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Normalize(nn.Module):
     """(x − mean) / std with the statistics stored as buffers, so they travel with the weights."""
 
+    mean: torch.Tensor  # buffers (register_buffer), declared for the type checker
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
@@ -41,23 +44,25 @@ def _resnet(kind: str, layers: list[int], small_stem: bool, width: int = 64) -> 
     from torchvision.models import resnet as tv_resnet
 
     block = tv_resnet.Bottleneck if kind == "bottleneck" else tv_resnet.BasicBlock
-    net = tv_resnet.ResNet(block, layers)  # type: ignore[arg-type]
+    net = tv_resnet.ResNet(block, layers)
     if width != 64:
         # Rebuild the stages at the requested width with torchvision's own blocks and stage builder.
         net.inplanes = width
         net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
         net.bn1 = nn.BatchNorm2d(width)
-        net.layer1 = net._make_layer(block, width, layers[0])  # type: ignore[arg-type]
-        net.layer2 = net._make_layer(block, width * 2, layers[1], stride=2)  # type: ignore[arg-type]
-        net.layer3 = net._make_layer(block, width * 4, layers[2], stride=2)  # type: ignore[arg-type]
-        net.layer4 = net._make_layer(block, width * 8, layers[3], stride=2)  # type: ignore[arg-type]
+        net.layer1 = net._make_layer(block, width, layers[0])
+        net.layer2 = net._make_layer(block, width * 2, layers[1], stride=2)
+        net.layer3 = net._make_layer(block, width * 4, layers[2], stride=2)
+        net.layer4 = net._make_layer(block, width * 8, layers[3], stride=2)
         for m in net.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     if small_stem:
         _small_stem(net, width)
-    net.feature_dim = width * 8 * block.expansion  # type: ignore[attr-defined]
-    net.fc = nn.Identity()
+    # ignores: Module.__setattr__ is annotated for Tensor | Module values only (a plain int is stored as any
+    # attribute is), and torchvision annotates ResNet.fc as nn.Linear
+    net.feature_dim = width * 8 * block.expansion  # type: ignore[assignment]
+    net.fc = nn.Identity()  # type: ignore[assignment]
     return net
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import torch
 
@@ -41,7 +42,8 @@ def jpeg_compression(x: torch.Tensor, severity: int, rng: Rand) -> torch.Tensor:
     u8 = (x * 255).round().clamp(0, 255).to(torch.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to torchcodec
-        out = decode_jpeg(encode_jpeg(list(u8), quality=q))
+        # cast: both functions are annotated Tensor | list[Tensor] for either call form; a list in, a list out
+        out = cast(list[torch.Tensor], decode_jpeg(encode_jpeg(list(u8), quality=q)))
     return torch.stack(out).to(x.dtype) / 255
 
 

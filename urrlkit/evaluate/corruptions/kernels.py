@@ -10,6 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
+# Rand's field `torch` shadows the module inside its class body (for a type checker): these names do not
+_Dtype = torch.dtype
+_F32 = torch.float32
 
 
 @dataclass
@@ -23,14 +28,10 @@ class Rand:
     def from_seed(cls, seed: int) -> Rand:
         return cls(torch.Generator().manual_seed(seed), np.random.default_rng(seed))
 
-    def uniform(
-        self, lo: float, hi: float, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
-    ) -> torch.Tensor:
+    def uniform(self, lo: float, hi: float, shape: tuple[int, ...], dtype: _Dtype = _F32) -> Tensor:
         return torch.rand(shape, generator=self.torch, dtype=dtype) * (hi - lo) + lo
 
-    def normal(
-        self, shape: tuple[int, ...], loc: float = 0.0, scale: float = 1.0, dtype: torch.dtype = torch.float32
-    ) -> torch.Tensor:
+    def normal(self, shape: tuple[int, ...], loc: float = 0.0, scale: float = 1.0, dtype: _Dtype = _F32) -> Tensor:
         return torch.randn(shape, generator=self.torch, dtype=dtype) * scale + loc
 
 

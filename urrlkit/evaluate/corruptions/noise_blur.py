@@ -83,9 +83,9 @@ def glass_blur(x: torch.Tensor, severity: int, rng: Rand) -> torch.Tensor:
             a = arr.numpy()
             o = off.numpy()
             b = np.arange(n)
-            for i, hh in enumerate(hs):
-                for j, ww in enumerate(ws):
-                    a[:, hh, ww] = a[b, hh + o[i, j, :, 1], ww + o[i, j, :, 0]]
+            for i, row in enumerate(hs):
+                for j, col in enumerate(ws):
+                    a[:, row, col] = a[b, row + o[i, j, :, 1], col + o[i, j, :, 0]]
     y = arr.permute(0, 3, 1, 2).to(x.dtype) / 255
     return gaussian(y, sigma).clamp(0, 1)
 
