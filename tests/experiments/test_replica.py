@@ -1,4 +1,4 @@
-"""The replica's infrastructure (urrlkit/experiments/replica.py, recipes/replica/): recipes, plan, report — no
+"""The replica's infrastructure (urrlkit/experiments/replica/, recipes/replica/): recipes, plan, report — no
 training."""
 
 from __future__ import annotations
