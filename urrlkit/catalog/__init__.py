@@ -24,10 +24,12 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet10")
 # name -> (module, factory); the check of the same factory name is in catalog/families.py.
 FAMILIES = {"moco_v2": ("families", "moco_v2"), "augmix": ("families", "augmix_family"),
             "augmix_allop": ("families", "augmix_allop"), "augmix_moco": ("families", "augmix_moco"),
-            "identity": ("families", "identity"), "instdis": ("instdis_family", "instdis")}
+            "identity": ("families", "identity"), "instdis": ("instdis_family", "instdis"),
+            "prime": ("prime", "prime"), "pixmix": ("pixmix", "pixmix_family")}
 FAMILY_CHECKS: dict[str, Callable[..., object]] = {
                  "moco_v2": families.moco_v2, "augmix": families.augmix, "augmix_allop": families.augmix_allop,
-                 "augmix_moco": families.augmix_moco, "identity": families.identity, "instdis": families.instdis}
+                 "augmix_moco": families.augmix_moco, "identity": families.identity, "instdis": families.instdis,
+                 "prime": families.prime, "pixmix": families.pixmix}
 # In the order the error line for an unknown pretext.method lists them.
 PRETEXTS = {"moco_v2": "moco:MoCo", "instdis": "instdis:InstDis", "pirl": "pirl:PIRL"}
 REGULARIZERS = ("none", "sim", "l2sp", "adversarial")

@@ -8,6 +8,9 @@ building the family (which needs torch).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import NamedTuple
+
 from urrlkit.catalog.param_checks import check_crop_scale, check_jitter, check_order, check_probabilities, check_range
 
 AUGMIX_CROPS = ("auto", "pad", "rrc", "none")
@@ -65,3 +68,63 @@ def instdis(image_size: int, scale_min: float = 0.2, scale_max: float = 1.0, bri
 
 def identity(image_size: int) -> None:
     """Nothing to check."""
+
+class PrimeSettings(NamedTuple):
+    diffeo_cut_max: int
+    color_cut: int
+    color_strength: float
+    color_bandwidth: int | None  # None: every frequency up to the cut
+
+
+def prime_settings(image_size: int, diffeo_cut_max: int | None, color_cut: int | None,
+                   color_strength: float | None, color_bandwidth: int | None) -> PrimeSettings:
+    """PRIME's size-dependent defaults (amodas/PRIME-augmentations config/cifar10_cfg.py for image_size ≤ 64,
+    config/imagenet_cfg.py above) filled in; color_bandwidth 0 means none (every frequency up to the cut)."""
+    small = image_size <= 64
+    band = (None if small else 20) if color_bandwidth is None else (color_bandwidth or None)
+    return PrimeSettings(diffeo_cut_max if diffeo_cut_max is not None else (100 if small else 500),
+                         color_cut if color_cut is not None else (100 if small else 500),
+                         color_strength if color_strength is not None else (0.01 if small else 0.05), band)
+
+
+def prime(image_size: int, width: int = 3, depth: int = -1, diffeo: bool = True, color: bool = True,
+          filter: bool = True, diffeo_cut_max: int | None = None, diffeo_alpha: float = 1.0,
+          color_cut: int | None = None, color_strength: float | None = None, color_bandwidth: int | None = None,
+          filter_sigma: float = 4.0, crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> None:
+    check_augmix(image_size, None, width, crop, scale_min)
+    if not (diffeo or color or filter):
+        raise ValueError("diffeo, color and filter are all false: PRIME needs at least one primitive")
+    s = prime_settings(image_size, diffeo_cut_max, color_cut, color_strength, color_bandwidth)
+    check_range("diffeo_cut_max", s.diffeo_cut_max, 3, 2000)  # the cut is drawn from [2, diffeo_cut_max]
+    check_range("diffeo_alpha", diffeo_alpha, 0, lo_open=True)
+    check_range("color_cut", s.color_cut, 1, 2000)
+    check_range("color_strength", s.color_strength, 0)
+    check_range("color_bandwidth", s.color_bandwidth or 0, 0, 2000)
+    check_range("filter_sigma", filter_sigma, 0)
+
+
+def pixmix_settings(image_size: int, severity: float | None, beta: float | None) -> tuple[float, float]:
+    """PixMix's size-dependent defaults (andyzoujm/pixmix cifar.py for image_size ≤ 64: aug severity 3,
+    beta 3; imagenet.py above: 1, 4): (severity, beta) in effect."""
+    level = default_severity(image_size) if severity is None else float(severity)
+    return level, (3.0 if image_size <= 64 else 4.0) if beta is None else float(beta)
+
+
+def pixmix(image_size: int, mixing_set: str = "fractals", mixing_set_size: int = 1000, fractal_seed: int = 0,
+           k: int = 4, beta: float | None = None, severity: float | None = None, all_ops: bool = False,
+           crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> None:
+    level, mix_beta = pixmix_settings(image_size, severity, beta)
+    check_augmix(image_size, level, 1, crop, scale_min)
+    if not isinstance(mixing_set, str) or (mixing_set != "fractals" and not Path(mixing_set).expanduser().is_dir()):
+        raise ValueError(f"mixing_set must be 'fractals' or an existing folder of images, got {mixing_set!r}")
+    if mixing_set == "fractals" and mixing_set_size < 1:
+        raise ValueError(f"mixing_set_size must be ≥ 1 for fractals, got {mixing_set_size}")
+    check_range("mixing_set_size", mixing_set_size, 0)
+    check_range("k", k, 0, 100)
+    check_range("beta", mix_beta, 0, lo_open=True)
+
+
+# ------------------------------------------------- trivialaugment, randaugment (augment/autoaugment.py)
+
+AUTOAUGMENT_INTERPOLATIONS = ("nearest", "bilinear")
+
