@@ -25,11 +25,13 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet10")
 FAMILIES = {"moco_v2": ("families", "moco_v2"), "augmix": ("families", "augmix_family"),
             "augmix_allop": ("families", "augmix_allop"), "augmix_moco": ("families", "augmix_moco"),
             "identity": ("families", "identity"), "instdis": ("instdis_family", "instdis"),
-            "prime": ("prime", "prime"), "pixmix": ("pixmix", "pixmix_family")}
+            "prime": ("prime", "prime"), "pixmix": ("pixmix", "pixmix_family"),
+            "trivialaugment": ("autoaugment", "trivialaugment"), "randaugment": ("autoaugment", "randaugment")}
 FAMILY_CHECKS: dict[str, Callable[..., object]] = {
                  "moco_v2": families.moco_v2, "augmix": families.augmix, "augmix_allop": families.augmix_allop,
                  "augmix_moco": families.augmix_moco, "identity": families.identity, "instdis": families.instdis,
-                 "prime": families.prime, "pixmix": families.pixmix}
+                 "prime": families.prime, "pixmix": families.pixmix,
+                 "trivialaugment": families.trivialaugment, "randaugment": families.randaugment}
 # In the order the error line for an unknown pretext.method lists them.
 PRETEXTS = {"moco_v2": "moco:MoCo", "instdis": "instdis:InstDis", "pirl": "pirl:PIRL"}
 REGULARIZERS = ("none", "sim", "l2sp", "adversarial")
