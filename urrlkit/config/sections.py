@@ -40,6 +40,11 @@ def _check_registered(reg: registry.Registry, name: str) -> str:
     return name
 
 
+def _tensorboard() -> list[Literal["tensorboard", "wandb"]]:
+    """RunConfig.trackers' default (a named function: a lambda's list[str] is not the field's type)."""
+    return ["tensorboard"]
+
+
 class RunConfig(Section):
     name: str = Field("run", min_length=1, max_length=200,
                       description="folder under output_dir; one path component (no '/', '\\', '..')")
@@ -47,7 +52,7 @@ class RunConfig(Section):
     seed: int = Field(0, ge=0, le=2**32 - 1, strict=True)  # strict: "7" and true are typos, not seeds
     output_dir: Path = Path("runs")
     trackers: list[Literal["tensorboard", "wandb"]] = Field(
-        default_factory=lambda: ["tensorboard"], description="Accelerate trackers besides metrics.jsonl")
+        default_factory=_tensorboard, description="Accelerate trackers besides metrics.jsonl")
 
     @field_validator("name")
     @classmethod
@@ -238,10 +243,10 @@ def _check_family_params(where: str, fam: FamilySpec, image_size: int) -> None:
     except (ValueError, TypeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         named = [k for k in fam.params if re.search(rf"\b{re.escape(k)}\b", msg)]
-        key = named[0] if named else None
-        if key is not None and msg.startswith(key):
-            msg = msg[len(key):].lstrip(" :")
-        raise _error_at(f"{where}.params" + (f".{key}" if key else ""),
+        param = named[0] if named else None
+        if param is not None and msg.startswith(param):
+            msg = msg[len(param):].lstrip(" :")
+        raise _error_at(f"{where}.params" + (f".{param}" if param else ""),
                         f"{msg} (family {fam.name!r} at data.image_size = {image_size})") from None
 
 

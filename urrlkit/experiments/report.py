@@ -66,7 +66,11 @@ def _mean(vs: list[float]) -> float | None:
 
 def build_tables(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[list[str], list[list[str]]]]:
     """{table name: (header, rows)} from (label, results) pairs."""
-    t1_rows, t2, t3, datasets, benches = [], {}, {}, [], []
+    t1_rows: list[list[str]] = []
+    t2: dict[str, dict[str, tuple[float, float]]] = {}  # label -> data set -> (robust, clean) top-1
+    t3: dict[str, dict[str, float]] = {}  # label -> corruption benchmark -> RMS calibration error
+    datasets: list[str] = []
+    benches: list[str] = []
     for label, r in runs:
         m = r["metrics"]
         ds = r.get("dataset", "?")
