@@ -40,8 +40,7 @@ from torch.utils.data import DataLoader
 
 from urrlkit.augment import build_sampler
 from urrlkit.config import load
-from urrlkit.data import DataRequest, build
-from urrlkit.data.loading import from_config
+from urrlkit.data import DataRequest, build, from_config
 from urrlkit.engine.allocator import tune_glibc_malloc
 from urrlkit.models import build_encoder
 from urrlkit.pretext.train import pretrain

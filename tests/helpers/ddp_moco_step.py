@@ -12,7 +12,6 @@ import torch
 from accelerate import Accelerator, debug_launcher
 from safetensors.torch import save_file
 
-from urrlkit.config import PretextConfig
 from urrlkit.models import build_encoder
 from urrlkit.pretext.moco import MoCo
 
@@ -22,8 +21,8 @@ SEED = 11  # run.seed: both runs draw their shuffle permutations from it
 
 def make(groups: int) -> tuple[MoCo, torch.optim.Optimizer]:
     torch.manual_seed(0)
-    cfg = PretextConfig(queue_size=32, momentum=0.9, temperature=0.2, head_dim=8, head_hidden=16, bn_groups=groups)
-    model = MoCo(build_encoder("resnet10", small_stem=True, width=4), cfg, seed=SEED)
+    model = MoCo(build_encoder("resnet10", small_stem=True, width=4), queue_size=32, momentum=0.9, temperature=0.2,
+                 dim=8, hidden_dim=16, bn_groups=groups, seed=SEED)
     return model, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from urrlkit.augment.instdis_family import InstDisAug
-from urrlkit.config import PretextConfig, load
+from urrlkit.config import load
 from urrlkit.models import build_encoder
 from urrlkit.pretext.instdis import InstDis
 from urrlkit.pretext.losses import bank_scores, nce_loss, nce_normaliser
@@ -112,10 +112,9 @@ def test_jigsaw_head_concatenates_in_the_given_order() -> None:
     torch.testing.assert_close(head(feats, order), expected)
 
 
-def tiny_cfg(**kw: object) -> PretextConfig:
-    base = dict(method="instdis", mlp=False, head_dim=8, temperature=0.07, momentum=0.5, negatives=16,
-                bn_groups=1)
-    return PretextConfig(**{**base, **kw})
+def tiny(**kw: object) -> dict[str, object]:
+    """Plain keyword values of a tiny memory-bank pretext (the modules take no recipe)."""
+    return {"mlp": False, "dim": 8, "temperature": 0.07, "momentum": 0.5, "negatives": 16, "bn_groups": 1, **kw}
 
 
 def encoder() -> torch.nn.Module:
@@ -124,7 +123,7 @@ def encoder() -> torch.nn.Module:
 
 
 def test_instdis_estimates_z_once_and_computes_lemniscate_nce() -> None:
-    model = InstDis(encoder(), tiny_cfg(), num_samples=40)
+    model = InstDis(encoder(), **tiny(), num_samples=40)
     views = [torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     index = torch.tensor([0, 3, 5, 7, 11, 39])
     for step in range(2):
@@ -146,7 +145,7 @@ def test_instdis_estimates_z_once_and_computes_lemniscate_nce() -> None:
 
 @pytest.mark.parametrize("grid", [0, 3])
 def test_pirl_loss_is_lambda_weighted_nce_of_both_terms(grid: int) -> None:
-    model = PIRL(encoder(), tiny_cfg(method="pirl", jigsaw_grid=grid, pirl_lambda=0.25), num_samples=30)
+    model = PIRL(encoder(), **tiny(jigsaw_grid=grid, pirl_lambda=0.25), num_samples=30)
     views = [torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     index = torch.tensor([1, 2, 17, 29])
     bank = model.memory.bank.clone()
@@ -173,7 +172,7 @@ def test_pirl_loss_is_lambda_weighted_nce_of_both_terms(grid: int) -> None:
 
 
 def test_bank_infonce_option_is_the_softmax_form() -> None:
-    model = InstDis(encoder(), tiny_cfg(bank_loss="infonce"), num_samples=20)
+    model = InstDis(encoder(), **tiny(bank_loss="infonce"), num_samples=20)
     views = [torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))] * 2
     index = torch.arange(4)
     bank = model.memory.bank.clone()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from urrlkit.config import PretextConfig, validate_dict
+from urrlkit.config import validate_dict
 from urrlkit.engine.checkpoint import module_generators
 from urrlkit.errors import RecipeError
 from urrlkit.models import build_encoder
@@ -25,9 +25,9 @@ import ddp_moco_step
 
 def _moco(seed: int = 0, processes: int | None = None, batch_per_process: int | None = None, **kw: object) -> MoCo:
     torch.manual_seed(0)
-    cfg = PretextConfig(queue_size=16, momentum=0.9, temperature=0.2, head_dim=8, head_hidden=16, **kw)
-    return MoCo(build_encoder("resnet10", small_stem=True, width=4), cfg, seed=seed, processes=processes,
-                batch_per_process=batch_per_process)
+    return MoCo(build_encoder("resnet10", small_stem=True, width=4), queue_size=16, momentum=0.9, temperature=0.2,
+                dim=8, hidden_dim=16, seed=seed, processes=processes, batch_per_process=batch_per_process,
+                **kw)
 
 
 def test_queue_is_normalised_and_enqueue_wraps() -> None:
@@ -141,8 +141,8 @@ def test_groups_must_divide_the_per_process_batch() -> None:
 def test_shuffle_permutation_comes_from_the_run_seed() -> None:
     def first_perm(seed: int, queue: int = 16) -> torch.Tensor:
         torch.manual_seed(0)
-        cfg = PretextConfig(queue_size=queue, head_dim=8, head_hidden=16)
-        m = MoCo(build_encoder("resnet10", small_stem=True, width=4), cfg, seed=seed)
+        m = MoCo(build_encoder("resnet10", small_stem=True, width=4), queue_size=queue, dim=8, hidden_dim=16,
+                 seed=seed)
         return torch.randperm(64, generator=m.shuffle_gen)
 
     expected = torch.randperm(64, generator=torch.Generator().manual_seed(stream_seed(5, "moco-shuffle-bn")))

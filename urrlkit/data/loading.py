@@ -1,21 +1,22 @@
-"""Glue between a recipe's `[data]` section and data sets: build a split, carve a validation split,
-and materialise small data sets as tensors."""
+"""Data sets in plain values: build a split, carve a validation split, and materialise small data sets as
+tensors. No recipe here: `urrlkit.data.from_config` turns a recipe's `[data]` section into these arguments."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from urrlkit.config import DataConfig
 from urrlkit.data.datasets import ArrayDataset, DataRequest, build
 
 
-def from_config(cfg: DataConfig, split: str, dataset: str | None = None, size: int | None = None) -> Dataset:
-    """The `split` of the recipe's data set (or of `dataset`, for a downstream set) at the stored size."""
-    limit = cfg.train_limit if split == "train" else cfg.test_limit
-    req = DataRequest(root=cfg.root, split=split, size=size or cfg.stored_size, download=cfg.download,
-                      limit=limit)
-    return build(dataset or cfg.dataset, req)
+def load_split(dataset: str, split: str, size: int, root: Path | None = None, download: bool = False,
+               limit: int | None = None) -> Dataset:
+    """The `split` of the registered data set `dataset` at the stored `size` (shorter side resized, centre
+    square), read from `root` (None: the data set's default place), downloaded first when `download`, cut to a
+    fixed random subset (seed 0) of `limit` images when given."""
+    return build(dataset, DataRequest(root=root, split=split, size=size, download=download, limit=limit))
 
 
 def split_train_val(ds: Dataset, val_fraction: float, seed: int = 0) -> tuple[Dataset, Dataset | None]:

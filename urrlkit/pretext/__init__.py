@@ -1,7 +1,10 @@
 """Pretext tasks, registered by name in `urrlkit.registry.PRETEXTS`: moco_v2, instdis, pirl.
 
-Each is an nn.Module built as `cls(encoder, pretext_cfg, num_samples)` whose
-`forward(views, index) -> (loss, stats)` takes the sampler's views and the images' data set indices."""
+Each is an nn.Module built from plain keyword values, `cls(encoder, *, num_samples, …)` (a registered one
+receives those of dim, hidden_dim, mlp, queue_size, momentum, temperature, bn_groups, negatives, bank_loss,
+jigsaw_grid, pirl_lambda, num_samples, seed, processes that its signature names; pretext/train.py build_pretext
+turns the recipe into them), whose `forward(views, index) -> (loss, stats)` takes the sampler's views and the
+images' data set indices."""
 
 from urrlkit.pretext import instdis, moco, pirl
 from urrlkit.pretext.losses import (

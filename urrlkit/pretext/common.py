@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from accelerate.utils import gather
 from torch import nn
 
-from urrlkit.config import PretextConfig
 from urrlkit.errors import RecipeError
 
 PAPER_DEVICES = 8  # MoCo v2 / URRL train on 8 GPUs, each with its own BN statistics over 256 / 8 images
@@ -54,12 +53,13 @@ def check_bn_groups(groups: int, batch_per_process: int, bn_groups: int | str) -
                           "images (data.batch_size / processes); change one of them")
 
 
-def head(in_dim: int, cfg: PretextConfig) -> nn.Module:
-    """MoCo v2's MLP head Linear(d, h) → ReLU → Linear(h, dim) (`--mlp`), or a single Linear (v1)."""
-    if not cfg.mlp:
-        return nn.Linear(in_dim, cfg.head_dim)
-    hidden = cfg.head_hidden or in_dim
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, cfg.head_dim))
+def head(in_dim: int, dim: int = 128, hidden_dim: int | None = None, mlp: bool = True) -> nn.Module:
+    """MoCo v2's MLP head Linear(in_dim, hidden) → ReLU → Linear(hidden, dim) (`--mlp`; hidden = in_dim unless
+    given, as facebookresearch/moco builder.py), or a single Linear(in_dim, dim) (MoCo v1, InstDis)."""
+    if not mlp:
+        return nn.Linear(in_dim, dim)
+    hidden = hidden_dim or in_dim
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
 
 
 class MemoryBank(nn.Module):

@@ -14,17 +14,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from urrlkit.config import PretextConfig
 from urrlkit.models import Encoder
 from urrlkit.pretext.common import MemoryBank, distributed, head, rank_world, resolve_bn_groups
 from urrlkit.pretext.losses import bank_infonce, bank_scores, nce_loss, nce_normaliser
 from urrlkit.pretext.moco import grouped_forward
 from urrlkit.registry import PRETEXTS
-
-
-def bank_negatives(cfg: PretextConfig) -> int:
-    """Noise samples per image: `negatives`, or `queue_size` when a recipe does not set it."""
-    return cfg.negatives if cfg.negatives is not None else cfg.queue_size
 
 
 class NCENormaliser(nn.Module):
@@ -57,18 +51,27 @@ def bank_objective(scores: torch.Tensor, normaliser: NCENormaliser, loss: str, t
 
 
 class InstDis(nn.Module):
-    def __init__(self, encoder: Encoder, cfg: PretextConfig, num_samples: int) -> None:
+    """InstDis over a memory bank of `num_samples` entries (one per training image; `forward` takes their indices).
+
+    Plain values, defaults those of zhirongw/lemniscate.pytorch main.py: `dim` (--low-dim), a linear head unless
+    `mlp`, `temperature` (--nce-t), bank `momentum` (--nce-m), `negatives` noise entries per image (--nce-k),
+    `bank_loss` "nce" or "infonce", `bn_groups` BN groups per process ("auto" resolved with `processes`, default
+    the current process group)."""
+
+    def __init__(self, encoder: Encoder, *, num_samples: int, dim: int = 128, hidden_dim: int | None = None,
+                 mlp: bool = False, temperature: float = 0.07, momentum: float = 0.5, negatives: int = 4096,
+                 bank_loss: str = "nce", bn_groups: int | str = 1, processes: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = head(encoder.feature_dim, cfg)
-        self.memory = MemoryBank(num_samples, cfg.head_dim, cfg.momentum)
-        self.k = bank_negatives(cfg)
-        self.t = cfg.temperature
-        self.loss = cfg.bank_loss
+        self.head = head(encoder.feature_dim, dim, hidden_dim, mlp)
+        self.memory = MemoryBank(num_samples, dim, momentum)
+        self.k = negatives
+        self.t = temperature
+        self.loss = bank_loss
         self.n = num_samples
         self.normaliser = NCENormaliser()
         # BN statistics per group of the batch, as each GPU of the reference runs computes its own.
-        self.groups = resolve_bn_groups(cfg.bn_groups, rank_world()[1])
+        self.groups = resolve_bn_groups(bn_groups, rank_world()[1] if processes is None else processes)
 
     @property
     def z(self) -> torch.Tensor:

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from accelerate.utils import broadcast, gather
 from torch import nn
 
-from urrlkit.config import PretextConfig
 from urrlkit.models import Encoder
 from urrlkit.pretext.common import check_bn_groups, distributed, head, rank_world, resolve_bn_groups, stream_seed
 from urrlkit.pretext.losses import info_nce
@@ -40,26 +39,33 @@ def grouped_forward(net: nn.Module, x: torch.Tensor, groups: int) -> torch.Tenso
 class MoCo(nn.Module):
     """MoCo v2. `forward(views, index)` returns (loss, stats); views[0] is the query, views[1] the key.
 
-    `seed` (run.seed) seeds the shuffle-BN permutations; `processes` (default: the current process group) resolves
-    bn_groups = "auto"; `batch_per_process`, when given, is checked against the groups up front."""
+    Plain values, defaults those of facebookresearch/moco main_moco.py with --mlp --moco-t 0.2: `dim` the
+    embedding size, `hidden_dim` the MLP head's hidden width (None = the encoder's feature size), `mlp` False for
+    MoCo v1's linear head, `queue_size` K, `momentum` m, `temperature` τ, `bn_groups` shuffle-BN groups per
+    process (an integer or "auto", see common.resolve_bn_groups). `seed` (run.seed) seeds the shuffle-BN
+    permutations; `processes` (default: the current process group) resolves bn_groups = "auto";
+    `batch_per_process`, when given, is checked against the groups up front. `num_samples` (the data set size)
+    is unused: MoCo needs no memory bank."""
 
-    def __init__(self, encoder: Encoder, cfg: PretextConfig, num_samples: int = 0, seed: int = 0,
-                 processes: int | None = None, batch_per_process: int | None = None) -> None:
+    def __init__(self, encoder: Encoder, *, dim: int = 128, hidden_dim: int | None = None, mlp: bool = True,
+                 queue_size: int = 65536, momentum: float = 0.999, temperature: float = 0.2,
+                 bn_groups: int | str = 1, num_samples: int = 0, seed: int = 0, processes: int | None = None,
+                 batch_per_process: int | None = None) -> None:
         super().__init__()
         self.encoder_q = encoder
-        self.head_q = head(encoder.feature_dim, cfg)
+        self.head_q = head(encoder.feature_dim, dim, hidden_dim, mlp)
         self.encoder_k = copy.deepcopy(encoder)
         self.head_k = copy.deepcopy(self.head_q)
         for p in (*self.encoder_k.parameters(), *self.head_k.parameters()):
             p.requires_grad_(False)
-        self.m = cfg.momentum
-        self.t = cfg.temperature
-        self.k = cfg.queue_size
+        self.m = momentum
+        self.t = temperature
+        self.k = queue_size
         processes = rank_world()[1] if processes is None else processes
-        self.groups = resolve_bn_groups(cfg.bn_groups, processes)
+        self.groups = resolve_bn_groups(bn_groups, processes)
         if batch_per_process is not None:
-            check_bn_groups(self.groups, batch_per_process, cfg.bn_groups)
-        self.register_buffer("queue", F.normalize(torch.randn(cfg.head_dim, cfg.queue_size), dim=0))
+            check_bn_groups(self.groups, batch_per_process, bn_groups)
+        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
         # Shuffle permutations come from their own generator, seeded from run.seed alone and so identical on
         # every rank: single-process and multi-process runs draw the same permutation (see tests). It is a

@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from urrlkit.config import PretextConfig
 from urrlkit.models import Encoder
 from urrlkit.pretext.common import MemoryBank, head, rank_world, resolve_bn_groups
-from urrlkit.pretext.instdis import NCENormaliser, bank_negatives, bank_objective
+from urrlkit.pretext.instdis import NCENormaliser, bank_objective
 from urrlkit.pretext.losses import bank_scores
 from urrlkit.pretext.moco import grouped_forward
 from urrlkit.registry import PRETEXTS
@@ -90,24 +89,35 @@ class JigsawHead(nn.Module):
 
 
 class PIRL(nn.Module):
-    def __init__(self, encoder: Encoder, cfg: PretextConfig, num_samples: int) -> None:
+    """PIRL over a memory bank of `num_samples` entries (one per training image; `forward` takes their indices).
+
+    Plain values, defaults the VISSL settings named above (recipes/paper/appendix_b/pirl.toml):
+    `jigsaw_grid` × `jigsaw_grid` patches (0 = the whole view), `pirl_lambda` λ of the transformed term, `dim`,
+    linear heads unless `mlp`, `temperature`, bank `momentum`, `negatives` per image, `bank_loss` "nce" or
+    "infonce", `bn_groups` BN groups per process ("auto" resolved with `processes`, default the current process
+    group)."""
+
+    def __init__(self, encoder: Encoder, *, num_samples: int, jigsaw_grid: int = 3, pirl_lambda: float = 0.5,
+                 dim: int = 128, hidden_dim: int | None = None, mlp: bool = False, temperature: float = 0.07,
+                 momentum: float = 0.5, negatives: int = 32000, bank_loss: str = "nce", bn_groups: int | str = 1,
+                 processes: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head_f = head(encoder.feature_dim, cfg)  # f: embedding of the untransformed image
-        self.grid = cfg.jigsaw_grid
+        self.head_f = head(encoder.feature_dim, dim, hidden_dim, mlp)  # f: embedding of the untransformed image
+        self.grid = jigsaw_grid
         if self.grid:
-            self.head_g = JigsawHead(head(encoder.feature_dim, cfg), cfg.head_dim, self.grid ** 2)
+            self.head_g = JigsawHead(head(encoder.feature_dim, dim, hidden_dim, mlp), dim, self.grid ** 2)
         else:
-            self.head_g = head(encoder.feature_dim, cfg)  # g: embedding of the whole transformed view
-        self.memory = MemoryBank(num_samples, cfg.head_dim, cfg.momentum)
-        self.k = bank_negatives(cfg)
-        self.t = cfg.temperature
-        self.lam = cfg.pirl_lambda
-        self.loss = cfg.bank_loss
+            self.head_g = head(encoder.feature_dim, dim, hidden_dim, mlp)  # g: the whole transformed view
+        self.memory = MemoryBank(num_samples, dim, momentum)
+        self.k = negatives
+        self.t = temperature
+        self.lam = pirl_lambda
+        self.loss = bank_loss
         self.n = num_samples
         self.normaliser = NCENormaliser()  # one Z for both terms, estimated on the first jigsaw batch
         # BN statistics per group of the batch, as each GPU of the reference runs computes its own.
-        self.groups = resolve_bn_groups(cfg.bn_groups, rank_world()[1])
+        self.groups = resolve_bn_groups(bn_groups, rank_world()[1] if processes is None else processes)
         # Patch offsets and orders: seeded from the global stream (set from run.seed before the model is built),
         # one stream per process as each process cuts its own images.
         seed = int(torch.randint(0, 2**31 - 1, ())) + 7919 * rank_world()[0]

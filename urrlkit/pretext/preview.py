@@ -17,7 +17,7 @@ from torchvision.utils import make_grid, save_image
 from urrlkit.augment.geometry import center_crop_resize
 from urrlkit.augment.sampler import to_float
 from urrlkit.config import Recipe
-from urrlkit.data.loading import from_config
+from urrlkit.data import from_config
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.pretext.train import recipe_sampler
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ import torch
 from accelerate import PartialState
 from torch.utils.data import DataLoader, Dataset
 
-from urrlkit.config import Recipe, to_file
+from urrlkit.config import PretextConfig, Recipe, to_file
 from urrlkit.data import from_config
 from urrlkit.engine.checkpoint import Checkpointer, barrier, module_generators
 from urrlkit.engine.logging import MetricLogger, say
@@ -40,11 +41,12 @@ class Indexed(Dataset):
 
 
 def build_pretext(recipe: Recipe, num_samples: int, acc: Accelerator | None = None) -> torch.nn.Module:
-    """The pretext module. Every pretext forwards in pretext.bn_groups BN groups per process ("auto" resolved
-    with the process count of `acc`), checked here against the per-process batch; MoCo also gets run.seed (its
-    shuffle-BN permutations) and, when it would have no shuffle-BN at all, a warning is printed."""
+    """The pretext module: the stage's edge, where the recipe becomes the plain values the module takes
+    (pretext_kwargs). Every pretext forwards in pretext.bn_groups BN groups per process ("auto" resolved with the
+    process count of `acc`), checked here against the per-process batch; MoCo also gets run.seed (its shuffle-BN
+    permutations) and, when it would have no shuffle-BN at all, a warning is printed."""
     import urrlkit.pretext  # noqa: F401  (fills the PRETEXTS registry)
-    from urrlkit.pretext.common import check_bn_groups, resolve_bn_groups
+    from urrlkit.pretext.common import check_bn_groups, rank_world, resolve_bn_groups
     from urrlkit.pretext.moco import shuffle_warning
 
     m = recipe.model
@@ -53,14 +55,33 @@ def build_pretext(recipe: Recipe, num_samples: int, acc: Accelerator | None = No
         raise UrrlError(f"model.feature_dim = {m.feature_dim}, but {m.backbone} (width {m.width or 64}) "
                         f"gives {encoder.feature_dim}")
     p, factory = recipe.pretext, PRETEXTS.get(recipe.pretext.method)
-    processes = acc.num_processes if acc is not None else 1
+    processes = acc.num_processes if acc is not None else rank_world()[1]
     check_bn_groups(resolve_bn_groups(p.bn_groups, processes), recipe.data.batch_size // processes, p.bn_groups)
-    if p.method != "moco_v2":
-        return factory(encoder, p, num_samples)
-    model = factory(encoder, p, num_samples, seed=recipe.run.seed, processes=processes)
-    if acc is not None and (warning := shuffle_warning(model.groups, processes)):
+    values = {**pretext_kwargs(p), "num_samples": num_samples, "seed": recipe.run.seed, "processes": processes}
+    model = factory(encoder, **accepted_kwargs(factory, values))
+    if p.method == "moco_v2" and acc is not None and (warning := shuffle_warning(model.groups, processes)):
         say(acc, warning)
     return model
+
+
+def pretext_kwargs(p: PretextConfig) -> dict[str, object]:
+    """The recipe's [pretext] as the plain keyword values the pretext modules take (MoCo, InstDis, PIRL and
+    registered ones: each receives those its signature names, see accepted_kwargs). `negatives` defaults to
+    queue_size, as the recipe reference says."""
+    return {"dim": p.head_dim, "hidden_dim": p.head_hidden, "mlp": p.mlp, "queue_size": p.queue_size,
+            "momentum": p.momentum, "temperature": p.temperature, "bn_groups": p.bn_groups,
+            "negatives": p.negatives if p.negatives is not None else p.queue_size, "bank_loss": p.bank_loss,
+            "jigsaw_grid": p.jigsaw_grid, "pirl_lambda": p.pirl_lambda}
+
+
+def accepted_kwargs(factory: Callable[..., object], values: dict[str, object]) -> dict[str, object]:
+    """The entries of `values` that `factory` takes as keywords (all of them when it has **kwargs): a pretext
+    declares what it needs, so MoCo is not handed PIRL's jigsaw_grid, nor InstDis MoCo's shuffle seed."""
+    params = inspect.signature(factory).parameters.values()
+    if any(q.kind is q.VAR_KEYWORD for q in params):
+        return dict(values)
+    names = {q.name for q in params if q.kind in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD)}
+    return {k: v for k, v in values.items() if k in names}
 
 
 def recipe_sampler(recipe: Recipe) -> FamilySampler:
