@@ -1,5 +1,6 @@
 """A small generic name → object registry shared by data sets, backbones, families, pretexts,
-regularizers and corruptions. Registration is a decorator, so users extend urrlkit without editing it.
+regularizers, corruptions and evaluation suites. Registration is a decorator, so users extend urrlkit without
+editing it.
 
 A name may also be *declared* (`declare`): bound to the module that defines it, imported on the first `get`.
 urrlkit declares its built-in entries that way (urrlkit/catalog), so checking a name — what recipe validation
@@ -131,7 +132,8 @@ FAMILIES: Registry[Callable] = Registry("augmentation family")
 PRETEXTS: Registry[Callable] = Registry("pretext method")
 REGULARIZERS: Registry[Callable] = Registry("regularizer")
 CORRUPTIONS: Registry[Callable] = Registry("corruption")
-ALL = (DATASETS, BACKBONES, FAMILIES, PRETEXTS, REGULARIZERS, CORRUPTIONS)
+SUITES: Registry[Any] = Registry("suite")  # evaluation suites (urrlkit/evaluate/builtin_suites.py `Suite`)
+ALL = (DATASETS, BACKBONES, FAMILIES, PRETEXTS, REGULARIZERS, CORRUPTIONS, SUITES)
 
 
 def load_builtins() -> None:

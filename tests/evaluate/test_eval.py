@@ -153,9 +153,9 @@ def test_cli_corrupt_sample(tmp_path):
 
 
 def _frame_all(batches):
-    from urrlkit.evaluate.suites import _prepare
+    from urrlkit.evaluate.inputs import eval_inputs
 
-    return torch.cat([_prepare(x, 224, torch.device("cpu")) for x, _ in batches])
+    return torch.cat([eval_inputs(x, 224, torch.device("cpu")) for x, _ in batches])
 
 
 def test_cifar_clean_and_c_share_one_framing(tmp_path):
@@ -163,7 +163,8 @@ def test_cifar_clean_and_c_share_one_framing(tmp_path):
     CIFAR-C layout holding the raw arrays, and generation with the identity give identical tensors."""
     from urrlkit.evaluate.corruptions import official as off
     from urrlkit.evaluate.corruptions.framing import corrupt_framed
-    from urrlkit.evaluate.suites import _loader, eval_test_set
+    from urrlkit.evaluate.inputs import loader as _loader
+    from urrlkit.evaluate.suites import eval_test_set
 
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
@@ -197,7 +198,8 @@ def test_imagenet_clean_and_c_share_one_framing(tmp_path):
 
     from urrlkit.evaluate.corruptions import official as off
     from urrlkit.evaluate.corruptions.framing import corrupt_framed
-    from urrlkit.evaluate.suites import _loader, eval_test_set
+    from urrlkit.evaluate.inputs import loader as _loader
+    from urrlkit.evaluate.suites import eval_test_set
 
     rng = np.random.default_rng(1)
     for k, (w, h) in enumerate([(320, 240), (240, 300), (500, 281)]):

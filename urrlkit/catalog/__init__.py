@@ -44,6 +44,10 @@ CORRUPTIONS = {
     "speckle_noise": "noise_blur", "gaussian_blur": "noise_blur", "spatter": "weather", "saturate": "digital",
 }
 
+# Evaluation suites, in the order they run; urrlkit/evaluate/builtin_suites.py registers them all when imported.
+SUITES = ("clean", "calibration", "adversarial", "autoattack", "corruptions", "cifar10-c", "cifar100-c",
+          "imagenet-c", "tiny-imagenet-c", "all")
+
 
 def _declare() -> None:
     for name in TORCHVISION_SETS:
@@ -60,6 +64,8 @@ def _declare() -> None:
         registry.REGULARIZERS.declare(name, f"urrlkit.finetune.regularizers:build_{name}")
     for name, module in CORRUPTIONS.items():
         registry.CORRUPTIONS.declare(name, f"urrlkit.evaluate.corruptions.{module}:{name}")
+    for name in SUITES:
+        registry.SUITES.declare(name, "urrlkit.evaluate.builtin_suites")
 
 
 _declare()

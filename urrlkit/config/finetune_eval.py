@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from urrlkit import registry
 from urrlkit.config.sections import Section, _check_registered, _scalars
@@ -122,17 +123,40 @@ class AdversarialEval(Section):
     limit: int | None = Field(1000, ge=1)
 
 
+class AutoAttackEval(Section):
+    """The autoattack suite (fra31/auto-attack; RobustBench's CIFAR-10 L2 setting by default)."""
+
+    eps: float = Field(0.5, ge=0, description="on [0, 1] pixels (normalisation is inside the model)")
+    norm: Literal["L2", "Linf", "L1"] = "L2"
+    version: Literal["standard", "plus", "rand"] = "standard"
+    limit: int | None = Field(1000, ge=1, description="test images attacked: the same fixed random subset "
+                              "as eval.adversarial.limit picks")
+
+
 class CalibrationEval(Section):
     bin_size: int = Field(100, ge=1)
 
 
+def _known_suite(name: str) -> str:
+    """A registered evaluation suite (urrlkit.registry.SUITES), reported like a Literal choice: with the index,
+    the nearest name and the allowed ones in the order they run."""
+    if name not in registry.SUITES:
+        names = registry.SUITES.in_order()
+        expected = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}"
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    return name
+
+
 class EvalConfig(Section):
-    suites: list[Literal["clean", "corruptions", "adversarial", "calibration"]] = Field(
-        default_factory=lambda: ["clean", "calibration"]
+    suites: list[Annotated[str, AfterValidator(_known_suite)]] = Field(
+        default_factory=lambda: ["clean", "calibration"],
+        description="registered evaluation suites (urrlkit.registry.SUITES): clean, calibration, adversarial, "
+        "autoattack, corruptions, cifar10-c, cifar100-c, imagenet-c, tiny-imagenet-c, all",
     )
     batch_size: int = Field(256, ge=1)
     corruptions: CorruptionEval = Field(default_factory=CorruptionEval)
     adversarial: AdversarialEval = Field(default_factory=AdversarialEval)
+    autoattack: AutoAttackEval = Field(default_factory=AutoAttackEval)
     calibration: CalibrationEval = Field(default_factory=CalibrationEval)
 
 

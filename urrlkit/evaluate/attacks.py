@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from urrlkit.errors import UrrlError
+from urrlkit.evaluate.inputs import predict
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
@@ -72,11 +73,6 @@ def pgd_l2(
     return (best_x if use_best else x).detach()
 
 
-@torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model(x).argmax(1)
-
-
 def robust_accuracy(
     model: nn.Module,
     images: torch.Tensor,
@@ -102,9 +98,9 @@ def robust_accuracy(
             xb = images[i : i + batch_size]
             xb = (xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()).to(device)
             yb = labels[i : i + batch_size].to(device)
-            clean += int((_predict(model, xb) == yb).sum())
+            clean += int((predict(model, xb)[0] == yb).sum())
             adv = pgd_l2(model, xb, yb, eps, steps, step_size, random_start, use_best, gen)
-            robust += int((_predict(model, adv) == yb).sum())
+            robust += int((predict(model, adv)[0] == yb).sum())
     finally:
         model.train(was_training)
     n = int(images.shape[0])

@@ -4,35 +4,35 @@ diagram."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from urrlkit.evaluate.results import EvalResults
 
 
-def save_plots(results: dict[str, Any], out_dir: Path) -> list[str]:
+def save_plots(results: EvalResults, out_dir: Path) -> list[str]:
+    """corruption_errors.png and reliability.png for the suites that ran; the file names written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     saved: list[str] = []
-    m = results["metrics"]
-    if "corruptions" in m:
-        c = m["corruptions"]
+    m = results.metrics
+    if (c := m.corruptions) is not None:
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for name, v in c["per_corruption"].items():
-            ax.plot(c["severities"], v["errors"], marker="o", label=name)
+        for name, v in (c.per_corruption or {}).items():
+            ax.plot(c.severities, v.errors, marker="o", label=name)
         ax.set_xlabel("severity")
         ax.set_ylabel("top-1 error (%)")
-        ax.set_xticks(c["severities"])
-        ax.set_title(f"{c['benchmark']}: error vs severity (mean {c['error']:.1f} %)")
+        ax.set_xticks(c.severities or [])
+        ax.set_title(f"{c.benchmark}: error vs severity (mean {c.error:.1f} %)")
         ax.legend(fontsize=7, ncol=2, loc="upper left")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out_dir / "corruption_errors.png", dpi=100)
         plt.close(fig)
         saved.append("corruption_errors.png")
-    if "calibration" in m:
-        cal = m["calibration"]
-        rel = cal["reliability"]
+    if (cal := m.calibration) is not None and cal.reliability is not None:
+        rel = cal.reliability
         edges = rel["edges"]
         width = edges[1] - edges[0]
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
@@ -43,7 +43,7 @@ def save_plots(results: dict[str, Any], out_dir: Path) -> list[str]:
         ax.set_ylabel("accuracy")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_title(f"reliability (ECE {cal['ece']:.1f} %, RMS {cal['rms']:.1f} %)")
+        ax.set_title(f"reliability (ECE {cal.ece:.1f} %, RMS {cal.rms:.1f} %)")
         ax.legend(loc="upper left")
         fig.tight_layout()
         fig.savefig(out_dir / "reliability.png", dpi=100)
