@@ -13,13 +13,14 @@ from collections.abc import Callable
 from urrlkit import registry
 from urrlkit.catalog import families
 
-_DATASETS = "urrlkit.data.datasets"
-# Registered by name in a loop (datasets.py _tv): declared by module only.
+_DATA = "urrlkit.data"
+# Registered by name in a loop (data/torchvision_sets.py _tv): declared by module only.
 TORCHVISION_SETS = ("aircraft", "caltech101", "caltech256", "cars", "dtd", "flowers102", "food101", "pets",
                     "stl10", "sun397")
-FILE_SETS = {"cifar10-sample": "cifar10_sample", "npz": "npz", "cifar10": "cifar10", "cifar100": "cifar100",
-             "imagefolder": "imagefolder", "imagenet": "imagenet", "birdsnap": "birdsnap",
-             "tiny-imagenet": "tiny_imagenet"}
+# name -> module:factory under urrlkit/data (arrays.py: in-memory arrays; files.py: image files).
+FILE_SETS = {"cifar10-sample": "arrays:cifar10_sample", "npz": "arrays:npz", "cifar10": "arrays:cifar10",
+             "cifar100": "arrays:cifar100", "imagefolder": "files:imagefolder", "imagenet": "files:imagenet",
+             "birdsnap": "files:birdsnap", "tiny-imagenet": "files:tiny_imagenet"}
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet10")
 # name -> (module, factory); the check of the same factory name is in catalog/families.py.
 FAMILIES = {"moco_v2": ("families", "moco_v2"), "augmix": ("families", "augmix_family"),
@@ -51,9 +52,9 @@ SUITES = ("clean", "calibration", "adversarial", "autoattack", "corruptions", "c
 
 def _declare() -> None:
     for name in TORCHVISION_SETS:
-        registry.DATASETS.declare(name, _DATASETS)
-    for name, fn in FILE_SETS.items():
-        registry.DATASETS.declare(name, f"{_DATASETS}:{fn}")
+        registry.DATASETS.declare(name, f"{_DATA}.torchvision_sets")
+    for name, target in FILE_SETS.items():
+        registry.DATASETS.declare(name, f"{_DATA}.{target}")
     for name in BACKBONES:
         registry.BACKBONES.declare(name, f"urrlkit.models.backbones:{name}")
     for name, (module, fn) in FAMILIES.items():
