@@ -10,6 +10,7 @@ from typing import Any
 
 from urrlkit.config import load
 from urrlkit.errors import UrrlError
+from urrlkit.evaluate.table import markdown_table
 from urrlkit.experiments.replica.plan import (
     BUDGETS,
     LABELS,
@@ -67,9 +68,7 @@ def tables(data: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]
     return {"table1": (h1, t1), "table2": (h2, t2), "table3": (h3, t3)}
 
 
-def _md(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+_md = markdown_table  # the one Markdown table writer (urrlkit/evaluate/table.py), shared with `urrl report`
 
 
 def describe_budget(budget: str) -> list[str]:

@@ -3,12 +3,12 @@ over seeds, and the paper's claims checked against them."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from urrlkit.evaluate.results import Metrics, read_results
 from urrlkit.experiments.replica.plan import (
     LABELS,
     METHODS,
@@ -21,8 +21,8 @@ from urrlkit.experiments.replica.plan import (
 )
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _read(path: Path) -> Metrics | None:
+    return read_results(path).metrics if path.is_file() else None
 
 
 def collect(out: Path, seeds: list[int]) -> dict[str, Any]:
@@ -34,13 +34,13 @@ def collect(out: Path, seeds: list[int]) -> dict[str, Any]:
         for s in seeds:
             r = _read(pretrain_dir(out, m, s) / "linear" / "eval" / "results.json")
             if r:
-                data["linear"].setdefault(m, {})[s] = r["metrics"]
+                data["linear"].setdefault(m, {})[s] = r
     for m, reg in TRANSFER:
         for s in seeds:
             d = finetune_dir(out, m, s, reg)
             r = _read(d / "eval" / "results.json")
             if r:
-                data["transfer"].setdefault(f"{m}/{reg}", {})[s] = r["metrics"]
+                data["transfer"].setdefault(f"{m}/{reg}", {})[s] = r
             if (d / "sweep.json").is_file():
                 data["sweeps"].setdefault(f"{m}/{reg}", {})[s] = best_settings(d / "sweep.json")
     return data
@@ -55,15 +55,15 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return mu, math.sqrt(sum((v - mu) ** 2 for v in values) / (n - 1))
 
 
-def _metric(m: dict[str, Any], name: str) -> float | None:
+def _metric(m: Metrics, name: str) -> float | None:
     paths = {"top1": ("clean", "top1"), "c_error": ("corruptions", "error"), "calib": ("calibration", "rms"),
              "robust": ("adversarial", "robust_top1"), "c_calib": ("corruptions", "rms_calibration")}
     a, b = paths[name]
-    v = (m.get(a) or {}).get(b)
+    v = getattr(getattr(m, a, None), b, None)
     return float(v) if isinstance(v, int | float) else None
 
 
-def stat(per_seed: dict[Any, dict[str, Any]] | None, name: str) -> tuple[float, float | None, int] | None:
+def stat(per_seed: dict[Any, Metrics] | None, name: str) -> tuple[float, float | None, int] | None:
     vals = [v for m in (per_seed or {}).values() if (v := _metric(m, name)) is not None]
     if not vals:
         return None
