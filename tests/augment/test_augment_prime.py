@@ -32,7 +32,7 @@ def images() -> torch.Tensor:
         x = torch.from_numpy(np.load(shared)["images"][:16]).permute(0, 3, 1, 2)
     else:
         x = build("cifar10-sample", DataRequest(None, "train", 32)).images[:16]
-    return x.float() / 255
+    return (x.float() / 255).contiguous()
 
 
 # ------------------------------------------------------------------------ per-image reference statements
