@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.console import Console
 from urrlkit.engine.allocator import default_thread_env
 from urrlkit.errors import UrrlError
 from urrlkit.version import __version__
+
+if TYPE_CHECKING:  # the CLI imports the recipe models lazily (start-up time)
+    from urrlkit.config import Recipe
 
 # OpenMP reads these once, when torch loads it: set them before that (a program that imported torch before
 # this module has already chosen).
@@ -129,7 +132,7 @@ def main(
     tune_glibc_malloc()  # the application's choice, not the library's: see urrlkit/engine/allocator.py
 
 
-def _load(recipe: Path, overrides: list[str] | None):
+def _load(recipe: Path, overrides: list[str] | None) -> Recipe:
     from urrlkit import config as recipe_mod
 
     return recipe_mod.load(recipe, overrides or [])

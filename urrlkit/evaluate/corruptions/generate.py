@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -120,7 +121,8 @@ def run_corrupt(
     return out_dir
 
 
-def corrupted_batches(images: torch.Tensor, name: str, severity: int, seed: int, batch_size: int = CHUNK):
+def corrupted_batches(images: torch.Tensor, name: str, severity: int, seed: int,
+                      batch_size: int = CHUNK) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (start, corrupted uint8 batch) over in-memory images, aligned to CHUNK for determinism."""
     step = max(CHUNK, (batch_size // CHUNK) * CHUNK)
     for i in range(0, images.shape[0], step):
