@@ -25,6 +25,8 @@ SECTION_INTRO = {
     "pretext": "The unsupervised task (MoCo v2, InstDis or PIRL) and the augmentation families it draws "
                "views from (URRL's hierarchical sampler, paper Eq. 2).",
     "optim": "Optimisation of the pretraining stage.",
+    "monitor": "Online probes during pretraining, logged per epoch: a linear probe on detached features and a "
+               "weighted kNN monitor (off in the paper recipes, on in the quickstart).",
     "linear_eval": "Linear evaluation after pretraining: frozen encoder, trained linear classifier.",
     "finetune": "Transfer: fine-tuning a pretrained encoder with a linear head (paper Eq. 3) and an optional "
                 "regularizer (Eq. 4).",

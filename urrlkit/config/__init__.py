@@ -33,6 +33,7 @@ from urrlkit.config.finetune_eval import (
     ScheduleConfig,
     SimReg,
 )
+from urrlkit.config.monitor import MonitorConfig
 from urrlkit.config.recipe import Recipe
 from urrlkit.config.sections import (
     DEFAULT_LR,
@@ -61,6 +62,7 @@ __all__ = [
     "L2SPReg",
     "LinearEvalConfig",
     "ModelConfig",
+    "MonitorConfig",
     "NoReg",
     "OptimConfig",
     "PretextConfig",

@@ -11,6 +11,7 @@ import tomli_w
 from pydantic import Field, model_validator
 
 from urrlkit.config.finetune_eval import EvalConfig, FinetuneConfig, HubConfig, LinearEvalConfig
+from urrlkit.config.monitor import MonitorConfig
 from urrlkit.config.sections import (
     DataConfig,
     ModelConfig,
@@ -30,6 +31,7 @@ class Recipe(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     pretext: PretextConfig = Field(default_factory=PretextConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     linear_eval: LinearEvalConfig = Field(default_factory=LinearEvalConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)

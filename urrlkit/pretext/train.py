@@ -19,6 +19,15 @@ from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.models import Encoder, build_encoder
+from urrlkit.pretext.probes import (
+    EpochMonitor,
+    ProbedPretext,
+    dataset_labels,
+    knn_monitor,
+    monitor_subset,
+    new_probe,
+    probe_param_groups,
+)
 from urrlkit.registry import PRETEXTS
 
 if TYPE_CHECKING:
@@ -140,6 +149,36 @@ def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
     return run_dir
 
 
+def build_monitors(recipe: Recipe, pretext: torch.nn.Module, train: Dataset, acc: Accelerator
+                   ) -> tuple[ProbedPretext | None, Callable[[], float] | None]:
+    """recipe's [monitor] as plain objects: the pretext with its online linear probe (monitor.linear) and the
+    kNN monitor's measurement (monitor.knn; main process only, on its own, DDP or not), each None when off.
+    Both need labels, looked up by index in the training set: a data set without them turns both off."""
+    m = recipe.monitor
+    if not (m.linear or m.knn):
+        return None, None
+    labels = dataset_labels(train)
+    if labels is None:
+        say(acc, f"monitor: data set {recipe.data.dataset!r} has no labels; the online probe and the kNN "
+                 "monitor are off")
+        return None, None
+    probed = None
+    if m.linear:
+        classes = len(getattr(train, "classes", ())) or int(labels.max()) + 1
+        probe = new_probe(pretext.encoder.feature_dim, classes, recipe.run.seed)
+        probed = ProbedPretext(pretext, probe, labels, acc.device)
+    if not (m.knn and acc.is_main_process):
+        return probed, None
+    from urrlkit.finetune.linear import eval_split
+
+    encoder, d = pretext.encoder, recipe.data
+    # Built now, so a missing test split stops the run before it trains rather than after its first epoch.
+    train_ds, test_ds = (monitor_subset(eval_split(d, s), limit) for s, limit in
+                         (("train", m.knn_train_images), ("test", m.knn_test_images)))
+    return probed, lambda: knn_monitor(encoder, train_ds, test_ds, d.image_size, m.knn_k, m.knn_temperature,
+                                       recipe.eval.batch_size, acc.device, d.workers)
+
+
 def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None,
              keep_process_group: bool = False) -> Encoder:
     """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder. With
@@ -170,7 +209,12 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
                         collate_fn=collate)
     model = build_pretext(recipe, n, acc)
     lr = o.effective_lr(recipe.data.batch_size)  # optim.lr, or optim.lr_per_256 scaled to the global batch
-    optimizer = build_optimizer(model, o.optimizer, lr, o.momentum, o.weight_decay)
+    probed, knn = build_monitors(recipe, model, train, acc)  # [monitor]: both None when off (paper recipes)
+    groups = None
+    if probed is not None:  # the pretext's parameters as before, the probe's in a group of its own
+        model, groups = probed, probe_param_groups([p for p in model.parameters() if p.requires_grad],
+                                                   probed.probe, lr, recipe.monitor.linear_lr)
+    optimizer = build_optimizer(model, o.optimizer, lr, o.momentum, o.weight_decay, params=groups)
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     if recipe.run.trackers:
         acc.init_trackers("pretrain", config=_flat(recipe.to_dict()))
@@ -212,10 +256,14 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
                 "mixed_precision": acc.mixed_precision, "images": n, "resume": resume}, 0)
     ckpt = Checkpointer(acc, run_dir / "checkpoints")
     gens = [aug_gen, *module_generators(acc.unwrap_model(model))]
-    # The counts are checkpointed, so after a resume they cover the whole run.
-    state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume,
-                extra_state={"family_counts": counts},
-                prepare=decode_batch if isinstance(collate, EncodedViewsCollate) else None)
+    # The counts are checkpointed, so after a resume they cover the whole run (the probe's: its epoch so far).
+    extra = {"family_counts": counts}
+    if probed is not None:
+        extra.update(probe_correct=probed.correct, probe_seen=probed.seen)
+    monitor = None if probed is None and knn is None else EpochMonitor(
+        probed, knn, recipe.monitor.knn_every, o.epochs, acc.is_main_process)
+    state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume, extra_state=extra,
+                prepare=decode_batch if isinstance(collate, EncodedViewsCollate) else None, on_epoch_end=monitor)
     encoder = acc.unwrap_model(model).encoder
     if state.epoch >= o.epochs and acc.is_main_process:
         counts = counts.cpu()
