@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -244,3 +247,21 @@ def test_resume_with_the_probe_is_bit_identical(tmp_path: Path) -> None:
     # The epoch counted across the stop: the resumed run's epoch-1 numbers are the uninterrupted run's.
     last = [[x for x in records(run) if x.get("epoch") == 1 and "probe_top1" in x][-1] for run in (full, resumed)]
     assert last[0]["probe_top1"] == last[1]["probe_top1"] and last[0]["knn_top1"] == last[1]["knn_top1"]
+
+
+@pytest.mark.slow
+def test_two_processes_log_the_monitors(tmp_path: Path) -> None:
+    """A real 2-process (gloo) run: the probe's top-1 is summed over both processes, the kNN is measured by the
+    main one alone, and neither blocks the other."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "urrlkit.cli", "pretrain",
+            str(ROOT / "recipes" / "quickstart.toml"), "--no-linear-eval"]
+    for s in [*TINY, *ON, f"run.output_dir='{tmp_path}'", "run.name='ddp'"]:
+        args += ["--set", s]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ends = [x for x in records(tmp_path / "ddp") if "probe_top1" in x]
+    assert [x["epoch"] for x in ends] == [0, 1] and all(0 <= x["knn_top1"] <= 100 for x in ends)
+    # 128 images per epoch over both processes: the top-1 is a multiple of 100/128.
+    assert all((x["probe_top1"] * 128 / 100) == pytest.approx(round(x["probe_top1"] * 128 / 100)) for x in ends)
+    assert "pretrain epoch 1 end probe_top1" in proc.stdout + proc.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from accelerate import PartialState
@@ -162,16 +162,16 @@ def build_monitors(recipe: Recipe, pretext: torch.nn.Module, train: Dataset, acc
         say(acc, f"monitor: data set {recipe.data.dataset!r} has no labels; the online probe and the kNN "
                  "monitor are off")
         return None, None
-    probed = None
+    probed, encoder = None, cast(Encoder, pretext.encoder)  # every pretext's backbone (MoCo: the query encoder)
     if m.linear:
         classes = len(getattr(train, "classes", ())) or int(labels.max()) + 1
-        probe = new_probe(pretext.encoder.feature_dim, classes, recipe.run.seed)
+        probe = new_probe(encoder.feature_dim, classes, recipe.run.seed)
         probed = ProbedPretext(pretext, probe, labels, acc.device)
     if not (m.knn and acc.is_main_process):
         return probed, None
     from urrlkit.finetune.linear import eval_split
 
-    encoder, d = pretext.encoder, recipe.data
+    d = recipe.data
     # Built now, so a missing test split stops the run before it trains rather than after its first epoch.
     train_ds, test_ds = (monitor_subset(eval_split(d, s), limit) for s, limit in
                          (("train", m.knn_train_images), ("test", m.knn_test_images)))
