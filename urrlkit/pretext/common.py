@@ -65,6 +65,8 @@ def head(in_dim: int, dim: int = 128, hidden_dim: int | None = None, mlp: bool =
 class MemoryBank(nn.Module):
     """One L2-normalised embedding per training image, updated by momentum (InstDis, PIRL)."""
 
+    bank: torch.Tensor  # a buffer (register_buffer), declared for the type checker
+
     def __init__(self, n: int, dim: int, momentum: float, seed: int = 0) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)

@@ -25,6 +25,8 @@ class NCENormaliser(nn.Module):
     """Z of the NCE, estimated once, from the first batch, then fixed (lemniscate's NCEAverage). A buffer, so
     checkpoints keep it; whether it is set is read back from the device once per process, not every step."""
 
+    z: torch.Tensor  # a buffer (register_buffer), declared for the type checker
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("z", torch.zeros(()))

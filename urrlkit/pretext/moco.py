@@ -47,6 +47,9 @@ class MoCo(nn.Module):
     `batch_per_process`, when given, is checked against the groups up front. `num_samples` (the data set size)
     is unused: MoCo needs no memory bank."""
 
+    queue: torch.Tensor  # buffers (register_buffer), declared for the type checker
+    queue_ptr: torch.Tensor
+
     def __init__(self, encoder: Encoder, *, dim: int = 128, hidden_dim: int | None = None, mlp: bool = True,
                  queue_size: int = 65536, momentum: float = 0.999, temperature: float = 0.2,
                  bn_groups: int | str = 1, num_samples: int = 0, seed: int = 0, processes: int | None = None,

@@ -105,6 +105,7 @@ class PIRL(nn.Module):
         self.encoder = encoder
         self.head_f = head(encoder.feature_dim, dim, hidden_dim, mlp)  # f: embedding of the untransformed image
         self.grid = jigsaw_grid
+        self.head_g: nn.Module  # g: the jigsaw head over patches, or a head over the whole transformed view
         if self.grid:
             self.head_g = JigsawHead(head(encoder.feature_dim, dim, hidden_dim, mlp), dim, self.grid ** 2)
         else:
