@@ -153,7 +153,7 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
     if short == size:
         return img
     new_long = int(size * long / short)
-    return img.resize((size, new_long) if w <= h else (new_long, size), Image.BILINEAR)
+    return img.resize((size, new_long) if w <= h else (new_long, size), Image.Resampling.BILINEAR)
 
 
 def center_offsets(height: int, width: int, size: int) -> tuple[int, int]:

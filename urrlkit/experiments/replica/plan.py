@@ -119,12 +119,12 @@ def plan(out: Path, seeds: list[int], budget: str = "cpu") -> list[Step]:
         for m, reg in TRANSFER:
             src = pretrain_dir(out, m, seed)
             ft = finetune_dir(out, m, seed, reg)
-            recipe = RECIPES / f"cifar10_{reg}.toml"
+            ft_recipe = RECIPES / f"cifar10_{reg}.toml"
             sets = [f"run.seed={seed}", f"run.name={ft.parent.name}", f"run.output_dir={runs}", *b["finetune"]]
             reuse = swept[reg] and seed != seeds[0]
             late = _reuse(finetune_dir(out, m, seeds[0], reg) / "sweep.json") if reuse else None
             steps.append(Step(f"finetune/{m}/{reg}/s{seed}",
-                              ["urrl", "finetune", str(recipe), "--from", str(src), *_sets(sets)],
+                              ["urrl", "finetune", str(ft_recipe), "--from", str(src), *_sets(sets)],
                               ft / "eval" / "results.json", ft / "checkpoints" / "latest", late))
     return steps
 

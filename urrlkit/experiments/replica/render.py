@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from urrlkit.config import load
+from urrlkit.config import AdvReg, load
 from urrlkit.errors import UrrlError
 from urrlkit.evaluate.table import markdown_table
 from urrlkit.experiments.replica.plan import (
@@ -77,6 +77,8 @@ def describe_budget(budget: str) -> list[str]:
     pre = load(RECIPES / "urrl.toml", b["pretrain"])
     ft = load(RECIPES / "cifar10_sim.toml", b["finetune"])
     adv = load(RECIPES / "cifar10_adversarial.toml", b["finetune"]).finetune.regularizer
+    if not isinstance(adv, AdvReg):
+        raise UrrlError(f"{RECIPES / 'cifar10_adversarial.toml'}: finetune.regularizer.type must be 'adversarial'")
     m, d, o, q = pre.model, pre.data, pre.optim, pre.pretext
     images = f"{d.train_limit:,}" if d.train_limit else "all"
     sweeps = "; ".join(f"{k} ∈ {v}" for r in ("sim", "l2sp")
