@@ -229,7 +229,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
         gen = torch.Generator(device=acc.device).manual_seed(enc.photo_seed)
         return sampler.photometric(decode_views(enc, acc.device), fam, gen), fam, index
 
-    def step(batch: tuple) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(batch: tuple) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
         if in_workers:
             views, fam, index = batch
         elif isinstance(collate, OriginalViewsCollate):  # cut from the originals; the rest on the device
