@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Subset
 
 from urrlkit.config import load
 from urrlkit.data import ArrayDataset
+from urrlkit.errors import UrrlError
 from urrlkit.finetune.linear import knn_top1
 from urrlkit.pretext.moco import grouped_forward
 from urrlkit.pretext.probes import (
@@ -265,3 +266,12 @@ def test_two_processes_log_the_monitors(tmp_path: Path) -> None:
     # 128 images per epoch over both processes: the top-1 is a multiple of 100/128.
     assert all((x["probe_top1"] * 128 / 100) == pytest.approx(round(x["probe_top1"] * 128 / 100)) for x in ends)
     assert "pretrain epoch 1 end probe_top1" in proc.stdout + proc.stderr
+
+
+def test_resume_may_change_the_knn_monitor_not_the_probe(tmp_path: Path) -> None:
+    pretrain(tiny(tmp_path, "r", *ON), stop_after=5)
+    with pytest.raises(UrrlError, match=r"monitor\.linear"):
+        pretrain(tiny(tmp_path, "r", *ON, "monitor.linear=false"), resume=True)  # the checkpoint holds a probe
+    pretrain(tiny(tmp_path, "r", *ON, "monitor.knn=false"), resume=True)  # measurement only: allowed
+    last = [x for x in records(tmp_path / "r") if "probe_top1" in x][-1]
+    assert last["epoch"] == 1 and "knn_top1" not in last

@@ -27,7 +27,10 @@ LOCK_NAME = ".urrl.lock"
 # directory disagree with its recipe, so it is refused.
 RESUME_MAY_CHANGE = ("optim.lr", "optim.lr_per_256", "optim.momentum", "optim.weight_decay", "optim.schedule",
                      "optim.milestones", "optim.epochs", "optim.warmup_epochs", "optim.checkpoint_every",
-                     "optim.log_every", "run.trackers", "data.workers", "linear_eval.", "eval.")
+                     "optim.log_every", "run.trackers", "data.workers", "linear_eval.", "eval.",
+                     # the kNN monitor only measures (no state); monitor.linear / linear_lr shape the checkpoint
+                     "monitor.knn", "monitor.knn_k", "monitor.knn_temperature", "monitor.knn_every",
+                     "monitor.knn_train_images", "monitor.knn_test_images")
 
 _held: dict[Path, int] = {}  # directory → open lock file descriptor, for the life of the process
 
