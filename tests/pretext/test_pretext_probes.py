@@ -196,6 +196,9 @@ def test_probe_sees_the_query_features_and_leaves_the_encoder_gradient(tmp_path:
     top1 = probed.epoch_top1()
     assert 0.0 <= top1 <= 100.0 and int(probed.seen) == 0 and int(probed.correct) == 0
     assert EpochMonitor(probed, None, 1, 2, True)(0) == {"probe_top1": 0.0}  # counts reset, nothing seen
+    assert probed.encoder._forward_hooks
+    probed.release()  # the encoder outlives the wrapper: no hook left on it
+    assert not probed.encoder._forward_hooks
 
 
 def plain_groups(pretext: nn.Module) -> int:

@@ -78,7 +78,7 @@ class ProbedPretext(nn.Module):
         self.seen = torch.zeros((), dtype=torch.long, device=device)
         self._features: list[torch.Tensor] = []
         self._wanted = 0
-        self.encoder.register_forward_hook(self._capture)
+        self._hook = self.encoder.register_forward_hook(self._capture)
 
     @property
     def encoder(self) -> nn.Module:
@@ -106,6 +106,10 @@ class ProbedPretext(nn.Module):
         # A tensor, read back by the loop on log steps only (no host sync per step); the top-1 is per epoch.
         stats = {**stats, "probe_loss": ce.detach()}
         return loss + (ce - ce.detach()), stats
+
+    def release(self) -> None:
+        """Takes the hook off the encoder, which outlives this wrapper (it is saved and linear-evaluated)."""
+        self._hook.remove()
 
     def epoch_top1(self) -> float:
         """The epoch's train top-1 (%) of the probe over every process (one all-reduce); resets the counts."""

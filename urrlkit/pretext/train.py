@@ -265,6 +265,8 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume, extra_state=extra,
                 prepare=decode_batch if isinstance(collate, EncodedViewsCollate) else None, on_epoch_end=monitor)
     encoder = acc.unwrap_model(model).encoder
+    if probed is not None:
+        probed.release()
     if state.epoch >= o.epochs and acc.is_main_process:
         counts = counts.cpu()
         total = counts.sum().clamp(min=1)
