@@ -237,16 +237,20 @@ def evaluate(
     model: Annotated[str, typer.Argument(help="Run dir, model dir, .safetensors file or Hub id.")],
     recipe: Annotated[Path | None, typer.Option("--recipe", "-r", help="Recipe (data and eval sections).")] = None,
     suite: Annotated[list[str] | None, typer.Option(
-        "--suite", help="clean | calibration | adversarial | cifar10-c | cifar100-c | imagenet-c | "
-                        "tiny-imagenet-c | corruptions | all (repeatable).")] = None,
+        "--suite", help="clean | calibration | adversarial | autoattack | cifar10-c | cifar100-c | imagenet-c | "
+                        "tiny-imagenet-c | corruptions | all, or a registered suite (repeatable).")] = None,
     set_: SetOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where results go (default: beside the model).")] = None,
+    robustbench_json: Annotated[Path | None, typer.Option(
+        "--robustbench-json", help="Also write RobustBench's model-info JSON (clean, AutoAttack, corruptions) here.")]
+    = None,
 ) -> None:
-    """Evaluate a classifier: clean top-1, corruptions (mCE / -C error), L2-PGD robust accuracy, calibration."""
+    """Evaluate a classifier: clean top-1, corruptions (mCE / -C error), L2-PGD and AutoAttack robust accuracy,
+    calibration."""
     from urrlkit.evaluate.suites import run_eval
 
     run_eval(model, recipe=_load(recipe, set_) if recipe else None, overrides=set_ or [], suites=suite or [],
-             out_dir=out_dir)
+             out_dir=out_dir, robustbench_json=robustbench_json)
 
 
 @app.command()
@@ -270,7 +274,8 @@ def corrupt(
 @app.command()
 @user_errors
 def report(
-    runs: Annotated[list[Path], typer.Argument(help="Run or model directories with eval results.")],
+    runs: Annotated[list[Path], typer.Argument(
+        help="Run or model directories with eval results, results JSON files, or RobustBench model-info JSON files.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder for Markdown and CSV.")] = Path("report"),
 ) -> None:
     """Assemble eval results of several runs into the paper's table layouts (Markdown and CSV)."""

@@ -1,5 +1,6 @@
-"""Typed evaluation results: what every suite returns and what the CLI table, the model card, `urrl report` and
-`urrl replica` read.
+"""Typed evaluation results: what every evaluation suite returns and what the CLI table, the model card,
+`urrl report` and `urrl replica` read. Torch-free and low in the layer order (after the catalog, before hub/),
+so that hub/'s model card reads them too.
 
 `EvalResults.to_dict()` is the results.json layout (docs/evaluation.md) key for key, in the same order; a file
 written by an older urrlkit, with fewer keys, reads back and writes back only the keys it had (`exclude_unset`),

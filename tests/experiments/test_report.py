@@ -68,3 +68,34 @@ def test_tables(tmp_path):
 def test_missing_results(tmp_path):
     with pytest.raises(UrrlError, match="no eval results"):
         run_report([tmp_path], tmp_path / "rep")
+
+
+def test_report_reads_old_results_autoattack_and_robustbench(tmp_path):
+    """Old-format results.json, a run with AutoAttack beside PGD, and a RobustBench model-info file (as RobustBench
+    stores it, and as `urrl eval --robustbench-json` writes it) in one report."""
+    old = _write(tmp_path / "moco-cifar10", "cifar10", 10.0, 90.0)  # the pre-typed layout, no autoattack
+    aa = _write(tmp_path / "urrl-cifar10", "cifar10", 30.0, 80.0)
+    data = json.loads((aa / "eval" / "results.json").read_text())
+    data["metrics"]["autoattack"] = {"robust_top1": 22.5, "clean_top1": 80.0, "eps": 0.5, "norm": "L2",
+                                     "version": "standard", "n": 10}
+    (aa / "eval" / "results.json").write_text(json.dumps(data))
+    rb = tmp_path / "model_info" / "cifar10" / "L2" / "Rebuffi2021Fixing_R18_cutmix_ddpm.json"
+    rb.parent.mkdir(parents=True)
+    rb.write_text(json.dumps({  # RobustBench/robustbench model_info/cifar10/L2/Rebuffi2021Fixing_R18_cutmix_ddpm.json
+        "link": "https://arxiv.org/abs/2103.01946",
+        "name": "Fixing Data Augmentation to Improve Adversarial Robustness",
+        "authors": "Sylvestre-Alvise Rebuffi, Sven Gowal, Dan A. Calian, Florian Stimberg, Olivia Wiles, Timothy Mann",
+        "additional_data": False, "number_forward_passes": 1, "dataset": "cifar10", "venue": "arXiv, Mar 2021",
+        "architecture": "ResNet-18", "eps": "0.5", "clean_acc": "90.33", "reported": "75.86",
+        "footnote": "It uses additional 1M synthetic images in training.", "autoattack_acc": "75.86"}))
+    out = run_report([old, aa, rb], tmp_path / "rep")
+    t4 = out["tables"]["table4"]
+    assert t4[0] == ["method", "cifar10 robust", "average robust", "cifar10 clean", "average clean"]
+    assert {r[0]: r[1] for r in t4[1]} == {"urrl": "22.50", "Rebuffi2021Fixing_R18_cutmix_ddpm": "75.86"}
+    t1 = {r[0]: r for r in out["tables"]["table1"][1]}
+    assert t1["Rebuffi2021Fixing_R18_cutmix_ddpm"][2] == "90.33" and t1["moco"][2] == "90.00"
+    assert [r[0] for r in out["tables"]["table2"][1]] == ["moco", "urrl"]  # PGD only where PGD ran
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Table 4: AutoAttack" in md and (tmp_path / "rep" / "table4.csv").is_file()
+    # without AutoAttack anywhere, the report is the three tables it always was
+    assert set(run_report([old], tmp_path / "rep2")["tables"]) == {"table1", "table2", "table3"}

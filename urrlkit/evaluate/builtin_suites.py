@@ -1,6 +1,6 @@
 """Evaluation suites as registered objects (`urrlkit.registry.SUITES`, declared torch-free in urrlkit/catalog so
 recipe validation checks `eval.suites` against them): each has a name, says what it needs, and its `run`
-returns a typed result (urrlkit/evaluate/results.py) stored under `metrics.<key>` of results.json.
+returns a typed result (urrlkit/results.py) stored under `metrics.<key>` of results.json.
 
 Register your own with the same shape:
 
@@ -26,14 +26,14 @@ from urrlkit.errors import UrrlError
 from urrlkit.evaluate import metrics
 from urrlkit.evaluate.corruptions.framing import frame
 from urrlkit.evaluate.inputs import loader, predict_batches, take_subset
-from urrlkit.evaluate.results import (
+from urrlkit.registry import SUITES
+from urrlkit.results import (
     AutoAttackResult,
     CalibrationResult,
     CleanResult,
     PGDResult,
     Result,
 )
-from urrlkit.registry import SUITES
 
 CORRUPTION_BENCHMARKS = ("cifar10-c", "cifar100-c", "imagenet-c", "tiny-imagenet-c")
 
@@ -62,7 +62,7 @@ class EvalContext:
             ev, d = self.recipe.eval, self.recipe.data
             self._cache["clean"] = predict_batches(
                 self.model, loader(self.need_test(), ev.batch_size, d.workers), d.image_size, self.device)
-        return self._cache["clean"]  # type: ignore[no-any-return]
+        return self._cache["clean"]
 
     def attack_subset(self, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed random subset of `limit` test images (as `data.test_limit` picks them), framed to the

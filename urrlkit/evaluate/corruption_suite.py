@@ -20,7 +20,7 @@ from urrlkit.evaluate.corruptions import CHUNK, check_names, corrupt
 from urrlkit.evaluate.corruptions import official as off
 from urrlkit.evaluate.corruptions.framing import corrupt_framed
 from urrlkit.evaluate.inputs import Batch, predict_batches, take_subset
-from urrlkit.evaluate.results import CorruptionResult, CorruptionScore
+from urrlkit.results import CorruptionResult, CorruptionScore
 
 
 def corruption_batches(

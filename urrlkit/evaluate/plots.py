@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from urrlkit.evaluate.results import EvalResults
+from urrlkit.results import EvalResults
 
 
 def save_plots(results: EvalResults, out_dir: Path) -> list[str]:
@@ -20,7 +20,7 @@ def save_plots(results: EvalResults, out_dir: Path) -> list[str]:
     if (c := m.corruptions) is not None:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for name, v in (c.per_corruption or {}).items():
-            ax.plot(c.severities, v.errors, marker="o", label=name)
+            ax.plot(c.severities or [], v.errors or [], marker="o", label=name)
         ax.set_xlabel("severity")
         ax.set_ylabel("top-1 error (%)")
         ax.set_xticks(c.severities or [])

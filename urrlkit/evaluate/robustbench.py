@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from urrlkit.errors import UrrlError
-from urrlkit.evaluate.results import AutoAttackResult, CleanResult, CorruptionResult, EvalResults, Metrics
+from urrlkit.results import AutoAttackResult, CleanResult, CorruptionResult, EvalResults, Metrics
 
 # robustbench/utils.py ModelInfo, in its field order.
 MODEL_INFO_KEYS = ("link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",

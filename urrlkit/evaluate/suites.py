@@ -2,7 +2,7 @@
 benchmarks; urrlkit/evaluate/builtin_suites.py) on a classifier.
 
 `evaluate_model` (used by the training engine and by `run_eval`) writes `<out_dir>/results.json` from the
-suites' typed results (urrlkit/evaluate/results.py), prints a Rich table and saves PNG plots; see
+suites' typed results (urrlkit/results.py), prints a Rich table and saves PNG plots; see
 docs/evaluation.md for the metric definitions and the results layout.
 """
 
@@ -22,9 +22,9 @@ from urrlkit.config import Recipe
 from urrlkit.errors import CheckpointError, RecipeError, UrrlError
 from urrlkit.evaluate.builtin_suites import CORRUPTION_BENCHMARKS, EvalContext, Suite, get_suite
 from urrlkit.evaluate.inputs import check_label_space, eval_split, model_device
-from urrlkit.evaluate.results import EvalResults, Metrics, Result, write_results
 from urrlkit.evaluate.table import results_table
 from urrlkit.registry import SUITES
+from urrlkit.results import EvalResults, Metrics, Result, write_results
 from urrlkit.version import __version__
 
 BENCHMARKS = CORRUPTION_BENCHMARKS
@@ -129,6 +129,11 @@ def evaluate_model(
     `<out_dir>/results.json` and plots (and, with `robustbench_json`, RobustBench's model-info claim), print a
     table, and return the results dict (results.json's content plus `plots`)."""
     console = console or Console(highlight=False)
+    if robustbench_json is not None:
+        basic, bench = plan_suites(suites, recipe)
+        if "autoattack" not in basic and bench is None:  # say so before the evaluation, not after
+            raise UrrlError("--robustbench-json: needs the autoattack suite or a corruption suite "
+                            "(e.g. --suite clean --suite autoattack)")
     results = run_suites(model, recipe, suites, name, console)
     out_dir = Path(out_dir)
     write_results(results, out_dir / "results.json")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from rich.table import Table
 
-from urrlkit.evaluate.results import EvalResults
+from urrlkit.results import EvalResults
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -54,7 +54,7 @@ def results_table(results: EvalResults) -> Table:
         for name, v in (co.per_corruption or {}).items():
             errs = " ".join(f"{e:.1f}" for e in v.errors or [])
             ce = f"  CE {v.ce:.1f}" if v.ce is not None else ""
-            t.add_row(f"  {name}", f"{np.mean(v.errors):.2f}", f"per severity: {errs}{ce}")
+            t.add_row(f"  {name}", f"{np.mean(v.errors or [np.nan]):.2f}", f"per severity: {errs}{ce}")
     return t
 
 

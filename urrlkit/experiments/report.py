@@ -3,8 +3,11 @@
 Table 1 (ImageNet linear evaluation): top-1 / ImageNet-C mCE / RMS calibration error.
 Table 2 (transfer): PGD-L2 robust and clean top-1 per data set, with the average over data sets.
 Table 3: RMS calibration error on the -C benchmarks.
+Table 4 (when a run has it): AutoAttack robust and clean top-1 per data set, beside PGD.
 Rows are methods: a run's label is its directory name with the data set name removed (so `urrl-sr-cifar10`
 and `urrl-sr-cifar100` form one row `urrl-sr`). Written as Markdown (report.md) and CSV (table1/2/3.csv).
+A RobustBench model-info JSON (model_info/<dataset>/<threat>/<model>.json, or `urrl eval --robustbench-json`)
+is read as a run too, labelled with its file name: clean top-1, AutoAttack robust top-1, corruption mCE.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Any
 from rich.console import Console
 
 from urrlkit.errors import UrrlError
+from urrlkit.evaluate.robustbench import from_robustbench, is_robustbench
+from urrlkit.evaluate.table import markdown_table
+from urrlkit.results import EvalResults
 
 CANDIDATES = ("results.json", "eval/results.json", "model/eval/results.json")
 
@@ -32,15 +38,17 @@ def find_results(path: Path) -> Path:
     raise UrrlError(f"{path}: no eval results (looked for {', '.join(CANDIDATES)}); run `urrl eval` first")
 
 
-def load_results(path: Path) -> dict[str, Any]:
+def load_results(path: Path) -> EvalResults:
+    """A run's results.json — or a RobustBench model-info file — as typed results."""
     f = find_results(path)
     try:
         data = json.loads(f.read_text())
     except json.JSONDecodeError as exc:
         raise UrrlError(f"{f}: malformed JSON ({exc})") from None
-    if not isinstance(data, dict) or "metrics" not in data:
-        raise UrrlError(f"{f}: not a urrlkit results file (no 'metrics')")
-    return data
+    if is_robustbench(data):
+        threat = f.parent.name if f.parent.name in ("L2", "Linf", "corruptions") else None
+        return from_robustbench(data, str(f), threat)
+    return EvalResults.from_dict(data, str(f))
 
 
 def run_label(path: Path, dataset: str) -> str:
@@ -64,74 +72,66 @@ def _mean(vs: list[float]) -> float | None:
     return sum(vs) / len(vs) if vs else None
 
 
-def build_tables(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """{table name: (header, rows)} from (label, results) pairs."""
+def build_tables(runs: list[tuple[str, EvalResults]]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """{table name: (header, rows)} from (label, results) pairs; table4 only when a run has AutoAttack."""
     t1_rows: list[list[str]] = []
-    t2: dict[str, dict[str, tuple[float, float]]] = {}  # label -> data set -> (robust, clean) top-1
-    t3: dict[str, dict[str, float]] = {}  # label -> corruption benchmark -> RMS calibration error
+    t2: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+    t3: dict[str, dict[str, float | None]] = {}
+    t4: dict[str, dict[str, tuple[float | None, float | None]]] = {}
     datasets: list[str] = []
     benches: list[str] = []
+    aa_sets: list[str] = []
     for label, r in runs:
-        m = r["metrics"]
-        ds = r.get("dataset", "?")
-        corr = m.get("corruptions") or {}
-        if "clean" in m or corr.get("benchmark") == "imagenet-c":
-            calib = (
-                corr.get("rms_calibration")
-                if corr.get("benchmark") == "imagenet-c"
-                else (m.get("calibration") or {}).get("rms")
-            )
-            t1_rows.append(
-                [label, ds, _fmt((m.get("clean") or {}).get("top1")), _fmt(corr.get("mce")), _fmt(calib)]
-            )
-        if "adversarial" in m:
-            a = m["adversarial"]
-            t2.setdefault(label, {})[ds] = (
-                a["robust_top1"],
-                (m.get("clean") or {}).get("top1", a["clean_top1"]),
-            )
+        m = r.metrics
+        ds = r.dataset or "?"
+        corr = m.corruptions
+        clean = m.clean.top1 if m.clean is not None else None
+        imagenet_c = corr is not None and corr.benchmark == "imagenet-c"
+        if m.clean is not None or imagenet_c:
+            calib = corr.rms_calibration if corr is not None and imagenet_c else (
+                m.calibration.rms if m.calibration is not None else None)
+            t1_rows.append([label, ds, _fmt(clean), _fmt(corr.mce if corr is not None else None), _fmt(calib)])
+        if (a := m.adversarial) is not None:
+            t2.setdefault(label, {})[ds] = (a.robust_top1, clean if clean is not None else a.clean_top1)
             if ds not in datasets:
                 datasets.append(ds)
-        if corr and corr.get("benchmark") != "imagenet-c":
-            b = corr["benchmark"] if corr["benchmark"] != "generated" else f"{ds}-c (generated)"
-            t3.setdefault(label, {})[b] = corr["rms_calibration"]
+        if (aa := m.autoattack) is not None:
+            t4.setdefault(label, {})[ds] = (aa.robust_top1, clean if clean is not None else aa.clean_top1)
+            if ds not in aa_sets:
+                aa_sets.append(ds)
+        if corr is not None and not imagenet_c and corr.rms_calibration is not None:
+            b = corr.benchmark if corr.benchmark != "generated" else f"{ds}-c (generated)"
+            t3.setdefault(label, {})[str(b)] = corr.rms_calibration
             if b not in benches:
-                benches.append(b)
+                benches.append(str(b))
     tables: dict[str, tuple[list[str], list[list[str]]]] = {}
     tables["table1"] = (
         ["method", "data set", "top-1 (%)", "ImageNet-C mCE (%)", "RMS calibration (%)"],
         t1_rows,
     )
-    head2 = (
-        ["method"]
-        + [f"{d} robust" for d in datasets]
-        + ["average robust"]
-        + [f"{d} clean" for d in datasets]
-        + ["average clean"]
-    )
-    rows2 = []
-    for label, per in t2.items():
-        rob = [per[d][0] if d in per else None for d in datasets]
-        cln = [per[d][1] if d in per else None for d in datasets]
-        rows2.append(
-            [
-                label,
-                *map(_fmt, rob),
-                _fmt(_mean([v for v in rob if v is not None])),
-                *map(_fmt, cln),
-                _fmt(_mean([v for v in cln if v is not None])),
-            ]
-        )
-    tables["table2"] = (head2, rows2)
+    tables["table2"] = _per_dataset(t2, datasets)
     rows3 = [[label, *[_fmt(per.get(b)) for b in benches]] for label, per in t3.items()]
     tables["table3"] = (["method", *[f"{b} RMS calibration (%)" for b in benches]], rows3)
+    if t4:
+        tables["table4"] = _per_dataset(t4, aa_sets)
     return tables
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+def _per_dataset(per_label: dict[str, dict[str, tuple[float | None, float | None]]],
+                 datasets: list[str]) -> tuple[list[str], list[list[str]]]:
+    """(robust, clean) per data set → robust columns, their average, clean columns, their average."""
+    head = (["method"] + [f"{d} robust" for d in datasets] + ["average robust"]
+            + [f"{d} clean" for d in datasets] + ["average clean"])
+    rows = []
+    for label, per in per_label.items():
+        rob = [per[d][0] if d in per else None for d in datasets]
+        cln = [per[d][1] if d in per else None for d in datasets]
+        rows.append([label, *map(_fmt, rob), _fmt(_mean([v for v in rob if v is not None])),
+                     *map(_fmt, cln), _fmt(_mean([v for v in cln if v is not None]))])
+    return head, rows
+
+
+markdown = markdown_table  # the one Markdown table writer (urrlkit/evaluate/table.py)
 
 
 TITLES = {
@@ -139,6 +139,7 @@ TITLES = {
     "(on ImageNet-C when evaluated, else clean)",
     "table2": "Table 2: PGD-L2 robust and clean top-1 per data set (%), with the average",
     "table3": "Table 3: RMS calibration error on -C (%), mean over corruptions × severities",
+    "table4": "Table 4: AutoAttack robust and clean top-1 per data set (%), with the average",
 }
 
 
@@ -149,7 +150,10 @@ def run_report(runs: list[Path], out: Path, console: Console | None = None) -> d
     loaded = []
     for p in runs:
         r = load_results(p)
-        loaded.append((run_label(p, r.get("dataset", "")), r))
+        f = find_results(p)
+        # A RobustBench model-info file (no recipe) is named by its model id, the file's name.
+        label = f.stem if r.recipe_hash is None and f.name != "results.json" else run_label(p, r.dataset or "")
+        loaded.append((label, r))
     tables = build_tables(loaded)
     out = Path(out)
     try:
@@ -169,11 +173,12 @@ def run_report(runs: list[Path], out: Path, console: Console | None = None) -> d
             "",
         ]
     sources = [
-        f"- {label}: model {r.get('model', '?')}, recipe {r.get('recipe_hash')}, data {r.get('dataset')}"
+        f"- {label}: model {r.model or '?'}, recipe {r.recipe_hash}, data {r.dataset}"
         for label, r in loaded
     ]
     md += ["## Sources", "", *sources, ""]
     (out / "report.md").write_text("\n".join(md))
     console.print("\n".join(md), markup=False)
-    console.print(f"wrote {out / 'report.md'} and table1/2/3.csv", markup=False)
+    csvs = "table" + "/".join(k.removeprefix("table") for k in tables) + ".csv"
+    console.print(f"wrote {out / 'report.md'} and {csvs}", markup=False)
     return {"tables": tables, "out": str(out)}

@@ -11,7 +11,8 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from urrlkit.catalog.family_mix import family_weights
-from urrlkit.errors import CheckpointError
+from urrlkit.errors import CheckpointError, UrrlError
+from urrlkit.results import EvalResults, Result
 from urrlkit.version import __version__
 
 TEMPLATE = "model_card.md.j2"
@@ -38,7 +39,8 @@ def find_eval_results(model_dir: Path) -> Path | None:
     return None
 
 
-def read_results(path: Path | None) -> dict[str, Any] | None:
+def read_results(path: Path | None) -> EvalResults | None:
+    """`urrl eval`'s results.json as typed results (urrlkit/results.py), None without a file."""
     if path is None:
         return None
     try:
@@ -47,7 +49,10 @@ def read_results(path: Path | None) -> dict[str, Any] | None:
         raise CheckpointError(f"{path}: unreadable eval results ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
         raise CheckpointError(f"{path}: eval results lack a 'metrics' table")
-    return data
+    try:
+        return EvalResults.from_dict(data, str(path))
+    except UrrlError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _pct(x: Any) -> str:
@@ -58,10 +63,19 @@ def _val(x: Any) -> float | None:
     return round(float(x), 2) if isinstance(x, int | float) else None
 
 
-def eval_table(results: dict[str, Any]) -> tuple[list[dict[str, str]], list[EvalResult]]:
-    """results.json → (rows for the card's table, EvalResults for the model-index metadata)."""
-    m = results.get("metrics", {})
-    ds = str(results.get("dataset") or "unknown")
+def _settings(result: Result, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The attack settings recorded in a result, for the model-index `args`."""
+    given = result.to_dict()
+    return {k: given[k] for k in keys if k in given}
+
+
+def eval_table(results: EvalResults | dict[str, Any]) -> tuple[list[dict[str, str]], list[EvalResult]]:
+    """results (typed, or a results.json dict) → (rows for the card's table, EvalResults for the model-index
+    metadata). PGD and AutoAttack robust accuracy sit side by side, each with its settings."""
+    if not isinstance(results, EvalResults):
+        results = EvalResults.from_dict(results)
+    m = results.metrics
+    ds = str(results.dataset or "unknown")
     rows: list[dict[str, str]] = []
     evals: list[EvalResult] = []
 
@@ -75,35 +89,40 @@ def eval_table(results: dict[str, Any]) -> tuple[list[dict[str, str]], list[Eval
                                     metric_type=metric_type, metric_name=metric, metric_value=v,
                                     metric_args=args or None))
 
-    if clean := m.get("clean"):
-        add("Top-1 accuracy (clean)", "accuracy", ds, ds, clean.get("top1"), f"n = {clean.get('n', '?')}")
-    if cal := m.get("calibration"):
-        b = cal.get("bin_size", 100)
-        add("RMS calibration error", "rms_calibration_error", ds, ds, cal.get("rms"), f"bins of {b}")
-        if cal.get("rms_legacy") is not None:
+    if (clean := m.clean) is not None:
+        add("Top-1 accuracy (clean)", "accuracy", ds, ds, clean.top1, f"n = {clean.n if clean.n is not None else '?'}")
+    if (cal := m.calibration) is not None:
+        b = cal.bin_size if cal.bin_size is not None else 100
+        add("RMS calibration error", "rms_calibration_error", ds, ds, cal.rms, f"bins of {b}")
+        if cal.rms_legacy is not None:
             add("RMS calibration error (reference code, last bin unscored)", "rms_calibration_error_legacy",
-                ds, ds, cal.get("rms_legacy"), f"bins of {b}")
-        if cal.get("ece") is not None:
-            add("Expected calibration error", "ece", ds, ds, cal.get("ece"), "15 equal-width bins")
-    if adv := m.get("adversarial"):
-        keys = ("eps", "steps", "step_size", "norm", "random_start", "use_best", "n")
-        args = {k: adv[k] for k in keys if k in adv}
-        settings = (f"L2 PGD, ε = {adv.get('eps')}, {adv.get('steps')} steps, step {adv.get('step_size')}"
-                    + (f", n = {adv['n']}" if "n" in adv else ""))
-        add("Robust top-1 accuracy", "robust_accuracy", ds, ds, adv.get("robust_top1"), settings, args)
-    if cor := m.get("corruptions"):
-        bench = str(cor.get("benchmark") or "generated")
+                ds, ds, cal.rms_legacy, f"bins of {b}")
+        if cal.ece is not None:
+            add("Expected calibration error", "ece", ds, ds, cal.ece, "15 equal-width bins")
+    if (adv := m.adversarial) is not None:
+        args = _settings(adv, ("eps", "steps", "step_size", "norm", "random_start", "use_best", "n"))
+        settings = (f"L2 PGD, ε = {adv.eps}, {adv.steps} steps, step {adv.step_size}"
+                    + (f", n = {adv.n}" if adv.n is not None else ""))
+        add("Robust top-1 accuracy", "robust_accuracy", ds, ds, adv.robust_top1, settings, args)
+    if (aa := m.autoattack) is not None:
+        args = _settings(aa, ("eps", "norm", "version", "n"))
+        settings = (f"AutoAttack ({aa.version}), {aa.norm}, ε = {aa.eps}"
+                    + (f", n = {aa.n}" if aa.n is not None else ""))
+        add("Robust top-1 accuracy (AutoAttack)", "robust_accuracy_autoattack", ds, ds, aa.robust_top1, settings,
+            args)
+    if (cor := m.corruptions) is not None:
+        bench = str(cor.benchmark or "generated")
         generated = bench == "generated"
         ctype = f"{ds}-c" if generated else bench
         cds = f"{ctype} (generated by urrl corrupt)" if generated else bench
-        n_c = len(cor.get("per_corruption") or {})
+        n_c = len(cor.per_corruption or {})
         settings = f"mean over {n_c} corruptions and their severities" if n_c else ""
-        if cor.get("mce") is not None:
-            add("mCE (AlexNet-normalised)", "mce", cds, ctype, cor.get("mce"), settings)
-        add("Corruption error", "error", cds, ctype, cor.get("error"), settings)
-        if cor.get("rms_calibration") is not None:
+        if cor.mce is not None:
+            add("mCE (AlexNet-normalised)", "mce", cds, ctype, cor.mce, settings)
+        add("Corruption error", "error", cds, ctype, cor.error, settings)
+        if cor.rms_calibration is not None:
             add("RMS calibration error under corruption", "rms_calibration_error", cds, ctype,
-                cor.get("rms_calibration"), settings)
+                cor.rms_calibration, settings)
     return rows, evals
 
 
@@ -179,7 +198,7 @@ def _training_data(config: dict[str, Any], recipe: dict[str, Any] | None) -> str
     return "Not recorded."
 
 
-def card_info(repo_id: str, config: dict[str, Any], results: dict[str, Any] | None,
+def card_info(repo_id: str, config: dict[str, Any], results: EvalResults | dict[str, Any] | None,
               results_note: str = "") -> tuple[dict[str, Any], list[EvalResult]]:
     spec = config.get("encoder") or {}
     recipe = config.get("recipe")
@@ -223,7 +242,7 @@ def card_info(repo_id: str, config: dict[str, Any], results: dict[str, Any] | No
     return info, evals
 
 
-def render_card(repo_id: str, config: dict[str, Any], results: dict[str, Any] | None = None,
+def render_card(repo_id: str, config: dict[str, Any], results: EvalResults | dict[str, Any] | None = None,
                 results_note: str = "", template: str | None = None) -> ModelCard:
     """The model card: YAML metadata from ModelCardData (model-index from EvalResults), body from Jinja."""
     info, evals = card_info(repo_id, config, results, results_note)

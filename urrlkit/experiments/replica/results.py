@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from urrlkit.evaluate.results import Metrics, read_results
 from urrlkit.experiments.replica.plan import (
     LABELS,
     METHODS,
@@ -19,6 +18,7 @@ from urrlkit.experiments.replica.plan import (
     finetune_dir,
     pretrain_dir,
 )
+from urrlkit.results import Metrics, read_results
 
 
 def _read(path: Path) -> Metrics | None:
