@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import gpu_baselines
@@ -33,11 +34,13 @@ import torch
 import torch.nn.functional as F
 import torchvision
 import torchvision.transforms as T
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from urrlkit.augment import build_sampler
+from urrlkit.augment.fractals import fractal_images
+from urrlkit.augment.pixmix import mixing_size
 from urrlkit.augment.workers import AugmentingCollate
 from urrlkit.config import FamilySpec, PretextConfig
 from urrlkit.data import DataRequest, build
@@ -74,6 +77,51 @@ def augmix_transform(size: int) -> T.Compose:
     crop = T.RandomCrop(size, padding=4) if size <= 64 else T.RandomResizedCrop(size)
     augmix = v2.AugMix(all_ops=True, severity=3 if size <= 64 else 1)
     return T.Compose([crop, T.RandomHorizontalFlip(), augmix, T.ToTensor()])
+
+
+def _pil_augment(im: Image.Image, severity: float) -> Image.Image:
+    """One op of pixmix_utils.py ``augmentations`` (AugMix's 9, on PIL) at level U(0.1, severity)."""
+    level, size, sign = random.uniform(0.1, severity), im.size[0], random.choice((-1, 1))
+    aff = partial(im.transform, im.size, Image.AFFINE, resample=Image.BILINEAR)
+    return random.choice([
+        lambda: ImageOps.autocontrast(im), lambda: ImageOps.equalize(im),
+        lambda: ImageOps.posterize(im, 4 - int(level * 4 / 10)),
+        lambda: ImageOps.solarize(im, 256 - int(level * 256 / 10)),
+        lambda: im.rotate(sign * int(level * 30 / 10), resample=Image.BILINEAR),
+        lambda: aff((1, sign * level * 0.3 / 10, 0, 0, 1, 0)), lambda: aff((1, 0, 0, sign * level * 0.3 / 10, 1, 0)),
+        lambda: aff((1, 0, sign * int(level * (size / 3) / 10), 0, 1, 0)),
+        lambda: aff((1, 0, 0, 0, 1, sign * int(level * (size / 3) / 10))),
+    ])()
+
+
+def pixmix_transform(size: int, k: int = 4, beta: float = 3.0) -> Callable[[Image.Image], torch.Tensor]:
+    """PixMix's per-image pipeline (andyzoujm/pixmix cifar.py ``pixmix``, pixmix_utils.py ops and mixings) after
+    the crop + flip, with 100 of urrlkit's fractals (Resize(size + 4) squares) as the mixing set."""
+    crop = T.Compose([T.RandomCrop(size, padding=4) if size <= 64 else T.RandomResizedCrop(size),
+                      T.RandomHorizontalFlip()])
+    severity = 3.0 if size <= 64 else 1.0
+    pics = [Image.fromarray(p.permute(1, 2, 0).numpy()) for p in fractal_images(100, mixing_size(size))]
+    pic_crop, tensor = T.RandomCrop(size), T.ToTensor()
+
+    def ab() -> tuple[float, float]:
+        if random.random() < 0.5:
+            return random.betavariate(beta, 1), random.betavariate(1, beta)
+        return 1 + random.betavariate(1, beta), -random.betavariate(1, beta)
+
+    def run(im: Image.Image) -> torch.Tensor:
+        orig, pic = crop(im), tensor(pic_crop(random.choice(pics)))
+        mixed = tensor(_pil_augment(orig, severity) if random.random() < 0.5 else orig)
+        for _ in range(random.randint(0, k)):
+            partner = tensor(_pil_augment(orig, severity)) if random.random() < 0.5 else pic
+            a, b = ab()
+            if random.random() < 0.5:
+                mixed = ((a * (mixed * 2 - 1) + b * (partner * 2 - 1)) + 1) / 2
+            else:
+                mixed = (mixed * 2) ** a * (partner * 2).clip(1e-37) ** b / 2
+            mixed = mixed.clip(0, 1)
+        return mixed
+
+    return run
 
 
 class URRLTwoViews(Dataset):
@@ -136,9 +184,11 @@ def per_family_us_per_view(x: torch.Tensor, pil: list[Image.Image], size: int, s
     """Single-threaded µs per view of each family of the URRL mix, urrlkit (batched, in process) against the
     official per-image pipeline: where the speedup at a size comes from, family by family."""
     torch.set_num_threads(1)
-    official = {"moco_v2": moco_v2_transform(size), "augmix_allop": augmix_transform(size)}
+    official = {"moco_v2": moco_v2_transform(size), "augmix_allop": augmix_transform(size),
+                "pixmix": pixmix_transform(size)}
     out = {}
-    for name, transform in official.items():
+    for name in [*official, "prime"]:  # prime: no per-image reference (PRIME's own module is batched)
+        transform = official.get(name)
         sampler = build_sampler([FamilySpec(name=name)], image_size=size, views=1)
         g = torch.Generator().manual_seed(0)
         sampler(x, g)
@@ -147,6 +197,9 @@ def per_family_us_per_view(x: torch.Tensor, pil: list[Image.Image], size: int, s
             sampler(x, g)
             views += x.shape[0]
         ours = (time.perf_counter() - start) / views * 1e6
+        if transform is None:
+            out[name] = {"urrlkit_us_per_view": round(ours, 1)}
+            continue
         random.seed(0)
         for im in pil[:4]:
             transform(im)

@@ -128,10 +128,10 @@ def test_spectral_filter_zero_strength_is_identity(images: torch.Tensor) -> None
                                atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("bandwidth", [None, 20])
-def test_smooth_color_equals_reference(images: torch.Tensor, bandwidth: int | None) -> None:
+@pytest.mark.parametrize(("cut", "bandwidth"), [(100, None), (500, 20), (500, None)])
+def test_smooth_color_equals_reference(images: torch.Tensor, cut: int, bandwidth: int | None) -> None:
     g = torch.Generator().manual_seed(6)
-    k0, coeffs = prime.smooth_color_params(16, 3, g, 500 if bandwidth else 100, 0.05, bandwidth)
+    k0, coeffs = prime.smooth_color_params(16, 3, g, cut, 0.05, bandwidth)
     ours = prime.smooth_color(images, k0, coeffs)
     for i in range(16):  # color_jitter.py: colors + einsum('bcf,bcnf->bcn', coeff, sin(colors·k·π)), clamped
         ref = {}

@@ -79,10 +79,17 @@ class PixMixParams:
 
     def augmented(self, n_ops: int) -> Tensor:
         """(k + 1, n) op ids of the augmented copies each image needs, n_ops where none."""
-        k = self.use_aug.shape[0]
-        active = self.rounds.unsqueeze(0) > torch.arange(k, device=self.rounds.device).unsqueeze(1)
-        need = torch.cat([self.start_aug.unsqueeze(0), active & self.use_aug])
+        need = torch.cat([self.start_aug.unsqueeze(0), self.active() & self.use_aug])
         return torch.where(need, self.op, n_ops)
+
+    def active(self) -> Tensor:
+        """(k, n) bool: image i mixes in round t (t < its number of rounds)."""
+        k = self.use_aug.shape[0]
+        return self.rounds.unsqueeze(0) > torch.arange(k, device=self.rounds.device).unsqueeze(1)
+
+    def mixings(self, none: int) -> Tensor:
+        """(k, n) per round 0 (add), 1 (multiply), or ``none`` where the image does not mix."""
+        return torch.where(self.active(), self.multiply.long(), none)
 
 
 def sample_params(n: int, n_ops: int, g: torch.Generator, k: int, beta: float, severity: float, n_pics: int,
@@ -114,9 +121,11 @@ def crop_pictures(pics: Tensor, idx: Tensor, top: Tensor, left: Tensor, size: in
 def pixmix(x01: Tensor, p: PixMixParams, ops: list[Op], pictures: Tensor, g: torch.Generator) -> Tensor:
     """PixMix of a float [0, 1] batch with drawn parameters ``p`` and the mixing set ``pictures`` (uint8, on
     x's device)."""
-    size = x01.shape[-1]
+    size, k = x01.shape[-1], p.use_aug.shape[0]
     x255 = (x01 * 255).round_()  # the ops read 8-bit pixels, as PIL images in the reference
-    groups = group_rows(p.augmented(len(ops)), len(ops))
+    # Every row's groups in one host sync: the op of each augmented copy (start, rounds), then each round's
+    # mixing; a round mixes (and makes partners for) only the images still mixing.
+    groups = group_rows(torch.cat([p.augmented(len(ops)), p.mixings(len(ops))]), len(ops))
 
     def with_augmented(out: Tensor, row: int) -> Tensor:
         for op, idx in groups[row]:
@@ -126,12 +135,14 @@ def pixmix(x01: Tensor, p: PixMixParams, ops: list[Op], pictures: Tensor, g: tor
 
     mixed = with_augmented(x01.clone(), 0)
     picture = crop_pictures(pictures, p.pic, p.top, p.left, size)
-    for t in range(p.use_aug.shape[0]):
+    for t in range(k):
+        if not groups[k + 1 + t]:
+            continue
         partner = with_augmented(picture.clone(), t + 1)
-        a, b = p.a[t], p.b[t]
-        out = torch.where(p.multiply[t].view(-1, 1, 1, 1), mix_multiply(mixed, partner, a, b),
-                          mix_add(mixed, partner, a, b)).clamp_(0, 1)
-        mixed = torch.where((p.rounds > t).view(-1, 1, 1, 1), out, mixed)
+        for kind, idx in groups[k + 1 + t]:
+            fn = mix_multiply if kind == 1 else mix_add
+            out = fn(mixed.index_select(0, idx), partner.index_select(0, idx), p.a[t, idx], p.b[t, idx])
+            copy_rows_(mixed, idx, out.clamp_(0, 1))
     return mixed
 
 
