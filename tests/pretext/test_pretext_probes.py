@@ -278,3 +278,14 @@ def test_resume_may_change_the_knn_monitor_not_the_probe(tmp_path: Path) -> None
     pretrain(tiny(tmp_path, "r", *ON, "monitor.knn=false"), resume=True)  # measurement only: allowed
     last = [x for x in records(tmp_path / "r") if "probe_top1" in x][-1]
     assert last["epoch"] == 1 and "knn_top1" not in last
+
+
+def test_a_data_set_without_labels_turns_the_monitors_off(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from accelerate import Accelerator
+
+    from urrlkit.pretext.train import build_monitors
+
+    r = tiny(tmp_path, "u", *ON)
+    torch.manual_seed(0)
+    assert build_monitors(r, build_pretext(r, 3), Unlabelled(), Accelerator(cpu=True)) == (None, None)
+    assert "'cifar10-sample' has no labels; online probe and kNN monitor off" in capsys.readouterr().err

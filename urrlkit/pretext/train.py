@@ -159,8 +159,7 @@ def build_monitors(recipe: Recipe, pretext: torch.nn.Module, train: Dataset, acc
         return None, None
     labels = dataset_labels(train)
     if labels is None:
-        say(acc, f"monitor: data set {recipe.data.dataset!r} has no labels; the online probe and the kNN "
-                 "monitor are off")
+        say(acc, f"monitor: {recipe.data.dataset!r} has no labels; online probe and kNN monitor off")
         return None, None
     probed, encoder = None, cast(Encoder, pretext.encoder)  # every pretext's backbone (MoCo: the query encoder)
     if m.linear:
