@@ -37,6 +37,8 @@ SECTION_INTRO = {
 
 def _type_name(ann: Any) -> str:
     origin = get_origin(ann)
+    if origin is typing.Annotated:  # a validated type (e.g. eval.suites' registered names): show the base type
+        return _type_name(get_args(ann)[0])
     if origin is Literal:
         return " \\| ".join(f"`{a!r}`".replace("'", '"') for a in get_args(ann))
     if origin in (typing.Union, types.UnionType):

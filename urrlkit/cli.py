@@ -245,8 +245,7 @@ def evaluate(
         "--robustbench-json", help="Also write RobustBench's model-info JSON (clean, AutoAttack, corruptions) here.")]
     = None,
 ) -> None:
-    """Evaluate a classifier: clean top-1, corruptions (mCE / -C error), L2-PGD and AutoAttack robust accuracy,
-    calibration."""
+    """Evaluate a classifier: clean top-1, corruptions (mCE / -C error), L2-PGD and AutoAttack, calibration."""
     from urrlkit.evaluate.suites import run_eval
 
     run_eval(model, recipe=_load(recipe, set_) if recipe else None, overrides=set_ or [], suites=suite or [],
