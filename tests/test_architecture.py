@@ -159,6 +159,42 @@ def test_engine_imports_no_stage() -> None:
     assert {m.split(".")[1] for m in engine} <= {"engine", "errors", "version"}
 
 
+# Building blocks take plain values (issue #16, "recipes at the edge"): only the stages' entries turn a recipe into
+# them. Prefixes: a package means every module in it.
+BUILDING_BLOCKS = ("augment", "models", "pretext.moco", "pretext.instdis", "pretext.pirl", "pretext.losses",
+                   "pretext.common", "data.loading", "evaluate.metrics", "evaluate.attacks", "finetune.regularizers")
+
+
+def recipe_imports(path: Path) -> list[str]:
+    """Every import of urrlkit.config / urrlkit.recipe in a file, type-checking-only ones included: a building
+    block's signature does not name a recipe section either."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        found += [n for n in names if n.split(".")[:2] in (["urrlkit", "config"], ["urrlkit", "recipe"])]
+    return found
+
+
+def test_building_blocks_import_no_recipe() -> None:
+    mods = module_files()
+    def block(m: str, b: str) -> bool:
+        return m == f"urrlkit.{b}" or m.startswith(f"urrlkit.{b}.")
+
+    assert [b for b in BUILDING_BLOCKS if not any(block(m, b) for m in mods)] == []  # none renamed away
+    blocks = {m: p for m, p in mods.items() if any(block(m, b) for b in BUILDING_BLOCKS)}
+    assert {m: recipe_imports(p) for m, p in blocks.items() if recipe_imports(p)} == {}
+
+
+def test_recipe_imports_are_found() -> None:
+    stage = PACKAGE / "pretext" / "train.py"
+    assert recipe_imports(stage), "the pretraining stage's entry unpacks a recipe"
+
+
 def test_module_sizes() -> None:
     sizes = {m.removeprefix("urrlkit."): len(p.read_text().splitlines()) for m, p in module_files().items()}
     over = {m for m, n in sizes.items() if n > MAX_LINES}

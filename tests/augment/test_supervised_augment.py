@@ -135,7 +135,8 @@ def test_adversarial_training_uses_the_best_iterate() -> None:
     cfg = load(PAPER / "finetune" / "adversarial.toml").finetune.regularizer.model_copy(update={"step_size": 0.5})
     x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
     ref = copy.deepcopy(model)  # the objective's train-mode forward moves BN running statistics
-    loss, _, _ = build_objective(cfg, model, model.encoder)(x, y)
+    name, values = cfg.builder_args()  # the fine-tuning stage's edge: a registered name and plain values
+    loss, _, _ = build_objective(name, model, model.encoder, **values)(x, y)
     assert model.training
     model = ref.eval()
     kw = {"eps": cfg.eps, "steps": cfg.steps, "step_size": cfg.step_size, "random_start": cfg.random_start}

@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from urrlkit.config import L2SPReg, NoReg, SimReg
 from urrlkit.finetune.regularizers import (
     build_objective,
     frozen_copy,
@@ -92,8 +91,8 @@ def _model() -> tuple[Classifier, torch.nn.Module]:
 def test_sim_objective_with_zero_weight_equals_none() -> None:
     model, enc = _model()
     x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
-    l_none, logits_none, _ = build_objective(NoReg(), model, enc)(x, y)
-    l_sim, logits_sim, stats = build_objective(SimReg(weight=0.0), model, enc)(x, y)
+    l_none, logits_none, _ = build_objective("none", model, enc)(x, y)
+    l_sim, logits_sim, stats = build_objective("sim", model, enc, weight=0.0)(x, y)
     assert torch.equal(logits_none, logits_sim)
     assert l_none.item() == l_sim.item()
     # before any update the tuned encoder equals the frozen one except for BN mode (train vs eval)
@@ -104,7 +103,7 @@ def test_sim_objective_is_task_loss_plus_weighted_eq4() -> None:
     model, enc = _model()
     frozen = frozen_copy(enc).eval()
     x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
-    loss, logits, stats = build_objective(SimReg(weight=0.5), model, enc)(x, y)
+    loss, logits, stats = build_objective("sim", model, enc, weight=0.5)(x, y)
     _, feats = model(x, return_features=True)
     reg = similarity_regularization(feats.float(), frozen(x).float())
     assert torch.equal(stats["sim"], reg.detach())
@@ -115,7 +114,7 @@ def test_sim_objective_is_task_loss_plus_weighted_eq4() -> None:
 def test_l2sp_objective_is_head_penalty_at_start() -> None:
     model, enc = _model()
     x, y = torch.rand(2, 3, 16, 16), torch.tensor([0, 1])
-    loss, logits, stats = build_objective(L2SPReg(alpha=1.0, beta=2.0), model, enc)(x, y)
+    loss, logits, stats = build_objective("l2sp", model, enc, alpha=1.0, beta=2.0)(x, y)
     expected = (model.head.weight ** 2).sum().item()  # β/2·‖w‖² with β = 2; encoder term is 0 at start
     assert stats["l2sp"] == pytest.approx(expected, rel=1e-5)
     assert loss.item() == pytest.approx(task_loss(logits, y).item() + expected, rel=1e-5)
@@ -126,11 +125,11 @@ def test_sim_step_keeps_similarities_closer_than_plain_step() -> None:
     similarities nearer the frozen encoder's than the unregularized step does."""
     x, y = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(3)), torch.arange(16) % 3
     dist = {}
-    for name, cfg in (("none", NoReg()), ("sim", SimReg(weight=1.0))):
+    for name, values in (("none", {}), ("sim", {"weight": 1.0})):
         model, enc = _model()
         model.train()
         frozen = frozen_copy(enc)  # taken before the step: `enc` is the encoder being tuned
-        objective = build_objective(cfg, model, enc)
+        objective = build_objective(name, model, enc, **values)
         loss, _, _ = objective(x, y)
         loss.backward()
         with torch.no_grad():
@@ -158,15 +157,15 @@ def test_l2sp_penalty_on_a_network_counts_exactly_the_chosen_parameters(which: s
     assert len(chosen) < len(list(model.encoder.parameters())) or which == "all"
     expected = (alpha / 2 * 0.01 * sum(p.numel() for p in chosen)
                 + beta / 2 * sum(float((p.detach().double() ** 2).sum()) for p in head))
-    _, _, stats = build_objective(L2SPReg(alpha=alpha, beta=beta, params=which), model, start)(
+    _, _, stats = build_objective("l2sp", model, start, alpha=alpha, beta=beta, params=which)(
         torch.rand(2, 3, 16, 16), torch.tensor([0, 1]))
     assert float(stats["l2sp"]) == pytest.approx(expected, rel=1e-5)
 
 
 def test_only_l2sp_claims_parameters_from_weight_decay() -> None:
     model, _ = _model()
-    assert regularized_parameters(NoReg(), model) == [] and regularized_parameters(SimReg(), model) == []
-    claimed = regularized_parameters(L2SPReg(), model)
+    assert regularized_parameters("none", model) == [] and regularized_parameters("sim", model, weight=1.0) == []
+    claimed = regularized_parameters("l2sp", model)
     names = {id(p): n for n, p in model.named_parameters()}
     assert sorted(names[id(p)] for p in claimed) == sorted(
         n for n, p in model.named_parameters() if p.ndim > 1)  # conv kernels and the head's weight matrix

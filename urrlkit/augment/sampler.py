@@ -8,8 +8,8 @@ paper's URRL is ``[augmix_allop: 0.5, moco_v2: 0.5]``; ``catalog.family_mix.fami
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
@@ -21,9 +21,20 @@ from urrlkit.registry import FAMILIES
 
 if TYPE_CHECKING:
     from urrlkit.augment.crops import CropSpec
-    from urrlkit.config import FamilySpec
 
 Family = Callable[[Tensor, torch.Generator], Tensor]
+
+
+class WeightedFamily(Protocol):
+    """One entry of a weighted family list: a registered family's name, its weight in Eq. 2 and its factory's
+    keyword values. A recipe's FamilySpec is one; so is any object with these three attributes."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def weight(self) -> float: ...
+    @property
+    def params(self) -> Mapping[str, object]: ...
 
 
 def family_cdf(weights: Sequence[float], device: torch.device | str = "cpu") -> Tensor:
@@ -163,7 +174,7 @@ def build_family(name: str, image_size: int, **params: object) -> Family:
     return FAMILIES.get(name)(image_size=image_size, **params)
 
 
-def build_sampler(specs: Sequence[FamilySpec], image_size: int, views: int = 2,
+def build_sampler(specs: Sequence[WeightedFamily], image_size: int, views: int = 2,
                   chunk_mib: float | None = 8.0) -> FamilySampler:
     """A sampler from the recipe's weighted family list (``PretextConfig.family_weights()``)."""
     specs = list(specs)

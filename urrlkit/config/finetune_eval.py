@@ -13,11 +13,20 @@ from urrlkit import registry
 from urrlkit.config.sections import Section, _check_registered, _scalars
 
 
-class NoReg(Section):
+class RegSection(Section):
+    # No docstring: docs/gen_recipe_reference.py would print it under every regularizer table.
+
+    def builder_args(self) -> tuple[str, dict[str, Any]]:
+        """The registered regularizer's name and the plain keyword values its builder takes
+        (finetune/regularizers.py): the fine-tuning stage passes these, never this object."""
+        return self.type, self.model_dump(exclude={"type"})  # type: ignore[attr-defined]
+
+
+class NoReg(RegSection):
     type: Literal["none"] = "none"
 
 
-class L2SPReg(Section):
+class L2SPReg(RegSection):
     type: Literal["l2sp"] = "l2sp"
     alpha: float = Field(0.01, ge=0)
     beta: float = Field(0.01, ge=0)
@@ -25,14 +34,14 @@ class L2SPReg(Section):
         "weights", description="weights: conv/linear weight tensors (Li et al.'s code); all: BN γ/β and biases too")
 
 
-class SimReg(Section):
+class SimReg(RegSection):
     type: Literal["sim"] = "sim"
     weight: float = Field(1.0, ge=0)
     norm: Literal["fro", "l1", "mse"] = "fro"
     normalize: bool = Field(False, description="L2-normalise features before the dot products")
 
 
-class AdvReg(Section):
+class AdvReg(RegSection):
     type: Literal["adversarial"] = "adversarial"
     eps: float = Field(0.5, ge=0)
     steps: int = Field(7, ge=1)
@@ -40,10 +49,13 @@ class AdvReg(Section):
     random_start: bool = True
 
 
-class CustomReg(Section):
+class CustomReg(RegSection):
     type: Literal["custom"] = "custom"
     name: str
     params: dict[str, float | int | bool | str] = Field(default_factory=dict)
+
+    def builder_args(self) -> tuple[str, dict[str, Any]]:
+        return self.name, dict(self.params)
 
     @field_validator("params", mode="before")
     @classmethod

@@ -1,9 +1,11 @@
 """Fine-tuning objectives: the task loss (paper Eq. 3) plus a registered regularizer.
 
-The penalties are pure functions with numeric tests; `build_objective` turns a recipe's `[finetune.regularizer]`
-into a callable `objective(x, y) -> (loss, logits, stats)` that the training loop calls. Register a new one with
-`@REGULARIZERS.register("name")` on a builder `(cfg, model, pretrained) -> objective` and select it with
-`regularizer = {type = "custom", name = "name", params = {...}}`.
+The penalties are pure functions with numeric tests; `build_objective(name, model, pretrained, **values)` turns a
+registered regularizer and its plain keyword values into a callable `objective(x, y) -> (loss, logits, stats)`
+that the training loop calls (the fine-tuning stage gets name and values from `[finetune.regularizer]`,
+`builder_args()`). Register a new one with `@REGULARIZERS.register("name")` on a builder
+`(model, pretrained, **values) -> objective` and select it with
+`regularizer = {type = "custom", name = "name", params = {...}}` (params are its values).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from urrlkit.config import AdvReg, CustomReg, L2SPReg, NoReg, SimReg
 from urrlkit.models import Classifier, Encoder
 from urrlkit.registry import REGULARIZERS
 
@@ -85,12 +86,11 @@ def l2sp_parameters(model: nn.Module, which: str = "weights"
     return sp, head
 
 
-def regularized_parameters(cfg: NoReg | L2SPReg | SimReg | AdvReg | CustomReg, model: nn.Module
-                           ) -> list[nn.Parameter]:
-    """Parameters whose L2 penalty the regularizer itself supplies, so the optimizer must not decay them too
-    (L2-SP replaces weight decay on them, Li et al. 2018)."""
-    if isinstance(cfg, L2SPReg):
-        sp, head = l2sp_parameters(model, cfg.params)
+def regularized_parameters(name: str, model: nn.Module, /, **values: object) -> list[nn.Parameter]:
+    """Parameters whose L2 penalty the regularizer `name` (with its builder's keyword `values`) itself supplies, so
+    the optimizer must not decay them too (L2-SP replaces weight decay on them, Li et al. 2018)."""
+    if name == "l2sp":
+        sp, head = l2sp_parameters(model, str(values.get("params", "weights")))
         return [*sp.values(), *head.values()]
     return []
 
@@ -104,7 +104,7 @@ def frozen_copy(encoder: Encoder) -> Encoder:
 
 
 @REGULARIZERS.register("none")
-def build_none(cfg: NoReg, model: Classifier, pretrained: Encoder) -> Objective:
+def build_none(model: Classifier, pretrained: Encoder) -> Objective:
     def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
         logits = model(x)
         return task_loss(logits, y), logits, {}
@@ -113,7 +113,10 @@ def build_none(cfg: NoReg, model: Classifier, pretrained: Encoder) -> Objective:
 
 
 @REGULARIZERS.register("sim")
-def build_sim(cfg: SimReg, model: Classifier, pretrained: Encoder) -> Objective:
+def build_sim(model: Classifier, pretrained: Encoder, *, weight: float = 1.0, norm: str = "fro",
+              normalize: bool = False) -> Objective:
+    """Task loss + `weight` · Eq. 4 between the tuned encoder's and the frozen pretrained encoder's in-batch
+    similarities (`norm`, features L2-normalised first when `normalize`)."""
     f_star = frozen_copy(pretrained)
 
     def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
@@ -121,23 +124,26 @@ def build_sim(cfg: SimReg, model: Classifier, pretrained: Encoder) -> Objective:
         with torch.no_grad():
             f_star.eval()
             target = f_star(x)
-        reg = similarity_regularization(feats.float(), target.float(), cfg.norm, cfg.normalize)
+        reg = similarity_regularization(feats.float(), target.float(), norm, normalize)
         task = task_loss(logits, y)
-        return task + cfg.weight * reg, logits, {"task": task.detach(), "sim": reg.detach()}
+        return task + weight * reg, logits, {"task": task.detach(), "sim": reg.detach()}
 
     return objective
 
 
 @REGULARIZERS.register("l2sp")
-def build_l2sp(cfg: L2SPReg, model: Classifier, pretrained: Encoder) -> Objective:
-    sp, head = l2sp_parameters(model, cfg.params)
+def build_l2sp(model: Classifier, pretrained: Encoder, *, alpha: float = 0.01, beta: float = 0.01,
+               params: str = "weights") -> Objective:
+    """Task loss + L2-SP (Li et al. 2018): α/2 ‖w − w⁰‖² on the encoder's `params` ("weights" or "all") and
+    β/2 ‖w‖² on the head's."""
+    sp, head = l2sp_parameters(model, params)
     initial = dict(pretrained.named_parameters())
     start = [initial[n].detach().clone() for n in sp]
-    params, head_params = list(sp.values()), list(head.values())
+    tuned, head_params = list(sp.values()), list(head.values())
 
     def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
         logits = model(x)
-        reg = l2sp_penalty(params, start, head_params, cfg.alpha, cfg.beta)
+        reg = l2sp_penalty(tuned, start, head_params, alpha, beta)
         task = task_loss(logits, y)
         return task + reg, logits, {"task": task.detach(), "l2sp": reg.detach()}
 
@@ -145,7 +151,8 @@ def build_l2sp(cfg: L2SPReg, model: Classifier, pretrained: Encoder) -> Objectiv
 
 
 @REGULARIZERS.register("adversarial")
-def build_adversarial(cfg: AdvReg, model: Classifier, pretrained: Encoder) -> Objective:
+def build_adversarial(model: Classifier, pretrained: Encoder, *, eps: float = 0.5, steps: int = 7,
+                      step_size: float | None = None, random_start: bool = True) -> Objective:
     """PGD-L2 adversarial training (Madry et al.), the paper's reference point; the attack is the evaluation
     suite's. Adversarial examples are crafted with the model in eval mode so the attack's forward passes do not
     move BN statistics, then the model trains on them in train mode."""
@@ -160,8 +167,8 @@ def build_adversarial(cfg: AdvReg, model: Classifier, pretrained: Encoder) -> Ob
     def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
         was_training = bare.training
         bare.eval()
-        x_adv = pgd_l2(bare, x.detach(), y, eps=cfg.eps, steps=cfg.steps, step_size=cfg.step_size,
-                       random_start=cfg.random_start, use_best=True)  # robustness trains on --use-best 1
+        x_adv = pgd_l2(bare, x.detach(), y, eps=eps, steps=steps, step_size=step_size,
+                       random_start=random_start, use_best=True)  # robustness trains on --use-best 1
         bare.train(was_training)
         logits = model(x_adv.detach())
         return task_loss(logits, y), logits, {}
@@ -169,9 +176,7 @@ def build_adversarial(cfg: AdvReg, model: Classifier, pretrained: Encoder) -> Ob
     return objective
 
 
-def build_objective(cfg: NoReg | L2SPReg | SimReg | AdvReg | CustomReg, model: Classifier,
-                    pretrained: Encoder) -> Objective:
-    if isinstance(cfg, CustomReg):
-        return REGULARIZERS.get(cfg.name)(cfg, model, pretrained)
-    return REGULARIZERS.get(cfg.type)(cfg, model, pretrained)
+def build_objective(name: str, model: Classifier, pretrained: Encoder, /, **values: object) -> Objective:
+    """The objective of the registered regularizer `name`, built from its plain keyword `values`."""
+    return REGULARIZERS.get(name)(model, pretrained, **values)
 

@@ -34,11 +34,13 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
     loader = DataLoader(source, batch_size=per_process, shuffle=True, drop_last=len(train) > per_process,  # type: ignore[arg-type]
                         num_workers=recipe.data.workers, collate_fn=collate)
     reg = recipe.finetune.regularizer if title == "finetune" else NoReg()
-    groups = decay_groups(model, cfg.weight_decay, regularized_parameters(reg, model))
+    # The stage's edge: [finetune.regularizer] as the registered name and its builder's plain keyword values.
+    name, values = reg.builder_args()
+    groups = decay_groups(model, cfg.weight_decay, regularized_parameters(name, model, **values))
     optimizer = build_optimizer(model, "sgd", cfg.lr, cfg.momentum, cfg.weight_decay, params=groups)
     wrapped, optimizer, loader = acc.prepare(model, optimizer, loader)
     # The regularizer's frozen copy / starting weights are taken from `pretrained` on the training device.
-    objective = build_objective(reg, wrapped, (pretrained or model.encoder).to(acc.device))
+    objective = build_objective(name, wrapped, (pretrained or model.encoder).to(acc.device), **values)
     gen = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + 7 + acc.process_index)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
