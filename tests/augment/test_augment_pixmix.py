@@ -6,16 +6,19 @@ distributions; fractals are deterministic per seed, contractive and non-trivial;
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
 from urrlkit.augment import build_family, build_sampler, fractals, pixmix
 from urrlkit.augment.augmix_ops import AUGMENTATIONS, AUGMENTATIONS_ALL
+from urrlkit.augment.workers import AugmentingCollate
 from urrlkit.cli import app
 from urrlkit.config import FamilySpec, load
 from urrlkit.data import DataRequest, build
@@ -306,3 +309,25 @@ def test_recipe_validates_and_builds_eq2_sampler(images: torch.Tensor) -> None:
     x = (images * 255).round().to(torch.uint8)
     views, fam = sampler(x, torch.Generator().manual_seed(13))
     assert len(views) == 2 and views[1].shape == (24, 3, 32, 32) and set(fam.unique().tolist()) == {0, 1}
+
+
+def test_worker_and_photometric_paths(images: torch.Tensor) -> None:
+    """The family pickles (before and after its mixing set exists), runs in a DataLoader worker as
+    ``urrl pretrain`` on a CPU does, and exposes the crop-first split used for crops of original images."""
+    sampler = build_sampler([FamilySpec(name="pixmix", weight=1.0, params={"mixing_set_size": 16}),
+                             FamilySpec(name="moco_v2", weight=1.0)], image_size=32, views=2)
+    x = (images * 255).round().to(torch.uint8)
+    items = [(x[i], i) for i in range(len(x))]
+    collate = AugmentingCollate(sampler, seed=0)
+    here = collate(items[:8])
+    loader = DataLoader(items, batch_size=8, num_workers=1, collate_fn=collate)
+    there = next(iter(loader))  # fractals made in the worker from the pickled, not yet built, family
+    assert all(torch.equal(a, b) for a, b in zip(here[0], there[0], strict=True))
+    assert torch.equal(here[1], there[1])
+    again = pickle.loads(pickle.dumps(sampler))  # now with the mixing set built
+    assert all(torch.equal(a, b) for a, b in zip(collate(items[:8])[0], AugmentingCollate(again, 0)(items[:8])[0],
+                                                 strict=True))
+    assert [s.kind for s in sampler.crop_specs()] == ["pad", "rrc"]
+    fam = torch.tensor([[0] * 12 + [1] * 12, [1] * 12 + [0] * 12])
+    views = sampler.photometric(torch.cat([x, x]), fam, torch.Generator().manual_seed(14))
+    assert len(views) == 2 and views[0].shape == (24, 3, 32, 32)

@@ -6,6 +6,7 @@ identity; the draws follow the reference distributions; the family runs in Eq. 2
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,14 @@ def test_recipe_validates_and_builds_eq2_sampler(images: torch.Tensor) -> None:
     assert len(views) == 2 and views[0].shape == (16, 3, 32, 32) and fam.shape == (2, 16)
     assert set(fam.unique().tolist()) == {0, 1}
     assert all(v.min() >= 0 and v.max() <= 1 for v in views)
+
+
+def test_pickles_and_photometric_path(images: torch.Tensor) -> None:
+    """Workers receive the family pickled; crops of original images use its crop_spec + photometric split."""
+    fam = build_family("prime", 32)
+    clone = pickle.loads(pickle.dumps(fam))
+    g1, g2 = torch.Generator().manual_seed(15), torch.Generator().manual_seed(15)
+    assert torch.equal(fam(images, g1), clone(images, g2))
+    assert isinstance(fam, prime.Prime) and fam.crop_spec.kind == "pad"
+    out = fam.photometric(images, torch.Generator().manual_seed(16))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1

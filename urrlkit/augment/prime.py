@@ -64,10 +64,10 @@ def scalar_fields(n: int, cut: Tensor, coeffs: Tensor) -> Tensor:
 
     e vanishes beyond i, j ≤ cut, so only the leading cut × cut block of each image's coefficients counts. On
     the CPU images are bucketed by cut (≤ M/4, ≤ M/2, ≤ M) and each bucket multiplies its block only: the
-    cut is usually far below M (mean ≈ M/4), and the two matmuls cost M² per row. A GPU does one launch.
+    cut is usually far below M (mean ≈ M/4), and the two matmuls cost M² per row. Other devices do one launch.
     """
     m = coeffs.shape[-1]
-    if coeffs.is_cuda or m < 16:
+    if coeffs.device.type != "cpu" or m < 16:
         return _fields(n, cut, coeffs)
     bounds = [m // 4, m // 2, m]
     out = coeffs.new_empty(coeffs.shape[0], n, n)
@@ -168,7 +168,7 @@ def smooth_color(x: Tensor, k0: Tensor, coeffs: Tensor) -> Tensor:
     frequencies; 20 from up to 500), 7e-5 with 500 frequencies; a grey level is 4e-3, and the reference's own
     float32 sines err by 2e-5 and 1e-4 there.
     """
-    if not x.is_cuda and coeffs.shape[-1] > CLENSHAW_RUN:
+    if x.device.type == "cpu" and coeffs.shape[-1] > CLENSHAW_RUN:
         # On the CPU, images whose colour curve stops early (coefficients are zero past each image's cut) run
         # only the runs they need: trailing zero coefficients add exactly nothing. A GPU does one launch set.
         used = (coeffs != 0).any(dim=1)  # (B, L)
@@ -234,7 +234,7 @@ class Prime(AugMix):
         n = x.shape[0]
         cut, t = diffeo_params(n, x.shape[-1], g, *self.diffeo_cut, self.diffeo_alpha)
         m = int(self.diffeo_cut[1])  # coefficients for every mode a cut can reach
-        if x.is_cuda:  # one draw and one launch set for the batch
+        if x.device.type != "cpu":  # one draw and one launch set for the batch
             cu, cv = (torch.randn(n, m, m, generator=g, device=g.device) for _ in range(2))
             return diffeo(x, cut, t, cu, cv)
         # CPU: drawing 2·M² normals per image was 70 % of the op, and only cut × cut of them count; images are
