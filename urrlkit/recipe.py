@@ -1,73 +1,8 @@
 """Compatibility alias: the recipe schema and loader now live in the `urrlkit.config` package.
 
 Kept so that `from urrlkit.recipe import load, Recipe, …` in user code keeps working; new code imports
-`urrlkit.config`.
+`urrlkit.config`. A star import of its `__all__`, so the alias never falls behind a new config class.
 """
 
-from urrlkit.config import (
-    DEFAULT_LR,
-    AdversarialEval,
-    AdvReg,
-    CalibrationEval,
-    CorruptionEval,
-    CustomReg,
-    DataConfig,
-    EvalConfig,
-    FamilySpec,
-    FinetuneConfig,
-    HubConfig,
-    L2SPReg,
-    LinearEvalConfig,
-    ModelConfig,
-    NoReg,
-    OptimConfig,
-    PretextConfig,
-    Recipe,
-    Regularizer,
-    RunConfig,
-    ScheduleConfig,
-    Section,
-    SimReg,
-    apply_overrides,
-    deep_merge,
-    format_validation_error,
-    load,
-    parse_override,
-    scaled_lr,
-    to_file,
-    validate_dict,
-)
-
-__all__ = [
-    "DEFAULT_LR",
-    "AdvReg",
-    "AdversarialEval",
-    "CalibrationEval",
-    "CorruptionEval",
-    "CustomReg",
-    "DataConfig",
-    "EvalConfig",
-    "FamilySpec",
-    "FinetuneConfig",
-    "HubConfig",
-    "L2SPReg",
-    "LinearEvalConfig",
-    "ModelConfig",
-    "NoReg",
-    "OptimConfig",
-    "PretextConfig",
-    "Recipe",
-    "Regularizer",
-    "RunConfig",
-    "ScheduleConfig",
-    "Section",
-    "SimReg",
-    "apply_overrides",
-    "deep_merge",
-    "format_validation_error",
-    "load",
-    "parse_override",
-    "scaled_lr",
-    "to_file",
-    "validate_dict",
-]
+from urrlkit.config import *  # noqa: F403
+from urrlkit.config import __all__ as __all__

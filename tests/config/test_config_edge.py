@@ -139,3 +139,13 @@ def test_a_registered_regularizer_gets_its_params_as_keywords(monkeypatch: pytes
     name, values = L2SPReg().builder_args()
     assert {id(p) for p in regularized_parameters(name, model, **values)} == {
         id(p) for p in model.parameters() if p.ndim > 1}  # L2-SP's weights claimed from weight decay
+
+
+def test_urrlkit_recipe_is_an_alias_of_urrlkit_config() -> None:
+    """User code written against the old module keeps working: the same objects under the same names."""
+    import urrlkit.config
+    import urrlkit.recipe
+
+    assert urrlkit.recipe.__all__ == urrlkit.config.__all__
+    assert all(getattr(urrlkit.recipe, n) is getattr(urrlkit.config, n) for n in urrlkit.config.__all__)
+    assert urrlkit.recipe.load("recipes/urrl.toml") == urrlkit.config.load("recipes/urrl.toml")
