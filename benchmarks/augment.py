@@ -79,6 +79,13 @@ def augmix_transform(size: int) -> T.Compose:
     return T.Compose([crop, T.RandomHorizontalFlip(), augmix, T.ToTensor()])
 
 
+def auto_augment_transform(size: int, policy: T.TrivialAugmentWide | T.RandAugment) -> T.Compose:
+    """torchvision's TrivialAugmentWide / RandAugment on PIL images after the crop + flip of the families
+    `trivialaugment` / `randaugment` (RandomCrop(size, 4) up to 64 px, RandomResizedCrop above)."""
+    crop = T.RandomCrop(size, padding=4) if size <= 64 else T.RandomResizedCrop(size)
+    return T.Compose([crop, T.RandomHorizontalFlip(), policy, T.ToTensor()])
+
+
 def _pil_augment(im: Image.Image, severity: float) -> Image.Image:
     """One op of pixmix_utils.py ``augmentations`` (AugMix's 9, on PIL) at level U(0.1, severity)."""
     level, size, sign = random.uniform(0.1, severity), im.size[0], random.choice((-1, 1))
@@ -185,7 +192,8 @@ def per_family_us_per_view(x: torch.Tensor, pil: list[Image.Image], size: int, s
     official per-image pipeline: where the speedup at a size comes from, family by family."""
     torch.set_num_threads(1)
     official = {"moco_v2": moco_v2_transform(size), "augmix_allop": augmix_transform(size),
-                "pixmix": pixmix_transform(size)}
+                "trivialaugment": auto_augment_transform(size, T.TrivialAugmentWide()),
+                "randaugment": auto_augment_transform(size, T.RandAugment()), "pixmix": pixmix_transform(size)}
     out = {}
     for name in [*official, "prime"]:  # prime: no per-image reference (PRIME's own module is batched)
         transform = official.get(name)

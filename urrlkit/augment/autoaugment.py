@@ -99,14 +99,14 @@ class AutoAugmentFamily:
         negated = rand.bernoulli(self.steps * n, 0.5, g).view(shape)
         return OpDraw(op, bins, negated)
 
-    def apply(self, x255: Tensor, p: OpDraw) -> Tensor:
-        """The drawn ops on x (n, 3, H, W) on the 8-bit grid, step by step; returns a new tensor."""
+    def apply(self, x255: Tensor, p: OpDraw, *, inplace: bool = False) -> Tensor:
+        """The drawn ops on x (n, 3, H, W) on the 8-bit grid, step by step; a new tensor unless ``inplace``."""
         h, w = x255.shape[-2:]
         t, op_kernel = self.tables(h, w, x255.device)
         j = (p.op * self.num_bins + p.bin) * 2 + p.negated.long()
         mag, theta = t.magnitude[j], t.theta[j]  # (steps, n), (steps, n, 2, 3)
         kernel = op_kernel[p.op]
-        out = x255.clone()
+        out = x255 if inplace else x255.clone()  # images that draw Identity keep their rows
         for step, groups in enumerate(group_rows(kernel, len(KERNELS))):
             for k, idx in groups:
                 res = ops.apply_op(KERNELS[k], out.index_select(0, idx), mag[step, idx], theta[step, idx],
@@ -118,7 +118,7 @@ class AutoAugmentFamily:
         """The ops on views (B, 3, image_size, image_size) in [0, 1] already cropped and flipped: rounded to the
         8-bit grid (torchvision's ops read uint8 images), augmented, and returned in [0, 1]."""
         x255 = (x * 255).round_()
-        return self.apply(x255, self.sample_params(x.shape[0], g)).div_(255)
+        return self.apply(x255, self.sample_params(x.shape[0], g), inplace=True).div_(255)
 
     def crop_flip(self, x: Tensor, g: torch.Generator) -> Tensor:
         s = self.image_size

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from urrlkit.augment.augmix_ops import apply_lut, equalize
+from urrlkit.augment.masks import indicator
 
 OP_NAMES = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
             "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize")
@@ -142,18 +143,30 @@ def op_tables(space: OpSpace, num_bins: int, height: int, width: int, device: to
 # ------------------------------------------------------------------------------------------- geometric
 
 
+_BASE_GRIDS: dict[tuple[int, int, torch.device], Tensor] = {}
+
+
+def base_grid(height: int, width: int, device: torch.device) -> Tensor:
+    """(1, H·W, 3) homogeneous pixel centres relative to the image centre, as ``_gen_affine_grid`` builds them
+    (float32 linspace); cached per size and device, since every geometric op of a batch reuses it."""
+    key = (height, width, device)
+    if key not in _BASE_GRIDS:
+        d = 0.5
+        base = torch.empty(1, height, width, 3, device=device)
+        base[..., 0].copy_(torch.linspace(-width * 0.5 + d, width * 0.5 + d - 1, steps=width, device=device))
+        ys = torch.linspace(-height * 0.5 + d, height * 0.5 + d - 1, steps=height, device=device)
+        base[..., 1].copy_(ys.unsqueeze_(-1))
+        base[..., 2].fill_(1)
+        _BASE_GRIDS[key] = base.view(1, height * width, 3)
+    return _BASE_GRIDS[key]
+
+
 def affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
     """torchvision ``_functional_tensor._gen_affine_grid`` for a batch of matrices (B, 2, 3): pixel centres
     relative to the image centre, mapped by theta, normalised by half the size — same float32 operations."""
-    d = 0.5
-    base = torch.empty(1, height, width, 3, dtype=theta.dtype, device=theta.device)
-    base[..., 0].copy_(torch.linspace(-width * 0.5 + d, width * 0.5 + d - 1, steps=width, device=theta.device))
-    ys = torch.linspace(-height * 0.5 + d, height * 0.5 + d - 1, steps=height, device=theta.device)
-    base[..., 1].copy_(ys.unsqueeze_(-1))
-    base[..., 2].fill_(1)
     half = torch.tensor([0.5 * width, 0.5 * height], dtype=theta.dtype, device=theta.device)
     rescaled = theta.transpose(1, 2) / half
-    return torch.matmul(base.view(1, height * width, 3), rescaled).view(-1, height, width, 2)
+    return torch.matmul(base_grid(height, width, theta.device), rescaled).view(-1, height, width, 2)
 
 
 def affine(x: Tensor, theta: Tensor, interpolation: str = "nearest", fill: float | None = None) -> Tensor:
@@ -192,7 +205,7 @@ def blend(img1: Tensor, img2: Tensor | None, magnitude: Tensor) -> Tensor:
     m = _col(magnitude)
     out = img1 * (m + 1)
     if img2 is not None:
-        out = out + img2 * -m
+        out.add_(img2 * -m)  # two rounded products, then the rounded sum: no fused multiply-add
     return out.clamp_(0, 255).floor_()
 
 
@@ -247,7 +260,9 @@ def posterize(x: Tensor, bits: Tensor) -> Tensor:
 
 def solarize(x: Tensor, threshold: Tensor) -> Tensor:
     """``solarize(x, threshold)``: 255 − x where x ≥ threshold."""
-    return torch.where(x >= _col(threshold), 255 - x, x)
+    # x + [x ≥ t]·(255 − 2x): exact on the 8-bit grid, and a float mask is several times faster than
+    # torch.where's bool one on the CPU (masks.py).
+    return torch.addcmul(x, indicator(torch.ge, x, _col(threshold)), x.mul(-2).add_(255))
 
 
 def autocontrast(x: Tensor) -> Tensor:
