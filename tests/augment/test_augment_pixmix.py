@@ -254,6 +254,11 @@ def test_image_folder_is_a_mixing_set(tmp_path: Path, images: torch.Tensor) -> N
     (tmp_path / "notes.txt").write_text("not an image")
     pics = fractals.image_folder(tmp_path, 36)
     assert pics.shape == (3, 3, 36, 36) and pics.dtype == torch.uint8
+    for i in range(3):  # Resize(36) + CenterCrop(36) of each file, in sorted order
+        ref = torch.nn.functional.interpolate(images[i:i + 1] * 255, size=36, mode="bilinear", antialias=True)
+        assert (pics[i].float() - ref[0].round()).abs().mean() < 1.5
+    two = fractals.image_folder(tmp_path, 36, limit=2)  # a fixed subset, not the first two
+    assert two.shape[0] == 2 and torch.equal(two, fractals.image_folder(tmp_path, 36, limit=2))
     fam = build_family("pixmix", 32, mixing_set=str(tmp_path), mixing_set_size=0)
     out = fam(images[:8], torch.Generator().manual_seed(10))
     assert out.shape == (8, 3, 32, 32) and out.min() >= 0 and out.max() <= 1

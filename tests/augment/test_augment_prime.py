@@ -270,3 +270,16 @@ def test_pickles_and_photometric_path(images: torch.Tensor) -> None:
     assert isinstance(fam, prime.Prime) and fam.crop_spec.kind == "pad"
     out = fam.photometric(images, torch.Generator().manual_seed(16))
     assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_cpu_buckets_compute_what_one_launch_computes() -> None:
+    """On the CPU, fields are bucketed by cut and colour sums by the runs each image uses; other devices take
+    the one-launch path (prime._fields, prime._clenshaw). Both give the same numbers."""
+    g = torch.Generator().manual_seed(17)
+    cut, _ = prime.diffeo_params(300, 32, g, 2, 100, 1.0)
+    c = torch.randn(300, 100, 100, generator=g)
+    torch.testing.assert_close(prime.scalar_fields(32, cut, c), prime._fields(32, cut, c), atol=1e-5, rtol=0)
+    x = torch.rand(300, 3, 8, 8, generator=g)
+    k0, coeffs = prime.smooth_color_params(300, 3, g, 100, 0.01, None)
+    torch.testing.assert_close(prime.smooth_color(x, k0, coeffs), prime._clenshaw(x, k0, coeffs).clamp(0, 1),
+                               atol=1e-6, rtol=0)
