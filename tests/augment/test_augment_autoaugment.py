@@ -13,18 +13,21 @@ Draws: op, bin and sign frequencies within 5 binomial standard errors and a chi-
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 from torchvision.transforms import InterpolationMode, RandAugment, TrivialAugmentWide
 from torchvision.transforms import functional as F
 
 from urrlkit.augment import autoaugment_ops as ops
 from urrlkit.augment import build_family, build_sampler
 from urrlkit.augment.autoaugment import AutoAugmentFamily, OpDraw
+from urrlkit.augment.workers import AugmentingCollate
 from urrlkit.config import FamilySpec, load, validate_dict
 from urrlkit.data import DataRequest, build
 from urrlkit.errors import RecipeError
@@ -310,6 +313,20 @@ def test_family_in_eq2_weighted_list(robust: str) -> None:
     assert [s.kind for s in sampler.crop_specs()] == ["rrc", "pad"]
     out = sampler.photometric(x[:, :, :32, :32].repeat(2, 1, 1, 1), fam, g)
     assert len(out) == 2 and out[1].shape == (200, 3, 32, 32)
+
+
+def test_runs_in_a_dataloader_worker_and_pickles(cifar: torch.Tensor) -> None:
+    """As ``urrl pretrain`` feeds a CPU run: the sampler travels pickled to a DataLoader worker (tables not yet
+    built there) and makes the same views as in the main process; a pickled family with built tables too."""
+    sampler = build_sampler([FamilySpec(name="trivialaugment"), FamilySpec(name="randaugment")], image_size=32)
+    items = [(cifar[i], i) for i in range(N)]
+    collate = AugmentingCollate(sampler, seed=0)
+    there = next(iter(DataLoader(items, batch_size=8, num_workers=1, collate_fn=collate)))
+    here = collate(items[:8])  # builds the tables here
+    assert all(torch.equal(a, b) for a, b in zip(here[0], there[0], strict=True))
+    assert torch.equal(here[1], there[1])
+    again = AugmentingCollate(pickle.loads(pickle.dumps(sampler)), 0)(items[:8])
+    assert all(torch.equal(a, b) for a, b in zip(here[0], again[0], strict=True))
 
 
 @pytest.mark.parametrize("name", ["trivialaugment", "randaugment"])
