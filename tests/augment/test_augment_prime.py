@@ -181,7 +181,8 @@ def test_mix_is_the_reference_formula(images: torch.Tensor) -> None:
 
 
 def test_primitive_choice_and_depth_frequencies() -> None:
-    """The chains: each step one primitive uniformly (3 ops), depth U{1, 2, 3} (prime.py depth_combos)."""
+    """The draws Prime.photometric makes (augmix.sample_params): each step one primitive uniformly (3 ops), depth
+    U{1, 2, 3} (prime.py depth_combos), Dirichlet chain weights and a Beta(1, 1) mix (prime.py ``aug``)."""
     p = augmix.sample_params(N, 3, torch.Generator().manual_seed(10))
     used = p.depth.unsqueeze(0) > torch.arange(3).unsqueeze(1)
     ops, n = p.op[used], p.op[used].numel()
@@ -189,6 +190,11 @@ def test_primitive_choice_and_depth_frequencies() -> None:
         assert abs((ops == k).float().mean().item() - 1 / 3) < 5 * math.sqrt(2 / 9 / n)
     for d in (1, 2, 3):
         assert abs((p.depth == d).float().mean().item() - 1 / 3) < 5 * math.sqrt(2 / 9 / p.depth.numel())
+    # ws ~ Dirichlet(1, 1, 1): marginals Beta(1, 2), mean 1/3, variance 1/18; m ~ Beta(1, 1): 1/2, 1/12
+    torch.testing.assert_close(p.weights.sum(1), torch.ones(N))
+    assert abs(p.weights.mean().item() - 1 / 3) < 5 * math.sqrt(1 / 18 / N)
+    assert abs(p.weights[:, 1].var().item() - 1 / 18) < 0.1 / 18
+    assert abs(p.m.mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / N) and abs(p.m.var().item() - 1 / 12) < 0.1 / 12
 
 
 # ----------------------------------------------------------------------------------------- the family
