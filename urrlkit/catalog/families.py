@@ -69,6 +69,7 @@ def instdis(image_size: int, scale_min: float = 0.2, scale_max: float = 1.0, bri
 def identity(image_size: int) -> None:
     """Nothing to check."""
 
+
 class PrimeSettings(NamedTuple):
     diffeo_cut_max: int
     color_cut: int
@@ -128,3 +129,37 @@ def pixmix(image_size: int, mixing_set: str = "fractals", mixing_set_size: int =
 
 AUTOAUGMENT_INTERPOLATIONS = ("nearest", "bilinear")
 
+
+def check_int(name: str, value: object, lo: int) -> None:
+    """An integer (not a bool) ≥ lo."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name} must be an integer ≥ {lo}, got {value!r}")
+
+
+def check_autoaugment(num_magnitude_bins: int, interpolation: str, fill: float | None, crop: str,
+                      scale_min: float) -> None:
+    """The settings TrivialAugment and RandAugment share (torchvision's op spaces need ≥ 2 magnitude bins)."""
+    check_int("num_magnitude_bins", num_magnitude_bins, 2)
+    if interpolation not in AUTOAUGMENT_INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(AUTOAUGMENT_INTERPOLATIONS)}; got {interpolation!r}")
+    if fill is not None:
+        check_range("fill", fill, 0, 255)
+    if crop not in AUGMIX_CROPS:
+        raise ValueError(f"crop must be one of {', '.join(AUGMIX_CROPS)}; got {crop!r}")
+    check_range("scale_min", scale_min, 0, 1, lo_open=True)
+
+
+def trivialaugment(image_size: int, num_magnitude_bins: int = 31, interpolation: str = "nearest",
+                   fill: float | None = None, crop: str = "auto", scale_min: float = 0.08,
+                   flip: bool = True) -> None:
+    check_autoaugment(num_magnitude_bins, interpolation, fill, crop, scale_min)
+
+
+def randaugment(image_size: int, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
+                interpolation: str = "nearest", fill: float | None = None, crop: str = "auto",
+                scale_min: float = 0.08, flip: bool = True) -> None:
+    check_int("num_ops", num_ops, 0)
+    check_autoaugment(num_magnitude_bins, interpolation, fill, crop, scale_min)
+    check_int("magnitude", magnitude, 0)
+    if magnitude >= num_magnitude_bins:
+        raise ValueError(f"magnitude must be < num_magnitude_bins = {num_magnitude_bins}, got {magnitude}")
