@@ -178,7 +178,8 @@ def affine(x: Tensor, theta: Tensor, interpolation: str = "nearest", fill: float
     h, w = x.shape[-2:]
     grid = affine_grid(theta, h, w)
     if fill is None:
-        return F.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False).round_()
+        out = F.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
+        return out if interpolation == "nearest" else out.round_()  # NEAREST copies grid values: no rounding
     ones = torch.ones_like(x[:, :1])
     out = F.grid_sample(torch.cat([x, ones], 1), grid, mode=interpolation, padding_mode="zeros",
                         align_corners=False)
