@@ -34,7 +34,7 @@ RESULTS = {
         "calibration": {"rms": 12.3, "rms_legacy": 11.9, "ece": 9.1, "bin_size": 100},
         "adversarial": {"robust_top1": 10.25, "eps": 0.5, "steps": 20, "step_size": 0.0625},
         "corruptions": {"benchmark": "cifar10-c", "error": 60.1, "mce": None, "rms_calibration": 20.5,
-                        "per_corruption": {"gaussian_noise": 70.0, "fog": 50.2}},
+                        "per_corruption": {"gaussian_noise": {"errors": [70.0]}, "fog": {"errors": [50.2]}}},
     },
 }
 
