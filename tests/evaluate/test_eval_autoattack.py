@@ -88,3 +88,29 @@ def test_autoattack_leaves_the_global_generator_alone(tmp_path) -> None:
     x = torch.rand(4, 3, 32, 32)
     autoattack_accuracy(model, x, torch.zeros(4, dtype=torch.long), eps=4.0, batch_size=4)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_cli_autoattack_robustbench_json_and_report(tmp_path) -> None:
+    """`urrl eval --suite autoattack --robustbench-json`, then `urrl report` on the claim: the command-line path."""
+    from typer.testing import CliRunner
+
+    from urrlkit.cli import app
+    from urrlkit.hub import save_model
+
+    run = tmp_path / "runs" / "tiny"
+    save_model(_model(), run / "model", recipe=_recipe(8, eps=4.0))
+    claim = tmp_path / "model_info" / "cifar10" / "L2" / "TinyRB.json"
+    runner = CliRunner()
+    r = runner.invoke(app, ["eval", str(run), "--suite", "clean", "--suite", "autoattack",
+                            "--set", "data.test_limit=16", "--robustbench-json", str(claim)])
+    assert r.exit_code == 0, r.output
+    assert "AutoAttack robust top-1" in r.output
+    data = json.loads(claim.read_text())
+    assert data["dataset"] == "cifar10-sample" and data["eps"] == "4.0" and data["name"] == "tiny"
+    r = runner.invoke(app, ["report", str(run), str(claim), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| tiny |" in md and "| TinyRB |" in md  # the run and its claim, side by side
+    r = runner.invoke(app, ["eval", str(run), "--suite", "clean", "--robustbench-json", str(claim)])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert "needs the autoattack suite or a corruption suite" in r.output
