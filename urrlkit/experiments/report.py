@@ -131,9 +131,6 @@ def _per_dataset(per_label: dict[str, dict[str, tuple[float | None, float | None
     return head, rows
 
 
-markdown = markdown_table  # the one Markdown table writer (urrlkit/evaluate/table.py)
-
-
 TITLES = {
     "table1": "Table 1: top-1 / ImageNet-C mCE / RMS calibration error "
     "(on ImageNet-C when evaluated, else clean)",
@@ -169,7 +166,7 @@ def run_report(runs: list[Path], out: Path, console: Console | None = None) -> d
         md += [
             f"## {TITLES[key]}",
             "",
-            markdown(header, rows) if rows else "_no runs with these metrics_",
+            markdown_table(header, rows) if rows else "_no runs with these metrics_",
             "",
         ]
     sources = [
