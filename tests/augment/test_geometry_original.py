@@ -226,7 +226,7 @@ def test_finetune_training_crops_come_from_the_originals(tree: Path, tmp_path: P
         torch.manual_seed(0)
         model = Classifier(build_encoder("resnet10", small_stem=True, width=4), 2)
         return train_classifier(r, model, _train(tree), r.finetune, tmp_path / name / "checkpoints",
-                                resume=resume, stop_after=stop_after)
+                                r.finetune.regularizer, resume=resume, stop_after=stop_after)
 
     full = run("a")
     run("b", stop_after=4)

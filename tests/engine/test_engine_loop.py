@@ -1,6 +1,6 @@
 """engine/loop.py `fit`: the epoch-end hook runs once per finished epoch on every process, before that epoch's
 checkpoint (what it changes is saved, a resume does not repeat it), and its numbers are logged under the stage's
-title."""
+title; the loop's should_log / should_checkpoint / should_stop on a step grid."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from urrlkit.engine.checkpoint import Checkpointer
+from urrlkit.engine.checkpoint import Checkpointer, TrainState
 from urrlkit.engine.logging import MetricLogger
-from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
+from urrlkit.engine.loop import LoopSpec, fit, make_accelerator, should_checkpoint, should_log, should_stop
 
 
 def run(run_dir: Path, calls: list[int], counter: torch.Tensor, stop_after: int | None = None,
@@ -86,3 +86,26 @@ def test_without_a_hook_the_weights_are_the_same(tmp_path: Path) -> None:
         None, None, [])
     for a, b in zip(with_hook.parameters(), model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_loop_predicates() -> None:
+    """Which global steps log, checkpoint and stop: 3 steps per epoch, log every 2, checkpoint every 4, stop after
+    7 (the counters as the loop holds them after a step: an epoch's end has already moved to the next epoch)."""
+    spec = LoopSpec(epochs=3, lr=0.1, log_every=2, checkpoint_every=4, stop_after=7)
+    logged, saved, stopped = [], [], []
+    state = TrainState()
+    for _ in range(9):
+        state.step_in_epoch += 1
+        state.global_step += 1
+        if should_log(state, spec, 3):
+            logged.append(state.global_step)
+        if state.step_in_epoch == 3:
+            state.epoch, state.step_in_epoch = state.epoch + 1, 0
+        if should_checkpoint(state, spec):
+            saved.append(state.global_step)
+        if should_stop(state, spec):
+            stopped.append(state.global_step)
+    assert logged == [2, 3, 4, 6, 8, 9]
+    assert saved == [3, 4, 6, 8, 9]
+    assert stopped == [7, 8, 9]
+    assert not should_stop(state, LoopSpec(epochs=3, lr=0.1))

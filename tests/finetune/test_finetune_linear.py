@@ -155,7 +155,7 @@ def test_linear_stage_resumes_after_a_kill(tmp_path: Path) -> None:
     torch.manual_seed(b.run.seed)
     probe = LinearProbe(encoder, len(train.classes))  # type: ignore[attr-defined]
     ckpts = b.run_dir / "linear" / "checkpoints"
-    train_classifier(b, probe, train, b.linear_eval, ckpts, title="linear", stop_after=4)  # killed in epoch 2
+    train_classifier(b, probe, train, b.linear_eval, ckpts, None, title="linear", stop_after=4)  # killed in epoch 2
     assert (ckpts / "latest").read_text().strip() == "step-00000003"  # the end of epoch 1
     run_pretrain(b, resume=True)
     wa, wb = (load_file(str(r.run_dir / "linear" / "model" / "model.safetensors")) for r in (a, b))

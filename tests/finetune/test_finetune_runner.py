@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from urrlkit.cli import app
 from urrlkit.config import load
-from urrlkit.errors import UrrlError
-from urrlkit.finetune.runner import apply_cli, parse_sweep, run_finetune, selection_score
+from urrlkit.errors import RecipeError, UrrlError
+from urrlkit.finetune.runner import apply_cli, cli_overrides, parse_sweep, run_finetune, selection_score
 from urrlkit.hub import save_model
 from urrlkit.models import build_encoder
 
@@ -172,6 +172,40 @@ def test_cli_shorthands_and_errors(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["finetune", str(ROOT / "recipes" / "quickstart.toml"), "--from", "x",
                                    "--reg", "bogus"])
     assert res.exit_code == 2 and "regularizer" in res.output
+
+
+def test_cli_shorthands_are_set_overrides(tmp_path: Path) -> None:
+    """--reg / --reg-weight stand for exactly these --set overrides; applied to the recipe they give what --set
+    gives, and their errors name the flag (tests/cli/test_bad_input.py pins the CLI's wording)."""
+    assert cli_overrides("sim", None, None) == []
+    assert cli_overrides("sim", None, 3.0) == ["finetune.regularizer.weight=3.0"]
+    assert cli_overrides("sim", "l2sp", 0.5) == ["finetune.regularizer.type=\"l2sp\"", "finetune.regularizer.alpha=0.5"]
+    assert cli_overrides("l2sp", "adversarial", 1e-5) == ["finetune.regularizer.type=\"adversarial\"",
+                                                          "finetune.regularizer.eps=1e-05"]
+    with pytest.raises(RecipeError, match=r"^--reg-weight: regularizer 'none' has no weight$"):
+        cli_overrides("sim", "none", 1.0)
+    with pytest.raises(RecipeError, match=r"^--reg-weight: regularizer 'custom' has no weight$"):
+        cli_overrides("custom", None, 1.0)
+    r = recipe(tmp_path, "c", "finetune.regularizer={type='l2sp', alpha=0.3, beta=0.2}")
+    for reg, weight in [(None, 0.7), ("sim", None), ("sim", 2.0), ("l2sp", 0.1)]:
+        via_set = recipe(tmp_path, "c", "finetune.regularizer={type='l2sp', alpha=0.3, beta=0.2}",
+                         *cli_overrides("l2sp", reg, weight))
+        assert apply_cli(r, reg, weight) == via_set
+    assert apply_cli(r, None, 0.7).finetune.regularizer.model_dump() == {
+        "type": "l2sp", "alpha": 0.7, "beta": 0.2, "params": "weights"}  # same type: its other fields are kept
+    assert apply_cli(r, "sim", None).finetune.regularizer.model_dump() == {
+        "type": "sim", "weight": 1.0, "norm": "fro", "normalize": False}  # a new type starts from its defaults
+    assert apply_cli(r, None, None) is r
+    for reg, weight, message in [
+            ("l3", None, "--reg: finetune.regularizer.type = 'l3' is not allowed; allowed: none, l2sp, sim, "
+                         "adversarial, custom"),
+            ("sim", -1.0, "--reg: finetune.regularizer.weight = -1.0 is out of range; allowed: weight >= 0"),
+            ("sim", float("nan"), "--reg: finetune.regularizer.weight = nan is not allowed; allowed: a finite number"),
+            ("l2sp", float("inf"), "--reg: finetune.regularizer.alpha = inf is not allowed; allowed: a finite number"),
+            ("custom", None, "--reg: finetune.regularizer.name is required but missing")]:
+        with pytest.raises(RecipeError) as err:
+            apply_cli(r, reg, weight)
+        assert str(err.value) == message
 
 
 def test_finetune_resume_is_bit_identical(tmp_path: Path, encoder_dir: Path) -> None:

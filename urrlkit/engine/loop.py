@@ -74,65 +74,116 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     state = TrainState()
     watch = NaNWatch()
     if ckpt is not None:
-        STATUS["checkpoints"] = ckpt.dir
-        ckpt.attach(model, optimizer, state, generators, extra_state)
-        if resume:
-            _keep(watch, _kept(ckpt.load().name, state.global_step))
-        else:
-            _keep(watch, "no checkpoint had been written yet")
+        _attach(ckpt, model, optimizer, state, generators, extra_state, watch, resume)
     steps_per_epoch = len(loader)
-    total = spec.epochs * steps_per_epoch
     model.train()
-    with ProgressReporter(acc, spec.title, total, spec.log_every) as progress:
+    with ProgressReporter(acc, spec.title, spec.epochs * steps_per_epoch, spec.log_every) as progress:
         while state.epoch < spec.epochs:
             epoch = state.epoch
-            loader.set_epoch(epoch)
-            batches = acc.skip_first_batches(loader, state.step_in_epoch) if state.step_in_epoch else loader
-            if prepare is not None:
-                batches = Prefetcher(batches, prepare, acc.device)
-            lr = lr_at(spec.lr, epoch, spec.epochs, spec.schedule, spec.milestones, spec.warmup_epochs)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
+            batches, lr = start_epoch(acc, loader, optimizer, spec, state, prepare)
             t0, seen = time.perf_counter(), 0
             for batch in batches:
-                with acc.accumulate(model):
-                    loss, stats = step_fn(batch)
-                    watch.update(loss, state.global_step + 1)
-                    acc.backward(loss)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                loss, stats = train_step(acc, model, optimizer, step_fn, batch, watch, state.global_step + 1)
                 state.step_in_epoch += 1
                 state.global_step += 1
                 seen += _batch_len(batch) * acc.num_processes
-                # Reading a value back from the GPU waits for every queued kernel, so the loss is read (and
-                # the NaN watch checked) only on log steps and before checkpoints, not on every step.
-                if state.global_step % spec.log_every == 0 or state.step_in_epoch == steps_per_epoch:
+                if should_log(state, spec, steps_per_epoch):
                     watch.check(acc)
-                    info = {"loss": float(loss.detach()), "lr": lr,
-                            "img_s": seen / max(time.perf_counter() - t0, 1e-9),
-                            **{k: float(v) for k, v in stats.items()}}
+                    info = step_info(loss, stats, lr, seen / max(time.perf_counter() - t0, 1e-9))
                     progress.update(state.global_step, epoch, info)
                     if logger is not None:
                         logger.log({"stage": spec.title, "epoch": epoch, **info}, state.global_step)
                 else:
                     progress.update(state.global_step, epoch, None)
-                if state.step_in_epoch == steps_per_epoch:
-                    state.epoch += 1
-                    state.step_in_epoch = 0
-                    if on_epoch_end is not None:
+                epoch_done = state.step_in_epoch == steps_per_epoch
+                if epoch_done:
+                    state.epoch, state.step_in_epoch = epoch + 1, 0
+                    if on_epoch_end is not None:  # before the epoch's checkpoint, so what it changes is saved
                         _log_epoch_end(acc, spec.title, epoch, state.global_step, on_epoch_end(epoch), logger)
-                if ckpt is not None and (state.step_in_epoch == 0 or (
-                        spec.checkpoint_every and state.global_step % spec.checkpoint_every == 0)):
-                    watch.check(acc)
-                    _check_weights(model, state, watch.kept)  # a checkpoint never holds inf/NaN/huge weights
-                    _keep(watch, _kept(ckpt.save(state.global_step).name, state.global_step))
-                if spec.stop_after is not None and state.global_step >= spec.stop_after:
+                        model.train()  # the hook may have evaluated the model
+                if ckpt is not None and should_checkpoint(state, spec):
+                    save_checkpoint(acc, ckpt, model, state, watch)
+                if should_stop(state, spec):
                     watch.check(acc)
                     return state
-                if state.step_in_epoch == 0:
+                if epoch_done:
                     break
     watch.check(acc)
     return state
+
+
+def start_epoch(acc: Accelerator, loader: Any, optimizer: torch.optim.Optimizer, spec: LoopSpec,
+                state: TrainState, prepare: Callable[[Any], Any] | None) -> tuple[Any, float]:
+    """Set up epoch `state.epoch`: the sampler's epoch (its shuffling order), the batches still to run (those
+    before `state.step_in_epoch` skipped on resume), the prefetcher, and the epoch's lr on every param group
+    (times the group's `lr_scale`). Returns the batches and the lr."""
+    epoch = state.epoch
+    loader.set_epoch(epoch)
+    batches = acc.skip_first_batches(loader, state.step_in_epoch) if state.step_in_epoch else loader
+    if prepare is not None:
+        batches = Prefetcher(batches, prepare, acc.device)
+    lr = lr_at(spec.lr, epoch, spec.epochs, spec.schedule, spec.milestones, spec.warmup_epochs)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return batches, lr
+
+
+def train_step(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn,
+               batch: Any, watch: NaNWatch, global_step: int) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+    """One optimizer step (or one accumulation micro-step: Accelerate decides whether the step applies): loss,
+    NaN watch, backward, step, zero the gradients."""
+    with acc.accumulate(model):
+        loss, stats = step_fn(batch)
+        watch.update(loss, global_step)
+        acc.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss, stats
+
+
+def step_info(loss: torch.Tensor, stats: dict[str, float | torch.Tensor], lr: float, img_s: float
+              ) -> dict[str, float]:
+    """What a log step reports: the loss (read back from the device here), the lr, the throughput and step_fn's
+    own numbers."""
+    return {"loss": float(loss.detach()), "lr": lr, "img_s": img_s, **{k: float(v) for k, v in stats.items()}}
+
+
+def should_log(state: TrainState, spec: LoopSpec, steps_per_epoch: int) -> bool:
+    """Every `log_every` global steps and at each epoch's last step. Reading the loss back from the GPU waits for
+    every queued kernel, so the loss is read (and the NaN watch checked) only then and before checkpoints."""
+    return state.global_step % spec.log_every == 0 or state.step_in_epoch == steps_per_epoch
+
+
+def should_checkpoint(state: TrainState, spec: LoopSpec) -> bool:
+    """At each epoch's end (the counters already moved to the next epoch) and every `checkpoint_every` steps."""
+    return state.step_in_epoch == 0 or bool(spec.checkpoint_every and
+                                            state.global_step % spec.checkpoint_every == 0)
+
+
+def should_stop(state: TrainState, spec: LoopSpec) -> bool:
+    """`stop_after` global steps reached (tests/debugging: stop as if killed, after any checkpoint)."""
+    return spec.stop_after is not None and state.global_step >= spec.stop_after
+
+
+def save_checkpoint(acc: Accelerator, ckpt: Checkpointer, model: torch.nn.Module, state: TrainState,
+                    watch: NaNWatch) -> None:
+    """Write a checkpoint, after checking that neither the loss nor the weights went bad: a checkpoint never holds
+    inf/NaN/huge weights, so the last good one is what a stop leaves behind."""
+    watch.check(acc)
+    _check_weights(model, state, watch.kept)
+    _keep(watch, _kept(ckpt.save(state.global_step).name, state.global_step))
+
+
+def _attach(ckpt: Checkpointer, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+            generators: list[torch.Generator], extra_state: dict[str, torch.Tensor] | None, watch: NaNWatch,
+            resume: bool) -> None:
+    """Hand the checkpointer what it saves, restore the last checkpoint on resume, note it for stop messages."""
+    STATUS["checkpoints"] = ckpt.dir
+    ckpt.attach(model, optimizer, state, generators, extra_state)
+    if resume:
+        _keep(watch, _kept(ckpt.load().name, state.global_step))
+    else:
+        _keep(watch, "no checkpoint had been written yet")
 
 
 class NaNWatch:

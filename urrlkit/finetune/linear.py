@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from urrlkit.config import DataConfig, Recipe, ScheduleConfig
+from urrlkit.config import Recipe, ScheduleConfig
 from urrlkit.data import from_config, num_classes
 from urrlkit.engine.logging import console
 from urrlkit.engine.schedule import lr_at
+from urrlkit.evaluate.inputs import eval_inputs, eval_split  # the one eval preprocessing; re-exported
 from urrlkit.finetune.regularizers import task_loss
 from urrlkit.models import Classifier, Encoder
 
@@ -32,23 +33,6 @@ class LinearProbe(Classifier):
         super().train(mode)
         self.encoder.eval()
         return self
-
-
-def eval_split(data: DataConfig, split: str = "test", dataset: str | None = None) -> Dataset:
-    """A split as the evaluation suites read it: array data sets at their native resolution, photographs at the
-    eval resize (256 for 224); `eval_inputs` then frames both to the network size."""
-    from urrlkit.evaluate.corruptions.framing import load_size
-
-    name = dataset or data.dataset
-    return from_config(data, split, dataset=name, size=load_size(name, data.root, split, data.image_size))
-
-
-def eval_inputs(x: torch.Tensor, image_size: int, device: torch.device | str) -> torch.Tensor:
-    """uint8 NCHW → float [0, 1] network input on `device`, framed as every evaluation image is
-    (`corruptions.framing.frame`: as is at the network size, else Resize(256) + CenterCrop(224))."""
-    from urrlkit.evaluate.corruptions.framing import frame
-
-    return frame(x, image_size).to(device, non_blocking=True).float() / 255
 
 
 @torch.no_grad()
@@ -144,7 +128,7 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
     train = from_config(recipe.data, "train")
     n_cls = num_classes(train)
     torch.manual_seed(recipe.run.seed)  # the head's initialisation is part of the run's seed
-    probe = LinearProbe(encoder.cpu().eval(), n_cls)
+    probe: Classifier = LinearProbe(encoder.cpu().eval(), n_cls)
     if cfg.augment != "none":
         from urrlkit.finetune.train import train_classifier
 
@@ -152,7 +136,7 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
         resume = resume and (ckpts / "latest").is_file()
         if not resume and state.is_main_process:
             shutil.rmtree(ckpts, ignore_errors=True)  # a fresh probe must not inherit an old run's checkpoints
-        probe = train_classifier(recipe, probe, train, cfg, ckpts, title="linear", resume=resume)
+        probe = train_classifier(recipe, probe, train, cfg, ckpts, None, title="linear", resume=resume)
     if not state.is_main_process:
         return {}
     probe = probe.to(device).eval()
@@ -170,7 +154,7 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
         test_feats = extract_features(probe.encoder, test, size, recipe.eval.batch_size, device, workers)
         result["knn_top1"] = knn_top1(*train_feats, *test_feats, k=cfg.knn_k)
     result["linear_top1"] = streaming_top1(probe, test, size, recipe.eval.batch_size, workers, device)
-    save_model(probe, out_dir / "model", recipe, stage="linear_eval", classes=list(train.classes))
+    save_model(probe, out_dir / "model", recipe, stage="linear_eval", classes=list(train.classes))  # type: ignore[attr-defined]
     (out_dir / "linear_eval.json").write_text(json.dumps(result, indent=2))
     console.print(f"linear evaluation on {recipe.data.dataset} ({len(test)} test images): "  # type: ignore[arg-type]
                   + ", ".join(f"{k} {v:.2f}%" for k, v in result.items()), markup=False)

@@ -17,7 +17,8 @@ from urrlkit.config import Recipe, apply_overrides, to_file, validate_dict
 from urrlkit.data import from_config, num_classes, split_train_val
 from urrlkit.engine.logging import console
 from urrlkit.errors import RecipeError, UrrlError
-from urrlkit.finetune.linear import LinearProbe, eval_split, streaming_top1
+from urrlkit.evaluate.inputs import eval_split
+from urrlkit.finetune.linear import LinearProbe, streaming_top1
 from urrlkit.finetune.train import train_classifier
 from urrlkit.models import Classifier, Encoder
 
@@ -81,20 +82,25 @@ def robust_top1(model: Classifier, ds: Dataset, recipe: Recipe, device: torch.de
 
 
 def apply_cli(recipe: Recipe, reg: str | None, reg_weight: float | None) -> Recipe:
-    """`--reg` / `--reg-weight` are shorthands for [finetune.regularizer] fields."""
-    if reg is None and reg_weight is None:
-        return recipe
-    data = recipe.to_dict()
-    current = data["finetune"]["regularizer"]
-    if reg is not None and reg != current["type"]:
-        current = {"type": reg}
+    """`--reg` / `--reg-weight` are shorthands for [finetune.regularizer] fields: the recipe with their
+    overrides (`cli_overrides`) applied as `--set` applies them, validated once."""
+    sets = cli_overrides(recipe.finetune.regularizer.type, reg, reg_weight)
+    return with_overrides(recipe, sets, "--reg") if sets else recipe
+
+
+def cli_overrides(current: str, reg: str | None, reg_weight: float | None) -> list[str]:
+    """The `--set` overrides `--reg` / `--reg-weight` stand for, `current` being the recipe's regularizer type:
+    `--reg` sets finetune.regularizer.type (a different type starts from that type's defaults, as with --set),
+    `--reg-weight` the weight field of the resulting type (REG_WEIGHT_FIELD: λ of sim, α of l2sp, ε of
+    adversarial)."""
+    sets = [] if reg is None else [f"finetune.regularizer.type={json.dumps(reg)}"]
     if reg_weight is not None:
-        field = REG_WEIGHT_FIELD.get(current["type"])
+        kind = current if reg is None else reg
+        field = REG_WEIGHT_FIELD.get(kind)
         if field is None:
-            raise RecipeError(f"--reg-weight: regularizer {current['type']!r} has no weight")
-        current[field] = reg_weight
-    data["finetune"]["regularizer"] = current
-    return validate_dict(data, "--reg")
+            raise RecipeError(f"--reg-weight: regularizer {kind!r} has no weight")
+        sets.append(f"finetune.regularizer.{field}={reg_weight!r}")  # repr: TOML reads nan/inf/1e-05 back
+    return sets
 
 
 def parse_sweep(items: list[str], recipe_sweep: dict[str, list[float]]) -> dict[str, list[Any]]:
@@ -125,8 +131,13 @@ def check_grid(recipe: Recipe, grid: dict[str, list[Any]]) -> None:
 
 def with_settings(recipe: Recipe, settings: dict[str, Any]) -> Recipe:
     """The recipe with [finetune] keys ('lr', 'regularizer.weight', …) set to `settings`."""
-    sets = [f"finetune.{k}={v!r}" for k, v in settings.items()]
-    return validate_dict(apply_overrides(recipe.to_dict(), sets), "finetune.sweep")
+    return with_overrides(recipe, [f"finetune.{k}={v!r}" for k, v in settings.items()], "finetune.sweep")
+
+
+def with_overrides(recipe: Recipe, sets: list[str], source: str) -> Recipe:
+    """The recipe with `--set`-style overrides applied (config's apply_overrides), validated; errors name
+    `source`."""
+    return validate_dict(apply_overrides(recipe.to_dict(), sets), source)
 
 
 def train_split(recipe: Recipe) -> Dataset:
@@ -154,8 +165,8 @@ def finetune_once(recipe: Recipe, pretrained: Encoder, out_dir: Path, with_val: 
     model_cls = LinearProbe if ft.protocol == "linear" else Classifier
     torch.manual_seed(recipe.run.seed)  # the head's initialisation is part of the run's seed
     model = model_cls(copy.deepcopy(pretrained), num_classes(full_train))
-    model = train_classifier(recipe, model, train, ft, out_dir / "checkpoints", pretrained=pretrained,
-                             resume=resume, stop_after=stop_after)
+    model = train_classifier(recipe, model, train, ft, out_dir / "checkpoints", ft.regularizer,
+                             pretrained=pretrained, resume=resume, stop_after=stop_after)
     scores: dict[str, float] = {"train_images": len(train)}  # type: ignore[arg-type]
     if val is not None:
         scores.update(validation_scores(model, val, recipe))

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from urrlkit.config import NoReg, Recipe, ScheduleConfig
+from urrlkit.config import NoReg, Recipe, Regularizer, ScheduleConfig
 from urrlkit.engine.checkpoint import Checkpointer
 from urrlkit.engine.logging import MetricLogger
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
@@ -19,10 +19,11 @@ from urrlkit.models import Classifier, Encoder
 
 
 def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: ScheduleConfig, ckpt_dir: Path,
-                     title: str = "finetune", pretrained: Encoder | None = None, resume: bool = False,
-                     stop_after: int | None = None) -> Classifier:
-    """Supervised training of `model` on `train` with device-side crop/flip augmentation and the recipe's
-    regularizer (finetune stage) or plain cross-entropy (linear stage). Returns the trained model on the CPU."""
+                     regularizer: Regularizer | None, title: str = "finetune", pretrained: Encoder | None = None,
+                     resume: bool = False, stop_after: int | None = None) -> Classifier:
+    """Supervised training of `model` on `train` with device-side crop/flip augmentation, with `regularizer`
+    (the fine-tuning stage passes [finetune.regularizer]) or plain cross-entropy (None: the linear probe).
+    `title` names the stage in logs and metrics only. Returns the trained model on the CPU."""
     from urrlkit.augment.workers import supervised_source
 
     o = recipe.optim
@@ -33,9 +34,8 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
                                                  seed=recipe.run.seed * 1000 + 7)
     loader = DataLoader(source, batch_size=per_process, shuffle=True, drop_last=len(train) > per_process,  # type: ignore[arg-type]
                         num_workers=recipe.data.workers, collate_fn=collate)
-    reg = recipe.finetune.regularizer if title == "finetune" else NoReg()
     # The stage's edge: [finetune.regularizer] as the registered name and its builder's plain keyword values.
-    name, values = reg.builder_args()
+    name, values = (regularizer if regularizer is not None else NoReg()).builder_args()
     groups = decay_groups(model, cfg.weight_decay, regularized_parameters(name, model, **values))
     optimizer = build_optimizer(model, "sgd", cfg.lr, cfg.momentum, cfg.weight_decay, params=groups)
     wrapped, optimizer, loader = acc.prepare(model, optimizer, loader)
