@@ -46,6 +46,27 @@ def test_every_data_set_is_covered() -> None:
     assert sorted(DATASETS.names()) == sorted(TORCHVISION_SETS + FILE_SETS)
 
 
+def test_datasets_module_keeps_its_public_names() -> None:
+    """data/datasets.py was split (base, arrays, files, torchvision_sets); every name it had is still importable
+    from it and is the split module's own object, and each built-in factory lives where the catalog says."""
+    import urrlkit.data.arrays as arrays
+    import urrlkit.data.base as base
+    import urrlkit.data.datasets as datasets
+    import urrlkit.data.files as files
+
+    homes = {base: ["SPLITS", "DataRequest", "ArrayDataset", "check_arrays", "FileDataset", "TorchvisionDataset",
+                    "originals", "resize_shorter", "center_offsets", "pil_to_uint8", "load_image", "subset_indices",
+                    "build", "num_classes"],
+             arrays: ["cifar10_sample", "npz", "cifar10", "cifar100"],
+             files: ["IMAGE_SUFFIXES", "image_folder", "imagefolder", "imagenet", "birdsnap", "tiny_imagenet"]}
+    for module, names in homes.items():
+        for name in names:
+            assert getattr(datasets, name) is getattr(module, name), name
+    for name in TORCHVISION_SETS + FILE_SETS:
+        decl = DATASETS.declaration(name)
+        assert decl is not None and decl.describes(DATASETS.get(name)), name
+
+
 # ------------------------------------------------------------------------------------------- offline
 
 
