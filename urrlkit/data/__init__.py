@@ -1,4 +1,5 @@
-"""Data sets by name (`urrlkit.registry.DATASETS`); see `datasets.py` for the on-disk layouts.
+"""Data sets by name (`urrlkit.registry.DATASETS`); on-disk layouts in `arrays.py`, `files.py`
+and `torchvision_sets.py`, the data set classes and decoding in `base.py` (`datasets.py` gathers them).
 
 The modules take plain values; `from_config` is the edge where a recipe's `[data]` section becomes them."""
 
