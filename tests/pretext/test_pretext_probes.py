@@ -289,3 +289,20 @@ def test_a_data_set_without_labels_turns_the_monitors_off(tmp_path: Path, capsys
     torch.manual_seed(0)
     assert build_monitors(r, build_pretext(r, 3), Unlabelled(), Accelerator(cpu=True)) == (None, None)
     assert "'cifar10-sample' has no labels; online probe and kNN monitor off" in capsys.readouterr().err
+
+
+def test_a_data_set_without_a_test_split_pretrains_without_the_knn(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    from accelerate import Accelerator
+    from paper_trees import imagenet_tree
+
+    from urrlkit.data import from_config
+    from urrlkit.pretext.train import build_monitors
+
+    root = imagenet_tree(tmp_path / "tree", classes=2, train_per_class=4, val_per_class=0)
+    r = tiny(tmp_path, "t", *ON, f"data.root='{root}'", "data.dataset='imagefolder'", "data.image_size=64",
+             "data.batch_size=8", "data.train_limit=8", "pretext.queue_size=16")
+    torch.manual_seed(0)
+    probed, knn = build_monitors(r, build_pretext(r, 8), from_config(r.data, "train"), Accelerator(cpu=True))
+    assert isinstance(probed, ProbedPretext) and probed.probe.out_features == 2 and knn is None
+    assert "monitor: kNN monitor off, no test split" in capsys.readouterr().err

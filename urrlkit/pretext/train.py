@@ -171,9 +171,14 @@ def build_monitors(recipe: Recipe, pretext: torch.nn.Module, train: Dataset, acc
     from urrlkit.finetune.linear import eval_split
 
     d = recipe.data
-    # Built now, so a missing test split stops the run before it trains rather than after its first epoch.
-    train_ds, test_ds = (monitor_subset(eval_split(d, s), limit) for s, limit in
-                         (("train", m.knn_train_images), ("test", m.knn_test_images)))
+    # Read now, before training: a data set without a test split (a user's train-only folder) pretrains
+    # without the kNN monitor rather than failing, the monitor being a diagnostic.
+    try:
+        train_ds, test_ds = (monitor_subset(eval_split(d, s), limit) for s, limit in
+                             (("train", m.knn_train_images), ("test", m.knn_test_images)))
+    except DataError as exc:
+        say(acc, f"monitor: kNN monitor off, no test split to measure on ({str(exc).splitlines()[0]})")
+        return probed, None
     return probed, lambda: knn_monitor(encoder, train_ds, test_ds, d.image_size, m.knn_k, m.knn_temperature,
                                        recipe.eval.batch_size, acc.device, d.workers)
 
