@@ -167,7 +167,8 @@ def knn_due(epoch: int, every: int, epochs: int) -> bool:
 class EpochMonitor:
     """The epoch-end hook of pretraining (engine/loop.py fit's ``on_epoch_end``): the probe's epoch top-1 (every
     process takes part in its all-reduce) and, when due, the kNN top-1 — computed by the main process alone on
-    its own features (the other processes return without it and wait at their next collective)."""
+    its own features (the other processes return without it and wait for it at the epoch-end checkpoint's
+    barrier, or at their next collective)."""
 
     def __init__(self, probe: ProbedPretext | None, knn: Callable[[], float] | None, every: int, epochs: int,
                  main_process: bool) -> None:
