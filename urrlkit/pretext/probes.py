@@ -138,7 +138,7 @@ def probe_param_groups(pretext_params: list[nn.Parameter], probe: nn.Linear, lr:
 def monitor_subset(ds: Dataset, limit: int) -> Dataset:
     """At most `limit` images of `ds`: a fixed random subset in data-set order (data sets sorted by class would
     give a few classes from their first images), the same as data.train_limit / test_limit pick."""
-    from urrlkit.data.datasets import subset_indices
+    from urrlkit.data.base import subset_indices
 
     n = len(ds)  # type: ignore[arg-type]
     return ds if limit <= 0 or limit >= n else Subset(ds, subset_indices(n, limit))

@@ -168,7 +168,7 @@ def build_monitors(recipe: Recipe, pretext: torch.nn.Module, train: Dataset, acc
         probed = ProbedPretext(pretext, probe, labels, acc.device)
     if not (m.knn and acc.is_main_process):
         return probed, None
-    from urrlkit.finetune.linear import eval_split
+    from urrlkit.evaluate.inputs import eval_split
 
     d = recipe.data
     # Read now, before training: a data set without a test split (a user's train-only folder) pretrains
