@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from urrlkit.config import Recipe, apply_overrides, to_file, validate_dict
 from urrlkit.data import from_config, num_classes, split_train_val
@@ -62,20 +62,13 @@ def validation_scores(model: Classifier, val: Dataset, recipe: Recipe) -> dict[s
 def robust_top1(model: Classifier, ds: Dataset, recipe: Recipe, device: torch.device) -> float:
     """L2-PGD robust top-1 (%) with the recipe's eval.adversarial settings on (at most eval.adversarial.limit
     images of) `ds`, the images framed as the adversarial evaluation suite frames test images."""
-    from torch.utils.data import Subset
-
-    from urrlkit.data.datasets import subset_indices
     from urrlkit.evaluate.attacks import robust_accuracy
     from urrlkit.evaluate.corruptions.framing import frame
+    from urrlkit.evaluate.inputs import take_subset
 
     a, ev = recipe.eval.adversarial, recipe.eval
-    if a.limit is not None and a.limit < len(ds):  # type: ignore[arg-type]
-        ds = Subset(ds, subset_indices(len(ds), a.limit))  # type: ignore[arg-type]
-    xs, ys = [], []
-    for x, y in DataLoader(ds, batch_size=ev.batch_size, num_workers=recipe.data.workers):
-        xs.append(frame(x, recipe.data.image_size))
-        ys.append(y)
-    res = robust_accuracy(model, torch.cat(xs), torch.cat(ys), eps=a.eps, steps=a.steps, step_size=a.step_size,
+    x, y = take_subset(ds, a.limit, ev.batch_size, recipe.data.workers)  # the adversarial suite's subset
+    res = robust_accuracy(model, frame(x, recipe.data.image_size), y, eps=a.eps, steps=a.steps, step_size=a.step_size,
                           random_start=a.random_start, use_best=a.use_best, batch_size=ev.batch_size,
                           seed=recipe.run.seed, device=device)
     return float(res["robust_top1"])
