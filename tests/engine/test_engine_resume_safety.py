@@ -281,3 +281,39 @@ def test_a_whole_resume_never_unpickles(tmp_path: Path, monkeypatch: pytest.Monk
         monkeypatch.setattr(target, name, refuse)
     pretrain(recipe, resume=True)
     assert (tmp_path / "p" / "model" / "model.safetensors").is_file()
+
+
+def test_resume_compares_fields_added_since_the_stored_recipe_at_their_defaults(tmp_path: Path) -> None:
+    """A run recorded before a field existed (here: all of [monitor] and eval.autoattack) resumes; a value set
+    away from the default in the new recipe is still a difference."""
+    import tomllib
+
+    from urrlkit.config import load
+    from urrlkit.engine.lock import recipe_differences, with_defaults
+
+    recipe = load(ROOT / "recipes" / "paper" / "urrl.toml")
+    old = tomllib.loads(recipe.to_toml())
+    del old["monitor"]
+    del old["eval"]["autoattack"]
+    new = tomllib.loads(recipe.to_toml())
+    assert "monitor.knn" in recipe_differences(old, new)  # as written, every new key would differ
+    assert recipe_differences(with_defaults(recipe, old), new) == []
+    changed = load(ROOT / "recipes" / "paper" / "urrl.toml", ["monitor.linear=true"])
+    assert recipe_differences(with_defaults(changed, old), tomllib.loads(changed.to_toml())) == ["monitor.linear"]
+    old["model"]["no_such_field"] = 1  # a stored recipe the class refuses is compared as written
+    assert "model.no_such_field" in recipe_differences(with_defaults(recipe, old), new)
+
+
+@pytest.mark.parametrize("key", ["optim.momentum=0.5", "optim.weight_decay=0.01"])
+def test_resume_refuses_optimizer_values_the_saved_state_would_override(tmp_path: Path, key: str) -> None:
+    """torch's Optimizer.load_state_dict restores the saved momentum / weight decay over the recipe's, so a
+    change there would be accepted and then ignored: it is refused instead, recipe.toml untouched."""
+    from urrlkit.config import load, to_file
+    from urrlkit.engine.lock import check_resume_recipe
+
+    stored = tmp_path / "recipe.toml"
+    to_file(load(ROOT / "recipes" / "quickstart.toml"), stored)
+    before = stored.read_bytes()
+    with pytest.raises(UrrlError, match=rf"differs in {key.split('=')[0]}, which a run cannot"):
+        check_resume_recipe(load(ROOT / "recipes" / "quickstart.toml", [key]), stored)
+    assert stored.read_bytes() == before

@@ -25,8 +25,9 @@ LOCK_NAME = ".urrl.lock"
 # checkpoint more often) or identically (progress, trackers, loader processes, the evaluations afterwards).
 # Any other difference (model, pretext, data, seed, optimizer kind, batch) would make the weights in the run
 # directory disagree with its recipe, so it is refused.
-RESUME_MAY_CHANGE = ("optim.lr", "optim.lr_per_256", "optim.momentum", "optim.weight_decay", "optim.schedule",
-                     "optim.milestones", "optim.epochs", "optim.warmup_epochs", "optim.checkpoint_every",
+# Not optim.momentum / optim.weight_decay: torch's Optimizer.load_state_dict restores the saved param groups'
+# values over the new ones, so a change would be accepted and then silently ignored (the loop re-sets only lr).
+RESUME_MAY_CHANGE = ("optim.lr", "optim.lr_per_256", "optim.schedule", "optim.milestones", "optim.epochs", "optim.warmup_epochs", "optim.checkpoint_every",
                      "optim.log_every", "run.trackers", "data.workers", "linear_eval.", "eval.",
                      # the kNN monitor only measures (no state); monitor.linear / linear_lr shape the checkpoint
                      "monitor.knn", "monitor.knn_k", "monitor.knn_temperature", "monitor.knn_every",
@@ -90,6 +91,16 @@ def recipe_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]
     return sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
 
 
+def with_defaults(recipe: Any, stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored recipe with the defaults of fields added since it was written (validated by the new recipe's
+    own class), so a run from an older urrlkit resumes: a new field's default keeps the old behaviour. A stored
+    recipe the class no longer accepts is compared as written (its differing keys are then named)."""
+    try:
+        return tomllib.loads(type(recipe).model_validate(stored).to_toml())
+    except (AttributeError, ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+        return stored
+
+
 def check_resume_recipe(recipe: Any, path: Path) -> list[str]:
     """Before a --resume writes anything: refuse a recipe that differs from the run's stored `recipe.toml` in
     a key outside RESUME_MAY_CHANGE, and a missing or unreadable checkpoint, each with one line naming the keys
@@ -102,7 +113,7 @@ def check_resume_recipe(recipe: Any, path: Path) -> list[str]:
             stored = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise UrrlError(f"{path}: unreadable stored recipe ({exc})") from None
-        changed = recipe_differences(stored, tomllib.loads(recipe.to_toml()))
+        changed = recipe_differences(with_defaults(recipe, stored), tomllib.loads(recipe.to_toml()))
         refused = [k for k in changed if not _may_change(k)]
         if refused:
             raise UrrlError(f"{path}: --resume with a recipe that differs in {_list(refused)}, which a run cannot "
