@@ -27,7 +27,8 @@ LOCK_NAME = ".urrl.lock"
 # directory disagree with its recipe, so it is refused.
 # Not optim.momentum / optim.weight_decay: torch's Optimizer.load_state_dict restores the saved param groups'
 # values over the new ones, so a change would be accepted and then silently ignored (the loop re-sets only lr).
-RESUME_MAY_CHANGE = ("optim.lr", "optim.lr_per_256", "optim.schedule", "optim.milestones", "optim.epochs", "optim.warmup_epochs", "optim.checkpoint_every",
+RESUME_MAY_CHANGE = ("optim.lr", "optim.lr_per_256", "optim.schedule", "optim.milestones", "optim.epochs",
+                     "optim.warmup_epochs", "optim.checkpoint_every",
                      "optim.log_every", "run.trackers", "data.workers", "linear_eval.", "eval.",
                      # the kNN monitor only measures (no state); monitor.linear / linear_lr shape the checkpoint
                      "monitor.knn", "monitor.knn_k", "monitor.knn_temperature", "monitor.knn_every",
