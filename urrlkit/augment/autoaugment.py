@@ -12,20 +12,19 @@ Before the ops, the crop and flip of torchvision's training recipes: ``rrc`` = R
 scale=(scale_min, 1)) + horizontal flip (references/classification presets.py, where ``--auto-augment ta_wide``
 / ``ra`` follow the crop and flip), ``pad`` = RandomCrop(size, padding=4) + flip (the CIFAR setting of the
 TrivialAugment and RandAugment papers), ``none`` = centre crop/resize; ``auto`` is ``pad`` for image_size ≤ 64 and
-``rrc`` above — the same crops as AugMix (families.py).
+``rrc`` above — the same crops as AugMix (families.py ``RobustCrop``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from urrlkit.augment import autoaugment_ops as ops
-from urrlkit.augment import geometry, rand
-from urrlkit.augment.crops import CropSpec
+from urrlkit.augment import rand
+from urrlkit.augment.families import RobustCrop
 from urrlkit.augment.groups import copy_rows_, group_rows
 from urrlkit.catalog import families as checks
 from urrlkit.registry import FAMILIES
@@ -46,7 +45,7 @@ class OpDraw:
     negated: Tensor  # bool: the magnitude is negated (signed ops only; ignored by the others)
 
 
-class AutoAugmentFamily:
+class AutoAugmentFamily(RobustCrop):
     """Crop + flip, then ``steps`` ops per image from an op space (TrivialAugment Wide or RandAugment).
 
     ``magnitude`` None draws the bin uniformly per op (TrivialAugment), an int fixes it (RandAugment).
@@ -56,22 +55,14 @@ class AutoAugmentFamily:
 
     def __init__(self, image_size: int, space: str, steps: int, magnitude: int | None, num_bins: int,
                  interpolation: str, fill: float | None, crop: str, scale_min: float, flip: bool) -> None:
-        self.image_size = image_size
+        super().__init__(image_size, crop, scale_min, flip)
         self.space = space
         self.steps = steps
         self.magnitude = magnitude
         self.num_bins = num_bins
         self.interpolation = interpolation
         self.fill = None if fill is None else float(fill)
-        self.crop = ("pad" if image_size <= 64 else "rrc") if crop == "auto" else crop
-        self.scale_min = scale_min
-        self.flip = flip
         self._tables: dict[tuple[int, int, torch.device], tuple[ops.OpTables, Tensor]] = {}
-
-    @property
-    def crop_spec(self) -> CropSpec:
-        kinds: dict[str, Literal["rrc", "pad", "center"]] = {"pad": "pad", "rrc": "rrc", "none": "center"}
-        return CropSpec(kinds[self.crop], scale=(self.scale_min, 1.0), flip=self.flip)
 
     def op_space(self, height: int, width: int) -> ops.OpSpace:
         if self.space == "ta_wide":
@@ -120,20 +111,6 @@ class AutoAugmentFamily:
         x255 = (x * 255).round_()
         return self.apply(x255, self.sample_params(x.shape[0], g), inplace=True).div_(255)
 
-    def crop_flip(self, x: Tensor, g: torch.Generator) -> Tensor:
-        s = self.image_size
-        if self.crop == "pad":
-            return geometry.pad_crop(x, s, g, padding=4, flip=self.flip)
-        if self.crop == "rrc":
-            return geometry.random_resized_crop(x, s, g, scale=(self.scale_min, 1.0), flip=self.flip).clamp_(0, 1)
-        out = geometry.center_crop_resize(x, s)
-        if self.flip:
-            flips = rand.bernoulli(x.shape[0], 0.5, g).view(-1, 1, 1, 1)
-            out = torch.where(flips, out.flip(-1), out)
-        return out
-
-    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
-        return self.photometric(self.crop_flip(x, g), g)
 
 
 _COMMON_DOC = (

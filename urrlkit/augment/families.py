@@ -155,7 +155,44 @@ def moco_v2(image_size: int, scale_min: float = 0.2, scale_max: float = 1.0, jit
 # ------------------------------------------------------------------------------------------- AugMix
 
 
-class AugMix:
+class RobustCrop:
+    """The crop and flip in front of the robust families (AugMix, PRIME, PixMix, TrivialAugment, RandAugment),
+    then their own ``photometric`` stage. ``pad`` = RandomCrop(size, padding=4) + flip (the CIFAR pipelines of
+    google-research/augmix cifar.py and of the other families' papers), ``rrc`` = RandomResizedCrop(size,
+    scale=(scale_min, 1)) + flip (augmix imagenet.py; torchvision's classification presets), ``none`` = centre
+    crop/resize; ``auto`` is ``pad`` for image_size ≤ 64 and ``rrc`` above."""
+
+    def __init__(self, image_size: int, crop: str, scale_min: float, flip: bool) -> None:
+        self.image_size = image_size
+        self.crop = ("pad" if image_size <= 64 else "rrc") if crop == "auto" else crop
+        self.scale_min = scale_min
+        self.flip = flip
+
+    @property
+    def crop_spec(self) -> CropSpec:
+        kinds: dict[str, Literal["rrc", "pad", "center"]] = {"pad": "pad", "rrc": "rrc", "none": "center"}
+        return CropSpec(kinds[self.crop], scale=(self.scale_min, 1.0), flip=self.flip)
+
+    def photometric(self, x: Tensor, g: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    def crop_flip(self, x: Tensor, g: torch.Generator) -> Tensor:
+        s = self.image_size
+        if self.crop == "pad":
+            return geometry.pad_crop(x, s, g, padding=4, flip=self.flip)
+        if self.crop == "rrc":
+            return geometry.random_resized_crop(x, s, g, scale=(self.scale_min, 1.0), flip=self.flip).clamp_(0, 1)
+        out = geometry.center_crop_resize(x, s)
+        if self.flip:
+            flips = rand.bernoulli(x.shape[0], 0.5, g).view(-1, 1, 1, 1)
+            out = torch.where(flips, out.flip(-1), out)
+        return out
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
+        return self.photometric(self.crop_flip(x, g), g)
+
+
+class AugMix(RobustCrop):
     """Crop + flip, then AugMix (T_rob) with per-sample chains.
 
     The crop follows the reference training pipelines: ``pad`` = RandomCrop(size, padding=4) (cifar.py),
@@ -166,40 +203,15 @@ class AugMix:
 
     def __init__(self, image_size: int, ops: list[Op], severity: float | None = None, width: int = 3,
                  depth: int = -1, crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> None:
-        self.image_size = image_size
-        self.ops = ops
         self.severity = checks.check_augmix(image_size, severity, width, crop, scale_min)
+        super().__init__(image_size, crop, scale_min, flip)
+        self.ops = ops
         self.width = width
         self.depth = depth
-        self.crop = ("pad" if image_size <= 64 else "rrc") if crop == "auto" else crop
-        self.scale_min = scale_min
-        self.flip = flip
-
-    @property
-    def crop_spec(self) -> CropSpec:
-        kinds: dict[str, Literal["rrc", "pad", "center"]] = {"pad": "pad", "rrc": "rrc", "none": "center"}
-        kind = kinds[self.crop]
-        return CropSpec(kind, scale=(self.scale_min, 1.0), flip=self.flip)
 
     def photometric(self, x: Tensor, g: torch.Generator) -> Tensor:
         """AugMix itself, on views (B, 3, image_size, image_size) in [0, 1] already cropped and flipped."""
         return augmix.augment_and_mix(x, self.ops, g, self.severity, self.width, self.depth)
-
-    def crop_flip(self, x: Tensor, g: torch.Generator) -> Tensor:
-        s = self.image_size
-        if self.crop == "pad":
-            return geometry.pad_crop(x, s, g, padding=4, flip=self.flip)
-        if self.crop == "rrc":
-            out = geometry.random_resized_crop(x, s, g, scale=(self.scale_min, 1.0), flip=self.flip)
-            return out.clamp_(0, 1)
-        out = geometry.center_crop_resize(x, s)
-        if self.flip:
-            flips = rand.bernoulli(x.shape[0], 0.5, g).view(-1, 1, 1, 1)
-            out = torch.where(flips, out.flip(-1), out)
-        return out
-
-    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
-        return self.photometric(self.crop_flip(x, g), g)
 
 
 _AUGMIX_DOC = (
