@@ -23,7 +23,7 @@ for _name, _fn in OPS.items():
 CHUNK = 256
 
 
-def batch_seed(seed: int, name: str, severity: int, index: int) -> int:
+def corruption_seed(seed: int, name: str, severity: int, index: int) -> int:
     """A stable seed for (seed, corruption, severity, index of the batch's first image)."""
     blob = f"{seed}:{name}:{severity}:{index}".encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
@@ -54,7 +54,7 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0, start
     outs = []
     for i in range(0, images.shape[0], CHUNK):
         x = images[i : i + CHUNK].float() / 255
-        y = fn(x, severity, Rand.from_seed(batch_seed(seed, name, severity, start + i)))
+        y = fn(x, severity, Rand.from_seed(corruption_seed(seed, name, severity, start + i)))
         outs.append(torch.floor(y.float().clamp(0, 1) * 255 + 1e-3).to(torch.uint8))
     return torch.cat(outs) if outs else images.clone()
 
