@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ StepFn = Callable[[Any], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
 
 
 def make_accelerator(run_dir: Path, seed: int, mixed_precision: str = "no", grad_accum: int = 1,
-                     trackers: list[str] | None = None) -> Accelerator:
+                     trackers: Sequence[str] | None = None) -> Accelerator:
     """An Accelerator with a seedable sampler and the run's tracker directory (same call on 1 CPU or N GPUs)."""
     # CPU processes share the machine's cores; one BLAS thread each avoids oversubscription.
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
@@ -34,7 +34,7 @@ def make_accelerator(run_dir: Path, seed: int, mixed_precision: str = "no", grad
     acc = Accelerator(
         mixed_precision=mixed_precision if torch.cuda.is_available() else "no",
         gradient_accumulation_steps=grad_accum,
-        log_with=trackers or None,
+        log_with=list(trackers) if trackers else None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
     )
