@@ -176,7 +176,7 @@ def load_local(path: Path) -> Encoder | Classifier:
     cfg = read_config(path)
     model = _build(cfg, path / CONFIG, path / WEIGHTS)
     _load_state(model, load_weights(path / WEIGHTS), path / WEIGHTS)
-    model.config = cfg  # type: ignore[assignment]
+    model.config = cfg
     return model.eval()
 
 
@@ -211,7 +211,7 @@ def load_local_file(path: Path) -> Encoder | Classifier:
     cfg = file_config(path)
     model = _build(cfg, path, path)
     _load_state(model, load_weights(path), path)
-    model.config = cfg  # type: ignore[assignment]
+    model.config = cfg
     return model.eval()
 
 

@@ -136,5 +136,5 @@ def load_backbone(name: str | Path, revision: str | None = None) -> Encoder:
     `f.spec` rebuilds the architecture, `f.config` is the model's config.json."""
     model = load_model(name, revision)
     enc = model.encoder if isinstance(model, Classifier) else model
-    enc.config = getattr(model, "config", {})  # type: ignore[assignment]
+    enc.config = getattr(model, "config", {})
     return enc

@@ -5,6 +5,7 @@ attacks, corruptions and augmentations all work in pixel space."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -90,6 +91,8 @@ def resnet10(small_stem: bool = False, width: int | None = None) -> nn.Module:
 class Encoder(nn.Module):
     """f(x): [0, 1] images → feature vectors of size `feature_dim` (normalisation inside)."""
 
+    config: dict[str, Any]  # its config.json, set when urrlkit.hub loads it
+
     def __init__(self, trunk: nn.Module, feature_dim: int, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
         super().__init__()
@@ -104,6 +107,8 @@ class Encoder(nn.Module):
 
 class Classifier(nn.Module):
     """g(f(x)) of paper Eq. 3: an encoder and a linear head; `encoder(x)` is f(x)."""
+
+    config: dict[str, Any]  # its config.json, set when urrlkit.hub loads it
 
     def __init__(self, encoder: Encoder, num_classes: int) -> None:
         super().__init__()
