@@ -97,5 +97,6 @@ def test_report_reads_old_results_autoattack_and_robustbench(tmp_path):
     assert [r[0] for r in out["tables"]["table2"][1]] == ["moco", "urrl"]  # PGD only where PGD ran
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Table 4: AutoAttack" in md and (tmp_path / "rep" / "table4.csv").is_file()
+    assert f"- Rebuffi2021Fixing_R18_cutmix_ddpm: RobustBench model-info claim {rb}, data cifar10" in md
     # without AutoAttack anywhere, the report is the three tables it always was
     assert set(run_report([old], tmp_path / "rep2")["tables"]) == {"table1", "table2", "table3"}

@@ -144,13 +144,15 @@ def run_report(runs: list[Path], out: Path, console: Console | None = None) -> d
     console = console or Console(highlight=False)
     if not runs:
         raise UrrlError("report: give at least one run directory")
-    loaded = []
+    loaded, files = [], []
     for p in runs:
         r = load_results(p)
         f = find_results(p)
-        # A RobustBench model-info file (no recipe) is named by its model id, the file's name.
+        # A RobustBench model-info file (no recipe) is named by its model id, the file's name. Runs of one label
+        # (one method on several data sets) share a row.
         label = f.stem if r.recipe_hash is None and f.name != "results.json" else run_label(p, r.dataset or "")
         loaded.append((label, r))
+        files.append(f)
     tables = build_tables(loaded)
     out = Path(out)
     try:
@@ -170,8 +172,9 @@ def run_report(runs: list[Path], out: Path, console: Console | None = None) -> d
             "",
         ]
     sources = [
-        f"- {label}: model {r.model or '?'}, recipe {r.recipe_hash}, data {r.dataset}"
-        for label, r in loaded
+        f"- {label}: model {r.model or '?'}, recipe {r.recipe_hash}, data {r.dataset}" if r.recipe_hash is not None
+        else f"- {label}: RobustBench model-info claim {f}, data {r.dataset}"
+        for (label, r), f in zip(loaded, files, strict=True)
     ]
     md += ["## Sources", "", *sources, ""]
     (out / "report.md").write_text("\n".join(md))
