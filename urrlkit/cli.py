@@ -221,7 +221,8 @@ def finetune(
     from_: Annotated[str, typer.Option("--from", help="Run dir, model dir, .safetensors file or Hub id.")],
     set_: SetOpt = None,
     reg: Annotated[str | None, typer.Option("--reg", help="Regularizer: none | l2sp | sim | adversarial.")] = None,
-    reg_weight: Annotated[float | None, typer.Option("--reg-weight", help="λ for sim, α for l2sp, ε for adversarial.")] = None,
+    reg_weight: Annotated[float | None, typer.Option(
+        "--reg-weight", help="λ for sim, α for l2sp, ε for adversarial.")] = None,
     sweep: Annotated[list[str] | None, typer.Option("--sweep", help="e.g. regularizer.weight=0.1,1,10")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
 ) -> None:
