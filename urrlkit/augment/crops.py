@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, get_worker_info
 from urrlkit.augment import geometry, rand
 from urrlkit.augment.groups import group
 from urrlkit.augment.supervised import eval_resize
-from urrlkit.data.datasets import center_offsets, pil_to_uint8
+from urrlkit.data.datasets import center_offsets, dataset_len, pil_to_uint8
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class WithIndex(Dataset):
         self.ds = ds
 
     def __len__(self) -> int:
-        return len(self.ds)  # type: ignore[arg-type]
+        return dataset_len(self.ds)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int, int]:
         image, label = self.ds[i]

@@ -8,7 +8,7 @@ runs batched on the device; random crops happen later, per sample, in `urrlkit.a
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +119,7 @@ class TorchvisionDataset(Dataset):
         self.original = original
 
     def __len__(self) -> int:
-        return len(self.ds)  # type: ignore[arg-type]
+        return dataset_len(self.ds)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img, label = self.ds[i]
@@ -189,6 +189,14 @@ def _resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
     return y.round().clamp(0, 255).to(torch.uint8)
 
 
+def dataset_len(ds: Dataset) -> int:
+    """len(ds). torch's Dataset declares no __len__ (an IterableDataset has none), so a type checker cannot
+    take any Dataset as sized; every data set urrlkit builds or is given is map-style."""
+    if not isinstance(ds, Sized):
+        raise TypeError(f"{type(ds).__name__} has no len(): a map-style data set is needed")
+    return len(ds)
+
+
 def subset_indices(n: int, limit: int) -> list[int]:
     """A fixed random subset (seed 0), in data-set order. Many test splits are sorted by class, so the first
     N images would be a few classes only."""
@@ -197,9 +205,9 @@ def subset_indices(n: int, limit: int) -> list[int]:
 
 
 def _limit(ds: Dataset, limit: int | None) -> Dataset:
-    if limit is None or limit >= len(ds):  # type: ignore[arg-type]
+    if limit is None or limit >= dataset_len(ds):
         return ds
-    idx = subset_indices(len(ds), limit)  # type: ignore[arg-type]
+    idx = subset_indices(dataset_len(ds), limit)
     if isinstance(ds, ArrayDataset):
         ds.images, ds.labels = ds.images[idx], ds.labels[idx]
         return ds

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from urrlkit.data.datasets import ArrayDataset, DataRequest, build
+from urrlkit.data.datasets import ArrayDataset, DataRequest, build, dataset_len
 
 
 def load_split(dataset: str, split: str, size: int, root: Path | None = None, download: bool = False,
@@ -22,7 +22,7 @@ def load_split(dataset: str, split: str, size: int, root: Path | None = None, do
 def split_train_val(ds: Dataset, val_fraction: float, seed: int = 0) -> tuple[Dataset, Dataset | None]:
     """A fixed random split of the training set; hyperparameters are chosen on the second part, never on
     test."""
-    n = len(ds)  # type: ignore[arg-type]
+    n = dataset_len(ds)
     n_val = round(n * val_fraction)
     if n_val == 0:
         return ds, None

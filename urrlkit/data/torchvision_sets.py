@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from urrlkit.data.base import DataRequest, TorchvisionDataset, _check_split, _missing, _root
+from urrlkit.data.base import DataRequest, TorchvisionDataset, _check_split, _missing, _root, dataset_len
 from urrlkit.errors import DataError
 from urrlkit.registry import DATASETS
 
@@ -85,7 +85,7 @@ def _register_transfer_sets() -> None:
 
 
 def _carve(ds: Dataset, split: str, test_fraction: float = 0.2) -> Dataset:
-    n = len(ds)  # type: ignore[arg-type]
+    n = dataset_len(ds)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
     cut = int(n * (1 - test_fraction))
     sub = torch.utils.data.Subset(ds, perm[:cut] if split == "train" else perm[cut:])

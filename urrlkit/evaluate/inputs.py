@@ -50,10 +50,10 @@ def take_subset(ds: Dataset, n: int | None, batch_size: int, workers: int) -> Ba
     often sorted by class, so the first n would be one or two classes)."""
     from torch.utils.data import Subset
 
-    from urrlkit.data.datasets import subset_indices
+    from urrlkit.data.datasets import dataset_len, subset_indices
 
-    if n is not None and n < len(ds):  # type: ignore[arg-type]
-        ds = Subset(ds, subset_indices(len(ds), n))  # type: ignore[arg-type]
+    if n is not None and n < dataset_len(ds):
+        ds = Subset(ds, subset_indices(dataset_len(ds), n))
     xs, ys = [], []
     for x, y in loader(ds, batch_size, workers):
         xs.append(x)

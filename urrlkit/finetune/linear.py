@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from urrlkit.config import Recipe, ScheduleConfig
-from urrlkit.data import from_config, num_classes
+from urrlkit.data import dataset_len, from_config, num_classes
 from urrlkit.engine.logging import console
 from urrlkit.engine.schedule import lr_at
 from urrlkit.evaluate.inputs import eval_inputs, eval_split  # the one eval preprocessing; re-exported
@@ -156,7 +156,7 @@ def run_linear_eval(recipe: Recipe, encoder: Encoder, out_dir: Path | None = Non
     result["linear_top1"] = streaming_top1(probe, test, size, recipe.eval.batch_size, workers, device)
     save_model(probe, out_dir / "model", recipe, stage="linear_eval", classes=list(train.classes))  # type: ignore[attr-defined]
     (out_dir / "linear_eval.json").write_text(json.dumps(result, indent=2))
-    console.print(f"linear evaluation on {recipe.data.dataset} ({len(test)} test images): "  # type: ignore[arg-type]
+    console.print(f"linear evaluation on {recipe.data.dataset} ({dataset_len(test)} test images): "
                   + ", ".join(f"{k} {v:.2f}%" for k, v in result.items()), markup=False)
     _run_suites(recipe, probe, out_dir)
     return result

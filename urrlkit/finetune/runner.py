@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from urrlkit.config import Recipe, apply_overrides, to_file, validate_dict
-from urrlkit.data import from_config, num_classes, split_train_val
+from urrlkit.data import dataset_len, from_config, num_classes, split_train_val
 from urrlkit.engine.logging import console
 from urrlkit.errors import RecipeError, UrrlError
 from urrlkit.evaluate.inputs import eval_split
@@ -154,13 +154,13 @@ def finetune_once(recipe: Recipe, pretrained: Encoder, out_dir: Path, with_val: 
     train, val = split_train_val(full_train, ft.val_fraction if with_val else 0.0, seed=recipe.run.seed)
     if with_val and val is None:
         raise RecipeError(f"finetune.val_fraction = {ft.val_fraction} holds out no image of the "
-                          f"{len(full_train)} training images; a sweep needs validation data")  # type: ignore[arg-type]
+                          f"{dataset_len(full_train)} training images; a sweep needs validation data")
     model_cls = LinearProbe if ft.protocol == "linear" else Classifier
     torch.manual_seed(recipe.run.seed)  # the head's initialisation is part of the run's seed
     model = model_cls(copy.deepcopy(pretrained), num_classes(full_train))
     model = train_classifier(recipe, model, train, ft, out_dir / "checkpoints", ft.regularizer,
                              pretrained=pretrained, resume=resume, stop_after=stop_after)
-    scores: dict[str, float] = {"train_images": len(train)}  # type: ignore[arg-type]
+    scores: dict[str, float] = {"train_images": dataset_len(train)}
     if val is not None:
         scores.update(validation_scores(model, val, recipe))
     return model, scores

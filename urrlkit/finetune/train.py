@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from urrlkit.config import NoReg, Recipe, Regularizer, ScheduleConfig
+from urrlkit.data import dataset_len
 from urrlkit.engine.checkpoint import Checkpointer
 from urrlkit.engine.logging import MetricLogger
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
@@ -32,7 +33,7 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
     # Training crops of file-backed sets are cut from the original images in the workers (data.crop_from).
     source, collate, augment = supervised_source(train, cfg.augment, recipe.data.image_size, recipe.data.crop_from,
                                                  seed=recipe.run.seed * 1000 + 7)
-    loader = DataLoader(source, batch_size=per_process, shuffle=True, drop_last=len(train) > per_process,  # type: ignore[arg-type]
+    loader = DataLoader(source, batch_size=per_process, shuffle=True, drop_last=dataset_len(train) > per_process,
                         num_workers=recipe.data.workers, collate_fn=collate)
     # The stage's edge: [finetune.regularizer] as the registered name and its builder's plain keyword values.
     name, values = (regularizer if regularizer is not None else NoReg()).builder_args()

@@ -17,7 +17,7 @@ from torchvision.utils import make_grid, save_image
 from urrlkit.augment.geometry import center_crop_resize
 from urrlkit.augment.sampler import to_float
 from urrlkit.config import Recipe
-from urrlkit.data import from_config
+from urrlkit.data import dataset_len, from_config
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.pretext.train import recipe_sampler
 
@@ -52,7 +52,7 @@ def views_preview(recipe: Recipe, images: int = 8, seed: int = 0, tile: int = 96
     if images < 1:
         raise ValueError(f"images must be ≥ 1, got {images}")
     ds = from_config(recipe.data, "train")
-    n = min(images, len(ds))  # type: ignore[arg-type]
+    n = min(images, dataset_len(ds))
     if n == 0:
         raise DataError(f"data set {recipe.data.dataset!r} has no training images")
     x = torch.stack([ds[i][0] for i in range(n)])

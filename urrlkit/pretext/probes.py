@@ -30,12 +30,14 @@ LABEL_ATTRS = ("labels", "targets", "_labels", "y")
 def dataset_labels(ds: Dataset) -> torch.Tensor | None:
     """Every image's label, in data-set order, read from the data set's label list (no image is decoded);
     None for a data set without labels. Subsets (data.train_limit) and torchvision adapters are looked through."""
+    from urrlkit.data.base import dataset_len
+
     if isinstance(ds, Subset):
         inner = dataset_labels(ds.dataset)
         return None if inner is None else inner[torch.as_tensor(ds.indices, dtype=torch.long)]
     for attr in LABEL_ATTRS:
         ys = getattr(ds, attr, None)
-        if ys is not None and len(ys) == len(ds):  # type: ignore[arg-type]
+        if ys is not None and len(ys) == dataset_len(ds):
             return torch.as_tensor(ys, dtype=torch.long).reshape(-1).clone()
     inner_ds = getattr(ds, "ds", None)  # TorchvisionDataset wraps the torchvision set
     return dataset_labels(inner_ds) if isinstance(inner_ds, Dataset) else None
@@ -138,9 +140,9 @@ def probe_param_groups(pretext_params: list[nn.Parameter], probe: nn.Linear, lr:
 def monitor_subset(ds: Dataset, limit: int) -> Dataset:
     """At most `limit` images of `ds`: a fixed random subset in data-set order (data sets sorted by class would
     give a few classes from their first images), the same as data.train_limit / test_limit pick."""
-    from urrlkit.data.base import subset_indices
+    from urrlkit.data.base import dataset_len, subset_indices
 
-    n = len(ds)  # type: ignore[arg-type]
+    n = dataset_len(ds)
     return ds if limit <= 0 or limit >= n else Subset(ds, subset_indices(n, limit))
 
 

@@ -12,7 +12,7 @@ from accelerate import PartialState
 from torch.utils.data import DataLoader, Dataset
 
 from urrlkit.config import PretextConfig, Recipe, to_file
-from urrlkit.data import from_config
+from urrlkit.data import dataset_len, from_config
 from urrlkit.engine.checkpoint import Checkpointer, barrier, module_generators
 from urrlkit.engine.logging import MetricLogger, say
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
@@ -43,7 +43,7 @@ class Indexed(Dataset):
         self.ds = ds
 
     def __len__(self) -> int:
-        return len(self.ds)  # type: ignore[arg-type]
+        return dataset_len(self.ds)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.ds[i][0], i
@@ -197,7 +197,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     if acc.is_main_process:
         to_file(recipe, run_dir / "recipe.toml")
     train = from_config(recipe.data, "train")
-    n = len(train)  # type: ignore[arg-type]
+    n = dataset_len(train)
     per_process = recipe.data.batch_size // acc.num_processes
     if per_process * acc.num_processes != recipe.data.batch_size:
         raise UrrlError(f"data.batch_size = {recipe.data.batch_size} must be divisible by the "
