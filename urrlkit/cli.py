@@ -177,7 +177,7 @@ def recipe_views(
     recipe: RecipeArg,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("views.png"),
     images: Annotated[int, typer.Option("--images", "-n", min=1, help="Training images, one row each.")] = 8,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Augmentation generator seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the views (as run.seed in training).")] = 0,
     set_: SetOpt = None,
 ) -> None:
     """Draw the recipe's pretraining views of a few training images into a PNG: each row is an image at

@@ -52,3 +52,30 @@ def test_cli_missing_dataset_is_one_line(tmp_path: Path) -> None:
                                       "--set", f"data.root='{tmp_path / 'nowhere'}'"])
     assert result.exit_code == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "v.png").exists()
+
+
+def test_file_backed_views_are_cut_from_the_original_photos(tmp_path: Path) -> None:
+    """For photos (data.crop_from = "original", the default) the preview's views are the ones pretraining's
+    loader makes from the decoded originals for the same images and seed — not crops of the stored square."""
+    from paper_trees import imagenet_tree
+
+    from urrlkit.augment.workers import OriginalViewsCollate
+    from urrlkit.data import from_config, originals
+    from urrlkit.pretext.train import recipe_sampler
+
+    root = imagenet_tree(tmp_path / "tree", classes=2, train_per_class=2, val_per_class=0)
+    over = [f"data.root='{root}'", "data.dataset='imagefolder'", "data.image_size=64"]
+    recipe = load(ROOT / "recipes" / "quickstart.toml", over)
+    p = views_preview(recipe, images=3, seed=4, tile=70)
+    full = originals(from_config(recipe.data, "train"))
+    assert full is not None and full[0][0].shape[-2:] != (64, 64)  # non-square photos, as decoded
+    collate = OriginalViewsCollate(recipe_sampler(recipe), 4, photometric=True)
+    views, fam, _ = collate([(full[i][0], i) for i in range(3)])
+    assert torch.equal(p.families, fam.t())
+    step = 70 + 2
+    inner = p.grid[:, 2 + FRAME:2 + 70 - FRAME, 2 + step + FRAME:2 + step + 70 - FRAME]  # image 0, view 0
+    expect = torch.nn.functional.interpolate(views[0][:1], size=(70 - 2 * FRAME,) * 2, mode="nearest")[0]
+    torch.testing.assert_close(inner, expect)
+    stored = views_preview(load(ROOT / "recipes" / "quickstart.toml", [*over, "data.crop_from='stored'"]),
+                           images=3, seed=4, tile=70)
+    assert not torch.equal(stored.grid, p.grid)
