@@ -3,7 +3,8 @@
 # the repository root of a bare H100/H200 machine. See docs/gpu_input.md. Writes under $OUT (default /tmp/out):
 #   log.txt                  card, driver, torch/torchvision versions, optional libraries present, step times, the
 #                            CUDA tests (URRL_TEST_GPU=1: nvJPEG vs the CPU path, the side-stream prefetcher,
-#                            pretraining with data.decode = "device" on CUDA), each benchmark's output, and
+#                            pretraining with data.decode = "device" on CUDA, the new robust families on CUDA and
+#                            TrivialAugment/RandAugment against torchvision on CUDA), each benchmark's output, and
 #                            benchmarks/profile_sampler.py --device cuda (host vs device time of one call)
 #   augment_gpu.json         benchmarks/augment.py --device cuda --baselines --jpeg: views/s at 32/64/224 px for
 #                            urrlkit, torchvision v2 (per batch) and torchaug on the GPU, and JPEG → views
@@ -27,7 +28,7 @@ if [ "$DRY" = 1 ]; then  # tiny CPU versions of every step
   AUG=(--quick --sizes 32); PROF=(--batch 8 --size 64); JPEG=(--quick --batch 8 --epochs 2 --workers 1)
   CIFAR=(--width 4 --batch 32 --epochs 2)
 else
-  DEV=cuda; TREE=2000; TESTS="tests/augment/test_decode_device.py tests/engine/test_prefetch.py tests/augment/test_geometry_original.py"
+  DEV=cuda; TREE=2000; TESTS="tests/augment/test_decode_device.py tests/engine/test_prefetch.py tests/augment/test_geometry_original.py tests/augment/test_augment_prime.py::test_new_robust_families_run_on_cuda tests/augment/test_augment_autoaugment.py::test_on_cuda_equals_torchvision_on_cuda"
   AUG=(--rounds 1); PROF=(); JPEG=(--batch 256 --epochs 4 --workers 16)
   CIFAR=(--width 64 --batch 256 --images 10000 --epochs 4)
 fi

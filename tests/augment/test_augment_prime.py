@@ -289,3 +289,24 @@ def test_cpu_buckets_compute_what_one_launch_computes() -> None:
     k0, coeffs = prime.smooth_color_params(300, 3, g, 100, 0.01, None)
     torch.testing.assert_close(prime.smooth_color(x, k0, coeffs), prime._clenshaw(x, k0, coeffs).clamp(0, 1),
                                atol=1e-6, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (URRL_TEST_GPU=1 on a GPU machine)")
+@pytest.mark.parametrize("name", ["prime", "pixmix", "trivialaugment", "randaugment"])
+@pytest.mark.parametrize("size", [64, 224])
+def test_new_robust_families_run_on_cuda(images: torch.Tensor, name: str, size: int) -> None:
+    """The device branches (one launch set per op instead of the CPU's buckets) on a GPU, inside Eq. 2's list:
+    views of the right shape, finite, in [0, 1], each family drawn, deterministic per seed."""
+    sampler = build_sampler([FamilySpec(name="moco_v2", weight=0.5), FamilySpec(name=name, weight=0.5)],
+                            image_size=size, views=2)
+    x = F.interpolate(images, size=(size, size), mode="bilinear").mul(255).round().to(torch.uint8).cuda()
+
+    def run() -> tuple[list[torch.Tensor], torch.Tensor]:
+        return sampler(x, torch.Generator(device="cuda").manual_seed(21))
+
+    views, fam = run()
+    assert views[0].shape == (x.shape[0], 3, size, size) and views[0].device.type == "cuda"
+    assert set(fam.unique().tolist()) == {0, 1}
+    assert all(bool(torch.isfinite(v).all()) and v.min() >= 0 and v.max() <= 1 for v in views)
+    again, _ = run()
+    assert all(torch.equal(a, b) for a, b in zip(views, again, strict=True))
