@@ -171,6 +171,41 @@ def test_pretrain_with_device_decoding(tree: Path, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_supervised_training_with_device_decoding(tree: Path, tmp_path: Path) -> None:
+    """Fine-tuning and the linear probe (train_classifier) decode and cut on the device with data.decode =
+    "device": the same boxes as the workers' PIL crops (bilinear within 2 grey levels), so the trained weights
+    stay close to the CPU path's but not equal, and a resumed run reaches the same weights."""
+    from urrlkit.data import from_config
+    from urrlkit.finetune.train import train_classifier
+    from urrlkit.models import Classifier, build_encoder
+
+    def train(decode: str, name: str, stop_after: int | None = None, resume: bool = False) -> Classifier:
+        r = load(ROOT / "recipes" / "quickstart.toml", [
+            f"data.root='{tree}'", "data.dataset='imagefolder'", "data.image_size=96", f"data.decode='{decode}'",
+            "linear_eval.epochs=3", "linear_eval.batch_size=8", "linear_eval.augment='crop_flip'",
+            "optim.log_every=1", f"run.output_dir='{tmp_path}'"])
+        torch.manual_seed(0)
+        model = Classifier(build_encoder("resnet10", True, 4), 2)
+        return train_classifier(r, model, from_config(r.data, "train"), r.linear_eval, tmp_path / name / "ckpts",
+                                None, title="linear", stop_after=stop_after, resume=resume)
+
+    device, cpu = train("device", "dev"), train("cpu", "cpu")
+    pairs = [(a, b) for a, b in zip(device.state_dict().values(), cpu.state_dict().values(), strict=True)
+             if a.is_floating_point()]
+    assert any(not torch.equal(a, b) for a, b in pairs)  # another path: decoded and resampled on the device
+
+    def losses(name: str) -> list[float]:
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+
+    first, first_cpu = losses("dev")[0], losses("cpu")[0]  # the same images, within the resampling's 2 levels
+    assert np.isfinite(losses("dev")).all() and first != first_cpu and abs(first - first_cpu) < 0.01 * first_cpu
+    train("device", "cut", stop_after=1)
+    resumed = train("device", "cut", resume=True)
+    assert all(torch.equal(a, b) for a, b in zip(device.state_dict().values(), resumed.state_dict().values(),
+                                                   strict=True))
+
+
 @pytest.mark.skipif(not GPU, reason="URRL_TEST_GPU=1 and CUDA needed")
 def test_nvjpeg_matches_the_cpu_path(tree: Path) -> None:
     ds = files(tree)

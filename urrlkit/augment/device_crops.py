@@ -37,7 +37,7 @@ from torch.utils.data import Dataset, Subset
 from urrlkit.augment.crops import CropSpec, batch_seed, cut, cut_rows, new_batch, plan_views, to_pil
 from urrlkit.augment.sampler import FamilySampler
 from urrlkit.data.datasets import FileDataset, pil_to_uint8
-from urrlkit.errors import DataError
+from urrlkit.errors import DataError, UrrlError
 
 _BAD_IMAGE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -344,3 +344,11 @@ def cpu_reference(images: Sequence[Tensor], top: Tensor, left: Tensor, height: T
             out[i, k] = cut(pil, "rrc", int(top[i, k]), int(left[i, k]), int(height[i, k]), int(width[i, k]),
                             bool(flip[i, k]), size).transpose(2, 0, 1)
     return torch.from_numpy(out)
+
+
+def decode_on_device(decode: str, device_type: str, in_workers: bool) -> bool:
+    """data.decode resolved: "auto" decodes on the device for a CUDA run whose images are cut there (pretraining
+    with data.augment_in = "device", and the supervised stages, whose workers only draw the boxes)."""
+    if decode == "device" and in_workers:
+        raise UrrlError("data.decode = 'device' needs the views made on the device; set data.augment_in = 'device'")
+    return decode == "device" or (decode == "auto" and device_type == "cuda" and not in_workers)

@@ -83,7 +83,8 @@ class DataConfig(Section):
         "auto", description="where pretraining views are made: on the training device, or in the DataLoader "
         "workers (needs workers ≥ 1); auto = workers for a CPU run with workers ≥ 1, else device")
     decode: Literal["auto", "cpu", "device"] = Field(
-        "auto", description="where pretraining decodes JPEGs of file-backed data sets with crop_from = 'original': "
+        "auto", description="where pretraining and the supervised stages (their crops above 64 px) decode JPEGs of "
+        "file-backed data sets with crop_from = 'original': "
         "in the workers (PIL), or on the training device (workers read bytes, nvJPEG decodes, boxes cut there; "
         "non-JPEG, CMYK and grayscale files still decode in the workers); auto = device on CUDA, else cpu")
     download: bool = False

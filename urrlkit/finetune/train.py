@@ -25,14 +25,24 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
     """Supervised training of `model` on `train` with device-side crop/flip augmentation, with `regularizer`
     (the fine-tuning stage passes [finetune.regularizer]) or plain cross-entropy (None: the linear probe).
     `title` names the stage in logs and metrics only. Returns the trained model on the CPU."""
-    from urrlkit.augment.workers import supervised_source
+    from urrlkit.augment.device_crops import decode_on_device, decode_views
+    from urrlkit.augment.sampler import to_float
+    from urrlkit.augment.workers import SupervisedEncodedCollate, supervised_source
 
     o = recipe.optim
     acc = make_accelerator(ckpt_dir.parent, recipe.run.seed, o.mixed_precision, o.grad_accum, [])
     per_process = max(1, cfg.batch_size // acc.num_processes)
-    # Training crops of file-backed sets are cut from the original images in the workers (data.crop_from).
+    # Training crops of file-backed sets are cut from the original images (data.crop_from): in the workers, or,
+    # with data.decode resolving to "device", the workers draw the boxes and the JPEGs are decoded and cut on the
+    # device (augment/device_crops.py), one batch ahead of the step (engine/prefetch.py), as in pretraining.
+    on_device = decode_on_device(recipe.data.decode, acc.device.type, in_workers=False)
     source, collate, augment = supervised_source(train, cfg.augment, recipe.data.image_size, recipe.data.crop_from,
-                                                 seed=recipe.run.seed * 1000 + 7)
+                                                 seed=recipe.run.seed * 1000 + 7, decode_on_device=on_device)
+    encoded = isinstance(collate, SupervisedEncodedCollate)
+
+    def decode_batch(batch: tuple[Any, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc, y = batch
+        return to_float(decode_views(enc, acc.device)), y
     loader = DataLoader(source, batch_size=per_process, shuffle=True, drop_last=dataset_len(train) > per_process,
                         num_workers=recipe.data.workers, collate_fn=collate)
     # The stage's edge: [finetune.regularizer] as the registered name and its builder's plain keyword values.
@@ -47,13 +57,14 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
         x, y = batch
         with acc.autocast():
-            loss, _, stats = objective(augment(x, gen), y)
+            loss, _, stats = objective(x if encoded else augment(x, gen), y)
         return loss, stats
 
     spec = LoopSpec(epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, milestones=tuple(cfg.milestones),
                     log_every=o.log_every, title=title, stop_after=stop_after)
     logger = MetricLogger(acc, ckpt_dir.parent / "metrics.jsonl", False)
-    fit(acc, wrapped, optimizer, loader, step, spec, Checkpointer(acc, ckpt_dir), logger, [gen], resume=resume)
+    fit(acc, wrapped, optimizer, loader, step, spec, Checkpointer(acc, ckpt_dir), logger, [gen], resume=resume,
+        prepare=decode_batch if encoded else None)
     return acc.unwrap_model(wrapped).cpu().eval()
 
 

@@ -11,6 +11,7 @@ import torch
 from accelerate import PartialState
 from torch.utils.data import DataLoader, Dataset
 
+from urrlkit.augment.device_crops import decode_on_device
 from urrlkit.config import PretextConfig, Recipe, to_file
 from urrlkit.data import dataset_len, from_config
 from urrlkit.engine.checkpoint import Checkpointer, barrier, module_generators
@@ -126,13 +127,6 @@ def view_source(recipe: Recipe, train: Dataset, sampler: FamilySampler, in_worke
     if full is not None:
         return full, OriginalViewsCollate(sampler, recipe.run.seed, photometric=in_workers)
     return train, AugmentingCollate(sampler, recipe.run.seed) if in_workers else None
-
-
-def decode_on_device(decode: str, device_type: str, in_workers: bool) -> bool:
-    """data.decode resolved: "auto" decodes on the device for a CUDA run whose views are made on the device."""
-    if decode == "device" and in_workers:
-        raise UrrlError("data.decode = 'device' needs the views made on the device; set data.augment_in = 'device'")
-    return decode == "device" or (decode == "auto" and device_type == "cuda" and not in_workers)
 
 
 def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
