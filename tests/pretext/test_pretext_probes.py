@@ -19,14 +19,13 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from urrlkit.config import load
-from urrlkit.data import ArrayDataset
+from urrlkit.data import ArrayDataset, dataset_labels
 from urrlkit.errors import UrrlError
 from urrlkit.finetune.linear import knn_top1
 from urrlkit.pretext.moco import grouped_forward
 from urrlkit.pretext.probes import (
     EpochMonitor,
     ProbedPretext,
-    dataset_labels,
     knn_due,
     knn_monitor,
     monitor_subset,

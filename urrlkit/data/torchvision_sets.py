@@ -10,7 +10,15 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from urrlkit.data.base import DataRequest, TorchvisionDataset, _check_split, _missing, _root, dataset_len
+from urrlkit.data.base import (
+    DataRequest,
+    TorchvisionDataset,
+    _check_split,
+    _missing,
+    _root,
+    dataset_labels,
+    dataset_len,
+)
 from urrlkit.errors import DataError
 from urrlkit.registry import DATASETS
 
@@ -40,11 +48,10 @@ def _tv(name: str, factory: Callable[[str, str, bool], Dataset], classes_attr: s
 
 
 def _count_labels(ds: Dataset) -> int:
-    for attr in ("y", "targets", "_labels", "labels"):
-        ys = getattr(ds, attr, None)
-        if ys is not None:
-            return int(max(ys)) + 1
-    raise DataError("cannot infer the number of classes")
+    ys = dataset_labels(ds)
+    if ys is None or ys.numel() == 0:
+        raise DataError("cannot infer the number of classes")
+    return int(ys.max()) + 1
 
 
 class _LazyTorchvisionDatasets:

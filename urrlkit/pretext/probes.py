@@ -23,25 +23,6 @@ from torch.utils.data import Dataset, Subset
 
 from urrlkit.pretext.common import distributed, stream_seed
 
-# Attributes a data set may keep its labels in: ours (ArrayDataset, FileDataset) and torchvision's sets.
-LABEL_ATTRS = ("labels", "targets", "_labels", "y")
-
-
-def dataset_labels(ds: Dataset) -> torch.Tensor | None:
-    """Every image's label, in data-set order, read from the data set's label list (no image is decoded);
-    None for a data set without labels. Subsets (data.train_limit) and torchvision adapters are looked through."""
-    from urrlkit.data.base import dataset_len
-
-    if isinstance(ds, Subset):
-        inner = dataset_labels(ds.dataset)
-        return None if inner is None else inner[torch.as_tensor(ds.indices, dtype=torch.long)]
-    for attr in LABEL_ATTRS:
-        ys = getattr(ds, attr, None)
-        if ys is not None and len(ys) == dataset_len(ds):
-            return torch.as_tensor(ys, dtype=torch.long).reshape(-1).clone()
-    inner_ds = getattr(ds, "ds", None)  # TorchvisionDataset wraps the torchvision set
-    return dataset_labels(inner_ds) if isinstance(inner_ds, Dataset) else None
-
 
 def new_probe(feature_dim: int, classes: int, seed: int) -> nn.Linear:
     """nn.Linear(feature_dim, classes), weights N(0, 0.01) and zero bias (MoCo's main_lincls.py), drawn from

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from urrlkit.augment.device_crops import decode_on_device
 from urrlkit.config import PretextConfig, Recipe, to_file
-from urrlkit.data import dataset_len, from_config
+from urrlkit.data import dataset_labels, dataset_len, from_config
 from urrlkit.engine.checkpoint import Checkpointer, barrier, module_generators
 from urrlkit.engine.logging import MetricLogger, say
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
@@ -23,7 +23,6 @@ from urrlkit.models import Encoder, build_encoder
 from urrlkit.pretext.probes import (
     EpochMonitor,
     ProbedPretext,
-    dataset_labels,
     knn_monitor,
     monitor_subset,
     new_probe,
