@@ -1,23 +1,5 @@
-"""Public API: the robustness and calibration metrics (`urrlkit.evaluate.metrics` is their home)."""
+"""Public API: the robustness and calibration metrics (`urrlkit.evaluate.metrics` is their home). A star import
+of its `__all__`, so this alias never falls behind a new metric."""
 
-from urrlkit.evaluate.metrics import (
-    ALEXNET_CLEAN_ERR,
-    ALEXNET_ERR,
-    adaptive_bins,
-    expected_calibration_error,
-    mean_corruption_error,
-    reliability_diagram,
-    rms_calibration_error,
-    top1,
-)
-
-__all__ = [
-    "ALEXNET_CLEAN_ERR",
-    "ALEXNET_ERR",
-    "adaptive_bins",
-    "expected_calibration_error",
-    "mean_corruption_error",
-    "reliability_diagram",
-    "rms_calibration_error",
-    "top1",
-]
+from urrlkit.evaluate.metrics import *  # noqa: F403
+from urrlkit.evaluate.metrics import __all__ as __all__
