@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from urrlkit.errors import UrrlError
-from urrlkit.evaluate.inputs import predict
+from urrlkit.evaluate.inputs import model_device, predict
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +87,7 @@ def robust_accuracy(
     device: torch.device | str | None = None,
 ) -> dict[str, Any]:
     """Clean and PGD-L2 robust top-1 (%) with the settings used. images uint8 or float in [0, 1]."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from urrlkit.errors import UrrlError
-from urrlkit.evaluate.inputs import predict
+from urrlkit.evaluate.inputs import model_device, predict
 
 EXTRA_HINT = "pip install 'urrlkit[autoattack]'"
 
@@ -54,7 +54,7 @@ def autoattack_accuracy(
     of the ensemble succeeded). AutoAttack reseeds torch's global generator with `seed` before each attack; that
     happens inside `torch.random.fork_rng`, so the caller's random state is untouched."""
     AutoAttack = _autoattack_class()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else model_device(model)
     x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     y = labels.long()
     was_training = model.training

@@ -16,7 +16,7 @@ from urrlkit.config import Recipe, ScheduleConfig
 from urrlkit.data import dataset_len, from_config, num_classes
 from urrlkit.engine.logging import console
 from urrlkit.engine.schedule import lr_at
-from urrlkit.evaluate.inputs import eval_inputs, eval_split  # the one eval preprocessing; re-exported
+from urrlkit.evaluate.inputs import eval_inputs, eval_split, model_device  # the one eval preprocessing
 from urrlkit.finetune.regularizers import task_loss
 from urrlkit.models import Classifier, Encoder
 
@@ -55,7 +55,7 @@ def streaming_top1(model: nn.Module, ds: Dataset, image_size: int, batch_size: i
                    device: torch.device | str | None = None) -> float:
     """Top-1 (%) of a classifier over a data set, batch by batch on `device` (default: the model's), framed as
     the evaluation suites frame images; no whole-split tensor is built."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device: no sync per batch
