@@ -65,11 +65,28 @@ class EvalContext:
         return self._cache["clean"]
 
     def attack_subset(self, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fixed random subset of `limit` test images (as `data.test_limit` picks them), framed to the
-        network size, uint8 on the CPU: the images both attacks run on (a smaller limit takes a subset of a
-        larger one's images)."""
-        x, y = take_subset(self.need_test(), limit, self.recipe.eval.batch_size, self.recipe.data.workers)
-        return frame(x, self.recipe.data.image_size), y
+        """The test images both attacks run on (`attack_images`; a smaller limit takes a subset of a larger
+        one's images)."""
+        return attack_images(self.need_test(), limit, self.recipe)
+
+
+def attack_images(ds: Dataset, limit: int | None, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed random subset of `limit` images of `ds` (as `data.test_limit` picks them), framed to the network
+    size, uint8 on the CPU."""
+    x, y = take_subset(ds, limit, recipe.eval.batch_size, recipe.data.workers)
+    return frame(x, recipe.data.image_size), y
+
+
+def recipe_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, device: torch.device
+               ) -> dict[str, Any]:
+    """L2-PGD robust accuracy with the recipe's eval.adversarial settings and run seed: the adversarial suite,
+    and the fine-tuning sweep's robust score on the validation split."""
+    from urrlkit.evaluate.attacks import robust_accuracy
+
+    a = recipe.eval.adversarial
+    return robust_accuracy(model, x, y, eps=a.eps, steps=a.steps, step_size=a.step_size,
+                           random_start=a.random_start, use_best=a.use_best, batch_size=recipe.eval.batch_size,
+                           seed=recipe.run.seed, device=device)
 
 
 @dataclass(frozen=True)
@@ -111,13 +128,8 @@ def _calibration(ctx: EvalContext) -> Result:
 
 
 def _adversarial(ctx: EvalContext) -> Result:
-    from urrlkit.evaluate.attacks import robust_accuracy
-
-    a = ctx.recipe.eval.adversarial
-    x, y = ctx.attack_subset(a.limit)
-    return PGDResult(**robust_accuracy(
-        ctx.model, x, y, eps=a.eps, steps=a.steps, step_size=a.step_size, random_start=a.random_start,
-        use_best=a.use_best, batch_size=ctx.recipe.eval.batch_size, seed=ctx.recipe.run.seed, device=ctx.device))
+    x, y = ctx.attack_subset(ctx.recipe.eval.adversarial.limit)
+    return PGDResult(**recipe_pgd(ctx.model, x, y, ctx.recipe, ctx.device))
 
 
 def _autoattack(ctx: EvalContext) -> Result:
@@ -180,4 +192,5 @@ def get_suite(name: str, source: str = "--suite") -> Suite:
     return suite
 
 
-__all__ = ["CORRUPTION_BENCHMARKS", "EvalContext", "Suite", "calibration_result", "get_suite"]
+__all__ = ["CORRUPTION_BENCHMARKS", "EvalContext", "Suite", "attack_images", "calibration_result", "get_suite",
+           "recipe_pgd"]

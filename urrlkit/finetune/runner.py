@@ -62,16 +62,10 @@ def validation_scores(model: Classifier, val: Dataset, recipe: Recipe) -> dict[s
 def robust_top1(model: Classifier, ds: Dataset, recipe: Recipe, device: torch.device) -> float:
     """L2-PGD robust top-1 (%) with the recipe's eval.adversarial settings on (at most eval.adversarial.limit
     images of) `ds`, the images framed as the adversarial evaluation suite frames test images."""
-    from urrlkit.evaluate.attacks import robust_accuracy
-    from urrlkit.evaluate.corruptions.framing import frame
-    from urrlkit.evaluate.inputs import take_subset
+    from urrlkit.evaluate.builtin_suites import attack_images, recipe_pgd
 
-    a, ev = recipe.eval.adversarial, recipe.eval
-    x, y = take_subset(ds, a.limit, ev.batch_size, recipe.data.workers)  # the adversarial suite's subset
-    res = robust_accuracy(model, frame(x, recipe.data.image_size), y, eps=a.eps, steps=a.steps, step_size=a.step_size,
-                          random_start=a.random_start, use_best=a.use_best, batch_size=ev.batch_size,
-                          seed=recipe.run.seed, device=device)
-    return float(res["robust_top1"])
+    x, y = attack_images(ds, recipe.eval.adversarial.limit, recipe)  # the adversarial suite's subset and attack
+    return float(recipe_pgd(model, x, y, recipe, device)["robust_top1"])
 
 
 def apply_cli(recipe: Recipe, reg: str | None, reg_weight: float | None) -> Recipe:
