@@ -34,17 +34,15 @@ from urrlkit.config.finetune_eval import (
     SimReg,
 )
 from urrlkit.config.monitor import MonitorConfig
+from urrlkit.config.optim import DEFAULT_LR, OptimConfig, scaled_lr
 from urrlkit.config.recipe import Recipe
 from urrlkit.config.sections import (
-    DEFAULT_LR,
     DataConfig,
     FamilySpec,
     ModelConfig,
-    OptimConfig,
     PretextConfig,
     RunConfig,
     Section,
-    scaled_lr,
 )
 
 __all__ = [

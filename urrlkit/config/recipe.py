@@ -12,10 +12,10 @@ from pydantic import Field, model_validator
 
 from urrlkit.config.finetune_eval import EvalConfig, FinetuneConfig, HubConfig, LinearEvalConfig
 from urrlkit.config.monitor import MonitorConfig
+from urrlkit.config.optim import OptimConfig
 from urrlkit.config.sections import (
     DataConfig,
     ModelConfig,
-    OptimConfig,
     PretextConfig,
     RunConfig,
     Section,
