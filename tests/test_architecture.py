@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),  # infrastructure: loop, checkpoints, state files, lock, logging, optimizer, schedule, prefetch
     ("registry",),
     ("catalog",),  # built-in registry entries, declared by name (torch-free)
+    ("views",),  # the view groups a method asks the augmentation for (torch-free plain data)
     ("results",),  # typed evaluation results (results.json), torch-free: evaluate writes them, hub's card reads them
     ("config", "recipe"),  # the TOML schema (urrlkit.recipe: its compatibility alias)
     ("data",),

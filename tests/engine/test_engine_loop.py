@@ -26,7 +26,7 @@ def run(run_dir: Path, calls: list[int], counter: torch.Tensor, stop_after: int 
     data = TensorDataset(torch.arange(96, dtype=torch.float32).reshape(24, 4) / 96, torch.ones(24, 1))
     model, optimizer, loader = acc.prepare(model, optimizer, DataLoader(data, batch_size=8, shuffle=True))
 
-    def step(batch: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(batch: list[torch.Tensor], progress: object = None) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch
         return (model(x) - y).square().mean(), {}
 

@@ -197,7 +197,7 @@ def run_order(directory: Path, stop_after: int | None, resume: bool) -> list[lis
     model, opt, loader = acc.prepare(model, opt, loader)
     seen: list[list[int]] = []
 
-    def step(batch: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    def step(batch: list[torch.Tensor], progress: object = None) -> tuple[torch.Tensor, dict]:
         seen.append(batch[0].tolist())
         return model(batch[0].float()[:, None]).mean(), {}
 

@@ -19,10 +19,12 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from urrlkit.engine.checkpoint import Checkpointer, TrainState
 from urrlkit.engine.logging import MetricLogger, ProgressReporter, say
 from urrlkit.engine.prefetch import Prefetcher
+from urrlkit.engine.progress import Progress
 from urrlkit.engine.schedule import lr_at
 from urrlkit.errors import TrainingError
 
-StepFn = Callable[[Any], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
+StepFn = Callable[[Any, Progress], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
+AfterStep = Callable[[Progress], None]
 
 
 def make_accelerator(run_dir: Path, seed: int, mixed_precision: str = "no", grad_accum: int = 1,
@@ -60,8 +62,10 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
         generators: list[torch.Generator], resume: bool = False,
         extra_state: dict[str, torch.Tensor] | None = None,
         prepare: Callable[[Any], Any] | None = None,
-        on_epoch_end: Callable[[int], dict[str, float]] | None = None) -> TrainState:
-    """Train `model` for spec.epochs over `loader` (already prepared), calling `step_fn(batch)` for the loss.
+        on_epoch_end: Callable[[int], dict[str, float]] | None = None,
+        after_step: AfterStep | None = None) -> TrainState:
+    """Train `model` for spec.epochs over `loader` (already prepared), calling `step_fn(batch, progress)` for the
+    loss; `progress` (engine/progress.py) says where the step stands in the run, from the checkpointed counters.
     `prepare`, if given, turns each batch into step_fn's input one batch ahead (on CUDA on a side stream during
     the previous step: engine/prefetch.py); it must not depend on when it runs.
 
@@ -70,31 +74,38 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
 
     `on_epoch_end(epoch)`, if given, runs on every process after each finished epoch (0-based index), before
     that epoch's checkpoint, so what it changes is saved; a resume never repeats it for an epoch whose end
-    checkpoint exists. The numbers it returns are logged under the stage's title."""
+    checkpoint exists. The numbers it returns are logged under the stage's title.
+
+    `after_step(progress)`, if given, runs after every optimizer step that applied (with gradient accumulation:
+    after the last micro-step of each), with the progress its step ran at — e.g. BYOL's target-network update."""
     state = TrainState()
     watch = NaNWatch()
     if ckpt is not None:
         _attach(ckpt, model, optimizer, state, generators, extra_state, watch, resume)
     steps_per_epoch = len(loader)
     model.train()
-    with ProgressReporter(acc, spec.title, spec.epochs * steps_per_epoch, spec.log_every) as progress:
+    with ProgressReporter(acc, spec.title, spec.epochs * steps_per_epoch, spec.log_every) as reporter:
         while state.epoch < spec.epochs:
             epoch = state.epoch
             batches, lr = start_epoch(acc, loader, optimizer, spec, state, prepare)
             t0, seen = time.perf_counter(), 0
             for batch in batches:
-                loss, stats = train_step(acc, model, optimizer, step_fn, batch, watch, state.global_step + 1)
+                progress = Progress(state.global_step, spec.epochs * steps_per_epoch, epoch, spec.epochs,
+                                    state.step_in_epoch, steps_per_epoch)
+                loss, stats = train_step(acc, model, optimizer, step_fn, batch, watch, progress)
+                if after_step is not None and acc.sync_gradients:
+                    after_step(progress)
                 state.step_in_epoch += 1
                 state.global_step += 1
                 seen += _batch_len(batch) * acc.num_processes
                 if should_log(state, spec, steps_per_epoch):
                     watch.check(acc)
                     info = step_info(loss, stats, lr, seen / max(time.perf_counter() - t0, 1e-9))
-                    progress.update(state.global_step, epoch, info)
+                    reporter.update(state.global_step, epoch, info)
                     if logger is not None:
                         logger.log({"stage": spec.title, "epoch": epoch, **info}, state.global_step)
                 else:
-                    progress.update(state.global_step, epoch, None)
+                    reporter.update(state.global_step, epoch, None)
                 epoch_done = state.step_in_epoch == steps_per_epoch
                 if epoch_done:
                     state.epoch, state.step_in_epoch = epoch + 1, 0
@@ -129,12 +140,13 @@ def start_epoch(acc: Accelerator, loader: Any, optimizer: torch.optim.Optimizer,
 
 
 def train_step(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn,
-               batch: Any, watch: NaNWatch, global_step: int) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+               batch: Any, watch: NaNWatch, progress: Progress
+               ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
     """One optimizer step (or one accumulation micro-step: Accelerate decides whether the step applies): loss,
     NaN watch, backward, step, zero the gradients."""
     with acc.accumulate(model):
-        loss, stats = step_fn(batch)
-        watch.update(loss, global_step)
+        loss, stats = step_fn(batch, progress)
+        watch.update(loss, progress.step + 1)
         acc.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

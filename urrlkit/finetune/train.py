@@ -15,6 +15,7 @@ from urrlkit.engine.checkpoint import Checkpointer
 from urrlkit.engine.logging import MetricLogger
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
+from urrlkit.engine.progress import Progress
 from urrlkit.finetune.regularizers import Stats, build_objective, regularized_parameters
 from urrlkit.models import Classifier, Encoder
 
@@ -54,7 +55,7 @@ def train_classifier(recipe: Recipe, model: Classifier, train: Dataset, cfg: Sch
     objective = build_objective(name, wrapped, (pretrained or model.encoder).to(acc.device), **values)
     gen = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + 7 + acc.process_index)
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
+    def step(batch: tuple[torch.Tensor, torch.Tensor], progress: Progress) -> tuple[torch.Tensor, Stats]:
         x, y = batch
         with acc.autocast():
             loss, _, stats = objective(x if encoded else augment(x, gen), y)

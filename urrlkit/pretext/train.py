@@ -18,6 +18,7 @@ from urrlkit.engine.checkpoint import Checkpointer, barrier, module_generators
 from urrlkit.engine.logging import MetricLogger, say
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
+from urrlkit.engine.progress import Progress
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.models import Encoder, build_encoder
 from urrlkit.pretext.probes import (
@@ -226,7 +227,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
         gen = torch.Generator(device=acc.device).manual_seed(enc.photo_seed)
         return sampler.photometric(decode_views(enc, acc.device), fam, gen), fam, index
 
-    def step(batch: tuple) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+    def step(batch: tuple, progress: Progress) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
         if in_workers:
             views, fam, index = batch
         elif isinstance(collate, OriginalViewsCollate):  # cut from the originals; the rest on the device
