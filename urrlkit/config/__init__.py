@@ -17,6 +17,7 @@ from urrlkit.config.compose import (
     validate_dict,
 )
 from urrlkit.config.errors import format_validation_error
+from urrlkit.config.families import FamilySpec
 from urrlkit.config.finetune_eval import (
     AdversarialEval,
     AdvReg,
@@ -33,14 +34,13 @@ from urrlkit.config.finetune_eval import (
     ScheduleConfig,
     SimReg,
 )
+from urrlkit.config.model import ModelConfig
 from urrlkit.config.monitor import MonitorConfig
 from urrlkit.config.optim import DEFAULT_LR, OptimConfig, scaled_lr
+from urrlkit.config.pretext import PretextConfig
 from urrlkit.config.recipe import Recipe
 from urrlkit.config.sections import (
     DataConfig,
-    FamilySpec,
-    ModelConfig,
-    PretextConfig,
     RunConfig,
     Section,
 )

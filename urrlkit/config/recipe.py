@@ -10,16 +10,16 @@ from typing import Any
 import tomli_w
 from pydantic import Field, model_validator
 
+from urrlkit.config.families import _check_family_params
 from urrlkit.config.finetune_eval import EvalConfig, FinetuneConfig, HubConfig, LinearEvalConfig
+from urrlkit.config.model import ModelConfig
 from urrlkit.config.monitor import MonitorConfig
 from urrlkit.config.optim import OptimConfig
+from urrlkit.config.pretext import PretextConfig
 from urrlkit.config.sections import (
     DataConfig,
-    ModelConfig,
-    PretextConfig,
     RunConfig,
     Section,
-    _check_family_params,
     _error_at,
 )
 

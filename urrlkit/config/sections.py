@@ -1,26 +1,17 @@
-"""Recipe sections of the pretraining stage: run, data, model and pretext (with its augmentation families); [optim]
-is config/optim.py.
-
-Each section is a Pydantic model; the Recipe root (config/recipe.py) holds one of each. Paper Eq. 2's family mix
-is expanded by `PretextConfig.family_weights`.
-"""
+"""The Section base of every recipe section, and the [run] and [data] sections. [model], [pretext], its families
+and [optim] have modules of their own in this package; the Recipe root (config/recipe.py) holds one of each."""
 
 from __future__ import annotations
 
-import inspect
 import math
-import re
-import typing
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 import urrlkit.catalog  # noqa: F401  (declares the built-in registry entries, without importing torch)
 from urrlkit import registry
-from urrlkit.catalog import family_mix
-from urrlkit.registry import nearest
 
 
 class Section(BaseModel):
@@ -115,18 +106,6 @@ class DataConfig(Section):
         return self.augment_in == "workers"
 
 
-class ModelConfig(Section):
-    backbone: str = "resnet18"
-    small_stem: bool = Field(True, description="3x3 stride-1 conv1 without max-pool, for ≤ 64 px images")
-    width: int | None = Field(None, ge=4, description="base width for the resnet_w* backbones")
-    feature_dim: int | None = Field(None, ge=1, description="checked against the backbone when given")
-
-    @field_validator("backbone")
-    @classmethod
-    def _known_backbone(cls, v: str) -> str:
-        return _check_registered(registry.BACKBONES, v)
-
-
 def _scalars(params: Any) -> Any:
     """A params table's values must be finite numbers, booleans or strings. Checked before the union type: Pydantic
     would report an inf or a table once per union member, at '<key>.float'."""
@@ -136,134 +115,3 @@ def _scalars(params: Any) -> Any:
         if not isinstance(value, bool | int | float | str):
             raise _error_at(key, f"expected a number, true/false or a string, got {value!r}")
     return params
-
-
-class FamilySpec(Section):
-    name: str
-    weight: float = Field(1.0, ge=0)
-    params: dict[str, float | int | bool | str] = Field(
-        default_factory=dict, description="keyword arguments of the family's factory; checked at validation "
-        "against the family's ranges at data.image_size")
-
-    @field_validator("params", mode="before")
-    @classmethod
-    def _scalar_params(cls, v: Any) -> Any:
-        return _scalars(v)
-
-    @field_validator("name")
-    @classmethod
-    def _known_family(cls, v: str) -> str:
-        return _check_registered(registry.FAMILIES, v)
-
-    @model_validator(mode="after")
-    def _known_params(self) -> FamilySpec:
-        sig = inspect.signature(registry.FAMILIES.check_target(self.name))
-        allowed = [p for p in sig.parameters if p != "image_size"]
-        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-            return self
-        for key in self.params:
-            if key not in allowed:
-                raise ValueError(
-                    f"unknown parameter {key!r} for family {self.name!r}{nearest(key, allowed)}; "
-                    f"allowed: {', '.join(allowed) or 'none'}"
-                )
-        return self
-
-
-class PretextConfig(Section):
-    method: str = Field("moco_v2", description="a registered pretext method (urrlkit.registry.PRETEXTS); built in: "
-                        "moco_v2, instdis, pirl")
-    queue_size: int = Field(65536, ge=1, description="MoCo negatives K / memory-bank NCE negatives")
-    momentum: float = Field(0.999, ge=0, le=1, description="key encoder / memory bank momentum")
-    temperature: float = Field(0.2, gt=0)
-    head_hidden: int | None = Field(None, ge=1, description="MLP head hidden width; None = feature dim")
-    head_dim: int = Field(128, ge=1)
-    mlp: bool = True
-    bn_groups: int | Literal["auto"] = Field(
-        1, description="MoCo shuffle-BN: key-encoder BN statistics over this many groups per process, the keys "
-        "shuffled across groups and processes; auto = 8 / processes (the paper's 8 GPUs whatever the launch)")
-    views: int = Field(2, ge=2)
-    pirl_lambda: float = Field(0.5, ge=0, le=1, description="PIRL weight of the view-vs-memory term")
-    negatives: int | None = Field(None, ge=1, description="memory-bank negatives per image; None = queue_size")
-    bank_loss: Literal["nce", "infonce"] = Field("nce", description="memory-bank objective (instdis, pirl)")
-    jigsaw_grid: int = Field(3, ge=0, description="PIRL I^t: grid×grid jigsaw patches; 0 = the whole view")
-    p: float | None = Field(None, ge=0, le=1, description="shorthand: {augmix_allop: p, moco_v2: 1 - p}")
-    families: list[FamilySpec] = Field(default_factory=list)
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _known_method(cls, v: Any) -> Any:
-        choices = registry.PRETEXTS.in_order()
-        if isinstance(v, str) and v in registry.PRETEXTS:
-            return v
-        # Worded as a fixed choice of values (format_validation_error's literal_error line), which it was.
-        expected = " or ".join(filter(None, [", ".join(map(repr, choices[:-1])), *map(repr, choices[-1:])]))
-        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
-
-    @field_validator("bn_groups", mode="before")
-    @classmethod
-    def _groups_or_auto(cls, v: Any) -> Any:
-        # One clear line instead of Pydantic's two union-member errors.
-        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            return v
-        raise ValueError(f"expected a positive integer or 'auto', got {v!r}")
-
-    @model_validator(mode="after")
-    def _resolve_families(self) -> PretextConfig:
-        if self.p is not None and self.families:
-            raise ValueError("give either p (the paper's two-family shorthand) or families, not both")
-        if self.p is None and not self.families:
-            # model_construct: the default needs no re-validation, and a ValidationError raised in here would
-            # surface with a location relative to FamilySpec ("name") instead of the user's dotted path.
-            self.__dict__["families"] = [FamilySpec.model_construct(name="moco_v2", weight=1.0, params={})]
-        if self.families and sum(f.weight for f in self.families) <= 0:
-            raise ValueError("families: the weights must not all be zero")
-        return self
-
-    def family_weights(self) -> list[FamilySpec]:
-        """The weighted family list, with `p` expanded by paper Eq. 2 (catalog/family_mix.py `family_weights`)."""
-        if self.p is not None:
-            return [FamilySpec(name=name, weight=w) for name, w in family_mix.family_weights(self.p)]
-        return list(self.families)
-
-
-def _check_family_params(where: str, fam: FamilySpec, image_size: int) -> None:
-    """Check the parameters as the family's factory will, so a parameter of the wrong type or outside the
-    family's range is a validation error naming `<where>.params.<key>` instead of a crash at the first batch.
-    Built-in families are checked by their torch-free checks (urrlkit/catalog/families.py); a user's registered
-    factory is called once."""
-    factory = registry.FAMILIES.check_target(fam.name)
-    try:
-        hints = typing.get_type_hints(factory)
-    except Exception:  # a user's factory whose annotations do not resolve: no type check, the call still checks
-        hints = {}
-    for key, value in fam.params.items():
-        if (problem := _type_problem(value, hints.get(key))) is not None:
-            raise _error_at(f"{where}.params.{key}", f"{problem} (family {fam.name!r})")
-    try:
-        factory(image_size, **fam.params)
-    except (ValueError, TypeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        named = [k for k in fam.params if re.search(rf"\b{re.escape(k)}\b", msg)]
-        param = named[0] if named else None
-        if param is not None and msg.startswith(param):
-            msg = msg[len(param):].lstrip(" :")
-        raise _error_at(f"{where}.params" + (f".{param}" if param else ""),
-                        f"{msg} (family {fam.name!r} at data.image_size = {image_size})") from None
-
-
-def _type_problem(value: Any, hint: Any) -> str | None:
-    """Why `value` does not fit the factory annotation `hint` (None when it fits or the hint says nothing)."""
-    if hint is None or hint is Any:
-        return None
-    members = [a for a in (get_args(hint) if get_args(hint) and typing.get_origin(hint) is not tuple else (hint,))
-               if a is not type(None)]
-    if not all(a in (bool, int, float, str) for a in members):
-        return None  # tuples, callables, ...: left to the factory
-    fits = (bool in members if isinstance(value, bool) else
-            (int in members or float in members) if isinstance(value, int) else
-            float in members if isinstance(value, float) else str in members)
-    if fits:
-        return None
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
-    return f"expected {' or '.join(names[a] for a in members)}, got {value!r}"
