@@ -158,11 +158,26 @@ def crop_views(images: Sequence[Tensor], fam: Tensor, specs: Sequence[CropSpec],
     """uint8 views (V·B, 3, size, size) of B original images (uint8 CHW, any sizes): row r is view r // B of
     image r % B, cut with the CropSpec of the family ``fam[r]`` it drew. Boxes are drawn per family, in family
     order, from ``g`` (``plan_views``)."""
+    return crop_groups(images, [fam], [specs], [size], g)[0]
+
+
+def crop_groups(images: Sequence[Tensor], fams: Sequence[Tensor], specs: Sequence[Sequence[CropSpec]],
+                sizes: Sequence[int], g: torch.Generator) -> list[Tensor]:
+    """``crop_views`` for views in groups (augment/multiview.py): group j's families ``fams[j]`` (count_j·B,
+    view-major) cut with ``specs[j]`` to ``sizes[j]`` → one uint8 (count_j·B, 3, s_j, s_j) batch per group. Boxes
+    are drawn group by group, each group's as ``crop_views`` draws them; each original becomes a PIL image once
+    for all its views."""
     heights = torch.tensor([im.shape[-2] for im in images], dtype=torch.int64)
     widths = torch.tensor([im.shape[-1] for im in images], dtype=torch.int64)
-    plan = plan_views(heights, widths, fam, specs, size, g)
-    out = new_batch((fam.numel(), 3, size, size))
-    cut_rows([to_pil(im) for im in images], plan, range(fam.numel()), size, out.numpy())  # the same memory
+    plans = [plan_views(heights, widths, fam, group_specs, size, g)
+             for fam, group_specs, size in zip(fams, specs, sizes, strict=True)]
+    pils = [to_pil(im) for im in images]
+    out = []
+    for plan, size in zip(plans, sizes, strict=True):
+        n = plan.src.numel()
+        batch = new_batch((n, 3, size, size))
+        cut_rows(pils, plan, range(n), size, batch.numpy())  # the same memory
+        out.append(batch)
     return out
 
 

@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from urrlkit.augment.crops import CropSpec, batch_seed, cut, cut_rows, new_batch, plan_views, to_pil
+from urrlkit.augment.multiview import ViewSampler
 from urrlkit.augment.sampler import FamilySampler
 from urrlkit.data.datasets import FileDataset, pil_to_uint8
 from urrlkit.errors import DataError, UrrlError
@@ -93,18 +94,19 @@ def encoded_source(ds: Dataset) -> Dataset | None:
 
 @dataclass
 class EncodedBatch:
-    """What a worker sends for B images and their N = views · B views (view-major rows, as ``plan_views``).
+    """What a worker sends for B images and their N = views · B views (view-major rows, as ``plan_views``; with
+    view groups, augment/multiview.py, group-major: the rows of group j's views follow those of group j − 1).
 
-    ``sizes``: (B, 2) header heights and widths; ``data``/``offsets``: the JPEG bytes of the images ``jpeg``
-    (indices into the batch), concatenated (one tensor crosses the process boundary, not one per file); ``top,
-    left, height, width, flip``: every view's box (N,); ``cpu_rows``/``cpu_views``: the views already cut in the
-    worker (uint8 (n, 3, s, s)); ``photo_seed``: the seed of the photometric stage's generator, drawn from the
-    batch's generator, so the views depend only on run.seed and the batch's images, not on when or on which
-    stream the batch is processed.
+    ``groups``: (views, size) of each view group; ``sizes``: (B, 2) header heights and widths; ``data``/``offsets``:
+    the JPEG bytes of the images ``jpeg`` (indices into the batch), concatenated (one tensor crosses the process
+    boundary, not one per file); ``top, left, height, width, flip``: every view's box (N,); ``cpu_rows``: the rows
+    of the views already cut in the worker, ``cpu_views`` those views, one uint8 (n_j, 3, s_j, s_j) batch per group
+    (its rows in ``cpu_rows`` order); ``photo_seed``: the seed of the photometric stage's generator, drawn from the
+    batch's generator, so the views depend only on run.seed and the batch's images, not on when or on which stream
+    the batch is processed.
     """
 
-    size: int
-    views: int
+    groups: tuple[tuple[int, int], ...]
     paths: list[str]
     sizes: Tensor
     jpeg: Tensor
@@ -116,9 +118,13 @@ class EncodedBatch:
     width: Tensor
     flip: Tensor
     cpu_rows: Tensor
-    cpu_views: Tensor
+    cpu_views: list[Tensor]
     photo_seed: int
     device: str = "cpu"
+
+    @property
+    def views(self) -> int:
+        return sum(n for n, _ in self.groups)
 
     @property
     def shape(self) -> torch.Size:
@@ -135,47 +141,55 @@ class EncodedViewsCollate:
     """``collate_fn`` for (Encoded, index) items: families (Eq. 2) and boxes drawn as ``OriginalViewsCollate``
     draws them, from the same per-batch generator; returns ``(EncodedBatch, families (views, B), index)``."""
 
-    def __init__(self, sampler: FamilySampler, seed: int) -> None:
-        self.sampler = sampler
+    def __init__(self, sampler: FamilySampler | ViewSampler, seed: int) -> None:
+        self.sampler = ViewSampler.of(sampler)
         self.seed = seed
-        self.specs = sampler.crop_specs()
+        self.specs = self.sampler.crop_specs()
 
     def __call__(self, items: Sequence[tuple[Encoded, int]]) -> tuple[EncodedBatch, Tensor, Tensor]:
         index = torch.tensor([i for _, i in items], dtype=torch.int64)
         g = torch.Generator().manual_seed(batch_seed(self.seed, index))
-        b, v = len(items), self.sampler.views
-        fam = self.sampler.draw_families(v * b, g)
-        batch = encode_batch([e for e, _ in items], fam, self.specs, self.sampler.image_size, v, g)
-        return batch, fam.view(v, b), index
+        b, sampler = len(items), self.sampler
+        fam = sampler.draw_families(sampler.views * b, g)
+        batch = encode_groups([e for e, _ in items], sampler.split(fam), self.specs, sampler.sizes, g)
+        return batch, fam.view(sampler.views, b), index
 
 
-def encode_batch(enc: Sequence[Encoded], fam: Tensor, specs: Sequence[CropSpec], size: int, views: int,
-                 g: torch.Generator) -> EncodedBatch:
-    """The ``EncodedBatch`` of B images whose views ``fam`` (views · B, view-major) drew their families: boxes
-    from ``g`` (``plan_views``, as ``crop_views`` draws them), then the photometric seed; the fallback items'
-    views cut here, on the CPU."""
-    b, v, s = len(enc), views, size
+def encode_groups(enc: Sequence[Encoded], fams: Sequence[Tensor], specs: Sequence[Sequence[CropSpec]],
+                  sizes: Sequence[int], g: torch.Generator) -> EncodedBatch:
+    """The ``EncodedBatch`` of B images whose views drew their families, group j's ``fams[j]`` (count_j · B,
+    view-major), cut with ``specs[j]`` to ``sizes[j]``: boxes from ``g`` group by group (``plan_views``, as
+    ``crops.crop_groups`` draws them), then the photometric seed; the fallback items' views cut here, on the CPU."""
+    b = len(enc)
     heights = torch.tensor([e.height for e in enc], dtype=torch.int64)
     widths = torch.tensor([e.width for e in enc], dtype=torch.int64)
-    plan = plan_views(heights, widths, fam, specs, s, g)
+    plans = [plan_views(heights, widths, fam, sp, s, g) for fam, sp, s in zip(fams, specs, sizes, strict=True)]
     photo_seed = int(torch.randint(0, 2**62, (1,), generator=g))
-    not_box = {int(plan.src[r]) for r, k in enumerate(plan.kinds) if k != "rrc"}
+    not_box = {int(p.src[r]) for p in plans for r, k in enumerate(p.kinds) if k != "rrc"}
     on_cpu = {i for i, e in enumerate(enc) if e.data is None or i in not_box}
     jpeg = [i for i in range(b) if i not in on_cpu]
-    cpu_rows = [r for r in range(v * b) if r % b in on_cpu]
-    cpu_views = new_batch((len(cpu_rows), 3, s, s))
-    if cpu_rows:
-        pils: list[Image.Image | None] = [_pil(enc[i]) if i in on_cpu else None for i in range(b)]
-        cut_rows(pils, plan, cpu_rows, s, cpu_views.numpy())  # type: ignore[arg-type]
+    counts = [f.numel() // b for f in fams]
+    pils: list[Image.Image | None] = [_pil(enc[i]) if i in on_cpu else None for i in range(b)]
+    cpu_rows, cpu_views, start = [], [], 0
+    for plan, n, s in zip(plans, counts, sizes, strict=True):
+        rows = [r for r in range(n * b) if r % b in on_cpu]
+        cut = new_batch((len(rows), 3, s, s))
+        if rows:
+            cut_rows(pils, plan, rows, s, cut.numpy())  # type: ignore[arg-type]
+        cpu_rows += [start + r for r in rows]
+        cpu_views.append(cut)
+        start += n * b
     blobs = [enc[i].data for i in jpeg]
-    sizes = torch.tensor([0] + [d.numel() for d in blobs], dtype=torch.int64)  # type: ignore[union-attr]
-    data = new_batch((int(sizes.sum()),))
+    nbytes = torch.tensor([0] + [d.numel() for d in blobs], dtype=torch.int64)  # type: ignore[union-attr]
+    data = new_batch((int(nbytes.sum()),))
     if blobs:
         torch.cat(blobs, out=data)  # type: ignore[arg-type]
-    return EncodedBatch(s, v, [e.path for e in enc], torch.stack([heights, widths], 1),
-                        torch.tensor(jpeg, dtype=torch.int64), data, sizes.cumsum(0),
-                        plan.top, plan.left, plan.height, plan.width, plan.flip,
-                        torch.tensor(cpu_rows, dtype=torch.int64), cpu_views, photo_seed)
+    top, left, height, width, flip = (torch.cat([getattr(p, k) for p in plans]) if len(plans) > 1 else
+                                      getattr(plans[0], k) for k in ("top", "left", "height", "width", "flip"))
+    return EncodedBatch(tuple(zip(counts, sizes, strict=True)), [e.path for e in enc],
+                        torch.stack([heights, widths], 1), torch.tensor(jpeg, dtype=torch.int64), data,
+                        nbytes.cumsum(0), top, left, height, width, flip, torch.tensor(cpu_rows, dtype=torch.int64),
+                        cpu_views, photo_seed)
 
 
 def _pil(e: Encoded) -> Image.Image:
@@ -186,12 +200,22 @@ def _pil(e: Encoded) -> Image.Image:
 
 
 def decode_views(batch: EncodedBatch, device: torch.device | str | None = None, chunk: int = 64) -> Tensor:
-    """The batch's views, uint8 (N, 3, s, s) on ``device`` (default: where ``batch.to`` sent it): its JPEGs
-    decoded there in one call, each box cut and resized (``resample_boxes``, ``chunk`` images at a time), with
-    the views the worker cut put in place."""
+    """The views of a batch of one view group, uint8 (N, 3, s, s) on ``device`` (default: where ``batch.to`` sent
+    it); ``decode_groups`` for several."""
+    if len(batch.groups) != 1:
+        raise ValueError(f"the batch holds {len(batch.groups)} view groups; decode them with decode_groups")
+    return decode_groups(batch, device, chunk)[0]
+
+
+def decode_groups(batch: EncodedBatch, device: torch.device | str | None = None, chunk: int = 64) -> list[Tensor]:
+    """The batch's views, one uint8 (count·B, 3, s, s) batch per view group on ``device`` (default: where
+    ``batch.to`` sent it): its JPEGs decoded there once, in one call, each box cut and resized to its group's size
+    (``resample_padded``, ``chunk`` images at a time, padded once for all groups), with the views the worker cut
+    put in place."""
     device = torch.device(batch.device if device is None else device)
-    s, v, b = batch.size, batch.views, len(batch.paths)
-    out = torch.empty((v * b, 3, s, s), dtype=torch.uint8, device=device)
+    b = len(batch.paths)
+    starts = [sum(n for n, _ in batch.groups[:j]) for j in range(len(batch.groups))]
+    outs = [torch.empty((n * b, 3, s, s), dtype=torch.uint8, device=device) for n, s in batch.groups]
     jpeg = batch.jpeg.tolist()
     if jpeg:
         o = batch.offsets.tolist()
@@ -205,18 +229,26 @@ def decode_views(batch: EncodedBatch, device: torch.device | str | None = None, 
         # Chunks of similar sizes pad less (the products run over the chunk's largest height and width).
         order = sorted(range(len(jpeg)), key=lambda j: (int(images[j].shape[-2]), int(images[j].shape[-1])))
         images = [images[j] for j in order]
-        rows = torch.arange(v)[None, :] * b + batch.jpeg[order][:, None]  # (images, views): row of view k of image
-        flat = rows.reshape(-1)
-        boxes = [t[flat].view(len(jpeg), v).to(device) for t in (batch.top, batch.left, batch.height, batch.width,
-                                                                  batch.flip)]
+        # Per group, (images, views): the group's row of view k of each image, and every view's box.
+        rows = [torch.arange(n)[None, :] * b + batch.jpeg[order][:, None] for n, _ in batch.groups]
+        fields = (batch.top, batch.left, batch.height, batch.width, batch.flip)
+        boxes = [[t[(r + v0 * b).reshape(-1)].view(len(jpeg), -1).to(device) for t in fields]
+                 for r, v0 in zip(rows, starts, strict=True)]
         for c in range(0, len(jpeg), chunk):
             part = slice(c, c + chunk)
-            top, left, height, width, flip = (x[part] for x in boxes)
-            cuts = resample_boxes(images[part], top, left, height, width, flip, size=s)
-            out.index_copy_(0, rows[part].reshape(-1).to(device), cuts.flatten(0, 1))
-    if batch.cpu_rows.numel():
-        out.index_copy_(0, batch.cpu_rows.to(device), batch.cpu_views.to(device, non_blocking=True))
-    return out
+            hmax = max(int(im.shape[-2]) for im in images[part])
+            wmax = max(int(im.shape[-1]) for im in images[part])
+            x = _padded(images[part], hmax, wmax, device)
+            for out, r, box, (_, s) in zip(outs, rows, boxes, batch.groups, strict=True):
+                top, left, height, width, flip = (t[part] for t in box)
+                cuts = resample_padded(x, top, left, height, width, flip, size=s)
+                out.index_copy_(0, r[part].reshape(-1).to(device), cuts.flatten(0, 1))
+    cpu_rows = batch.cpu_rows
+    for out, v0, (n, _), done in zip(outs, starts, batch.groups, batch.cpu_views, strict=True):
+        mine = cpu_rows[(cpu_rows >= v0 * b) & (cpu_rows < (v0 + n) * b)] - v0 * b  # ascending, as cut
+        if mine.numel():
+            out.index_copy_(0, mine.to(device), done.to(device, non_blocking=True))
+    return outs
 
 
 def _decode(blobs: list[Tensor], paths: list[str], device: torch.device) -> list[Tensor]:
@@ -287,11 +319,16 @@ def resample_boxes(images: Sequence[Tensor], top: Tensor, left: Tensor, height: 
     """uint8 (n, V, 3, size, size): box (top, left, height, width)[i, k] of uint8 CHW ``images[i]`` resized to
     size (PIL bilinear, ``filter_taps``), mirrored where flip[i, k]. Two batched matmuls: the horizontal pass,
     rounded to uint8 values as PIL's intermediate image is, then the vertical pass."""
-    n, v = top.shape
-    dev = top.device
     hmax = max(int(im.shape[-2]) for im in images)
     wmax = max(int(im.shape[-1]) for im in images)
-    x = _padded(images, hmax, wmax, dev)
+    return resample_padded(_padded(images, hmax, wmax, top.device), top, left, height, width, flip, size)
+
+
+def resample_padded(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor, flip: Tensor,
+                    size: int) -> Tensor:
+    """``resample_boxes`` of images already padded into float32 x (n, 3, hmax, wmax) (``_padded``)."""
+    n, v = top.shape
+    hmax, wmax = x.shape[-2:]
     wx = filter_taps(left.reshape(-1), width.reshape(-1), size, wmax, flip.reshape(-1)).view(n, v * size, wmax)
     rows = _bmm(x.view(n, 3 * hmax, wmax), wx.transpose(1, 2), weights=1).round_().clamp_(0, 255)  # (n, 3H, V·s)
     rows = rows.view(n, 3, hmax, v, size).permute(0, 3, 2, 1, 4).reshape(n * v, hmax, 3 * size)  # (n·V, H, 3·s)

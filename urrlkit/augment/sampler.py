@@ -113,12 +113,18 @@ class FamilySampler:
         """Shape of the (views·B, C, size, size) buffer that the views of x fill."""
         return (self.views * x.shape[0], x.shape[1], self.image_size, self.image_size)
 
-    def __call__(self, x: Tensor, g: torch.Generator, out: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+    def __call__(self, x: Tensor, g: torch.Generator, out: Tensor | None = None,
+                 fam: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """Views of x (B, C, H, W); ``out`` (views·B, C, size, size) float32, if given, receives them (e.g. a
-        buffer in shared memory, which a DataLoader worker can then hand over without a copy)."""
+        buffer in shared memory, which a DataLoader worker can then hand over without a copy). ``fam``
+        (views·B,), if given, are the families already drawn for these views (a ``ViewSampler`` draws those of
+        all its groups at once); otherwise they are drawn here, first, from ``g``."""
         b = x.shape[0]
         s = self.image_size
-        fam = self.draw_families(self.views * b, g)  # view-major: index v·B + i
+        if fam is None:
+            fam = self.draw_families(self.views * b, g)  # view-major: index v·B + i
+        elif fam.shape != (self.views * b,):
+            raise ValueError(f"fam must have shape ({self.views * b},), got {tuple(fam.shape)}")
         shape = self.out_shape(x)
         if out is None:
             out = torch.empty(shape, device=x.device)

@@ -17,10 +17,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
-from urrlkit.augment.crops import CropSpec, WithIndex, batch_seed, crop_views, new_batch
-from urrlkit.augment.device_crops import EncodedBatch, decode_views, encode_batch, encoded_source
+from urrlkit.augment.crops import CropSpec, WithIndex, batch_seed, crop_groups, crop_views, new_batch
+from urrlkit.augment.device_crops import EncodedBatch, decode_views, encode_groups, encoded_source
+from urrlkit.augment.multiview import ViewSampler
 from urrlkit.augment.sampler import FamilySampler, to_float
 from urrlkit.augment.supervised import supervised_transform
 from urrlkit.data.datasets import originals
@@ -29,53 +30,54 @@ from urrlkit.data.datasets import originals
 class AugmentingCollate:
     """``collate_fn`` that stacks (image, index) items and returns ``(views, families, index)``.
 
-    ``views`` is a list of ``sampler.views`` float32 batches, ``families`` the (views, B) family indices, as
-    ``FamilySampler.__call__`` returns them. Picklable, so it travels to spawned workers.
+    ``views`` is the list of the sampler's views, float32 (B, 3, s, s) (s: each view's group's size), ``families``
+    the (views, B) family indices, as ``ViewSampler.__call__`` / ``FamilySampler.__call__`` return them. Picklable,
+    so it travels to spawned workers.
     """
 
-    def __init__(self, sampler: FamilySampler, seed: int) -> None:
-        self.sampler = sampler
+    def __init__(self, sampler: FamilySampler | ViewSampler, seed: int) -> None:
+        self.sampler = ViewSampler.of(sampler)
         self.seed = seed
 
     def __call__(self, items: Sequence[tuple[Tensor, int]]) -> tuple[list[Tensor], Tensor, Tensor]:
         images = torch.stack([im for im, _ in items])
         index = torch.tensor([i for _, i in items], dtype=torch.int64)
         g = torch.Generator().manual_seed(batch_seed(self.seed, index))
-        out = torch.empty(self.sampler.out_shape(images))
-        if get_worker_info() is not None:
-            # Written in place in shared memory, the views cross to the main process without the copy that
-            # pickling a private tensor makes (≈ 4 % more views/s with 2 workers at 64 and 224 px).
-            out.share_memory_()
+        # One buffer per group (per size), written in place; in a worker in shared memory, so the views cross to
+        # the main process without the copy that pickling a private tensor makes (≈ 4 % more views/s with 2
+        # workers at 64 and 224 px).
+        out = [new_batch(shape, torch.float32) for shape in self.sampler.out_shapes(images)]
         views, fam = self.sampler(images, g, out=out)
         return views, fam, index
 
 
 class OriginalViewsCollate:
     """``collate_fn`` for (original image, index) items of any sizes (``data.originals``): every view draws its
-    family (Eq. 2, per view and image), then its box on the original with that family's ``CropSpec``, and is
-    cut to image_size in the worker (crops.crop_views). Returns ``(views, families (views, B), index)`` with
-    ``views`` a list of ``sampler.views`` uint8 batches (B, 3, s, s); the families' photometric stages then run
-    batched on the training device (``FamilySampler.photometric``). ``photometric=True`` runs them here too, and
+    family (Eq. 2, per view and image), then its box on the original with that family's ``CropSpec`` in its view
+    group, and is cut to its group's size in the worker (crops.crop_groups). Returns ``(views, families (views, B),
+    index)`` with ``views`` the list of uint8 views (B, 3, s, s), group-major; the families' photometric stages then
+    run batched on the training device (``ViewSampler.photometric``). ``photometric=True`` runs them here too, and
     the views are float32, as ``AugmentingCollate`` returns them (the CPU path).
     """
 
-    def __init__(self, sampler: FamilySampler, seed: int, photometric: bool = False) -> None:
-        self.sampler = sampler
+    def __init__(self, sampler: FamilySampler | ViewSampler, seed: int, photometric: bool = False) -> None:
+        self.sampler = ViewSampler.of(sampler)
         self.seed = seed
         self.photometric = photometric
-        self.specs = sampler.crop_specs()  # fails here, in the main process, for a family without a CropSpec
+        self.specs = self.sampler.crop_specs()  # fails here, in the main process, for a family without a CropSpec
 
     def __call__(self, items: Sequence[tuple[Tensor, int]]) -> tuple[list[Tensor], Tensor, Tensor]:
         index = torch.tensor([i for _, i in items], dtype=torch.int64)
         g = torch.Generator().manual_seed(batch_seed(self.seed, index))
-        b, s, v = len(items), self.sampler.image_size, self.sampler.views
-        fam = self.sampler.draw_families(v * b, g)  # view-major: index v·B + i
-        cut = crop_views([im for im, _ in items], fam, self.specs, s, g)
-        fam = fam.view(v, b)
+        b, sampler = len(items), self.sampler
+        fam = sampler.draw_families(sampler.views * b, g)  # view-major: index v·B + i
+        cuts = crop_groups([im for im, _ in items], sampler.split(fam), self.specs, sampler.sizes, g)
+        fam = fam.view(sampler.views, b)
         if not self.photometric:
-            return list(cut.view(v, b, 3, s, s).unbind(0)), fam, index
-        out = new_batch(tuple(cut.shape), torch.float32)
-        return self.sampler.photometric(cut, fam, g, out=out), fam, index
+            return [v for c, (n, s) in zip(cuts, sampler.shapes, strict=True) for v in c.view(n, b, 3, s, s).unbind(0)
+                    ], fam, index
+        out = [new_batch(tuple(c.shape), torch.float32) for c in cuts]
+        return sampler.photometric(cuts, fam, g, out=out), fam, index
 
 
 class SupervisedCropCollate:
@@ -104,7 +106,7 @@ class SupervisedEncodedCollate(SupervisedCropCollate):
     decoded and cut on the training device by the step's transform (``decode_views``) → (EncodedBatch, labels)."""
 
     def cut(self, images: list[Any], fam: Tensor, g: torch.Generator) -> EncodedBatch:
-        return encode_batch(images, fam, [self.spec], self.size, 1, g)
+        return encode_groups(images, [fam], [[self.spec]], [self.size], g)
 
 
 def supervised_source(ds: Dataset, kind: str, image_size: int, crop_from: str, seed: int,
