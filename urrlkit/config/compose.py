@@ -59,14 +59,17 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
             out[key] = deep_merge(prev, value)
         else:
             out[key] = value
-        if (other := _ALTERNATIVE.get(key)) is not None and other not in over:
-            out.pop(other, None)
+        for other in _ALTERNATIVE.get(key, ()):
+            if other not in over:
+                out.pop(other, None)
     return out
 
 
-# Keys that state one value two ways: a layer (an extending file, a --set) giving one replaces the other that a
-# base gave; one file giving both is an error (OptimConfig).
-_ALTERNATIVE = {"lr": "lr_per_256", "lr_per_256": "lr"}
+# Groups of keys that state one value in different ways: a layer (an extending file, a --set) giving one replaces
+# the others that a base gave; one file giving two is an error (OptimConfig). Each key → the rest of its group.
+_ALTERNATIVE_GROUPS = (("lr", "lr_per_256", "lr_sqrt"),)
+_ALTERNATIVE: dict[str, tuple[str, ...]] = {
+    key: tuple(k for k in group if k != key) for group in _ALTERNATIVE_GROUPS for key in group}
 
 
 def _retagged(base: dict[str, Any], over: dict[str, Any]) -> bool:
@@ -120,7 +123,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         if keys[-1] == "type" and node.get("type", value) != value:
             node.clear()  # a new variant (see deep_merge): follow with --set for its own keys
-        node.pop(_ALTERNATIVE.get(keys[-1], ""), None)
+        for other in _ALTERNATIVE.get(keys[-1], ()):
+            node.pop(other, None)
         node[keys[-1]] = value
     return data
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from accelerate import Accelerator
@@ -18,9 +18,10 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 
 from urrlkit.engine.checkpoint import Checkpointer, TrainState
 from urrlkit.engine.logging import MetricLogger, ProgressReporter, say
+from urrlkit.engine.optim import clip_gradients
 from urrlkit.engine.prefetch import Prefetcher
 from urrlkit.engine.progress import Progress
-from urrlkit.engine.schedule import lr_at
+from urrlkit.engine.schedule import cosine_between, lr_at, lr_at_step
 from urrlkit.errors import TrainingError
 
 StepFn = Callable[[Any, Progress], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
@@ -46,6 +47,12 @@ def make_accelerator(run_dir: Path, seed: int, mixed_precision: str = "no", grad
 
 @dataclass
 class LoopSpec:
+    """What `fit` runs. `schedule_per`: the lr (and scheduled weight decay) set once per epoch (lr_at, the
+    existing runs) or before every step from the fractional epoch (lr_at_step: SimCLR, BYOL, MoCo v3, DINO).
+    `weight_decay_end`: with it, every param group whose weight decay is nonzero gets cosine_between(
+    weight_decay, weight_decay_end, epoch / epochs) at the same cadence (DINO). `clip_grad`: the gradients
+    clipped to this norm between backward and the optimizer step ("global" or DINO's "per_param")."""
+
     epochs: int
     lr: float
     schedule: str = "cosine"
@@ -55,6 +62,17 @@ class LoopSpec:
     log_every: int = 10
     title: str = "train"
     stop_after: int | None = None  # for tests/debugging: stop (as if killed) after this many global steps
+    schedule_per: Literal["epoch", "step"] = "epoch"
+    weight_decay: float = 0.0  # the scheduled groups' start value; read only with weight_decay_end
+    weight_decay_end: float | None = None
+    clip_grad: float | None = None
+    clip_grad_mode: Literal["global", "per_param"] = "global"
+
+    def __post_init__(self) -> None:
+        if self.schedule_per not in ("epoch", "step"):
+            raise ValueError(f"schedule_per {self.schedule_per!r}: expected epoch or step")
+        if self.weight_decay_end is not None and self.weight_decay <= 0:
+            raise ValueError("weight_decay_end needs the nonzero weight_decay the schedule starts from")
 
 
 def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any,
@@ -92,7 +110,10 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
             for batch in batches:
                 progress = Progress(state.global_step, spec.epochs * steps_per_epoch, epoch, spec.epochs,
                                     state.step_in_epoch, steps_per_epoch)
-                loss, stats = train_step(acc, model, optimizer, step_fn, batch, watch, progress)
+                if spec.schedule_per == "step":
+                    lr = set_schedule(optimizer, spec, progress.epoch_float)
+                loss, stats = train_step(acc, model, optimizer, step_fn, batch, watch, progress,
+                                         spec.clip_grad, spec.clip_grad_mode)
                 if after_step is not None and acc.sync_gradients:
                     after_step(progress)
                 state.step_in_epoch += 1
@@ -127,27 +148,44 @@ def start_epoch(acc: Accelerator, loader: Any, optimizer: torch.optim.Optimizer,
                 state: TrainState, prepare: Callable[[Any], Any] | None) -> tuple[Any, float]:
     """Set up epoch `state.epoch`: the sampler's epoch (its shuffling order), the batches still to run (those
     before `state.step_in_epoch` skipped on resume), the prefetcher, and the epoch's lr on every param group
-    (times the group's `lr_scale`). Returns the batches and the lr."""
+    (set_schedule; per step, that of the first step to run, which the loop then sets before every step).
+    Returns the batches and the lr."""
     epoch = state.epoch
     loader.set_epoch(epoch)
     batches = acc.skip_first_batches(loader, state.step_in_epoch) if state.step_in_epoch else loader
     if prepare is not None:
         batches = Prefetcher(batches, prepare, acc.device)
-    lr = lr_at(spec.lr, epoch, spec.epochs, spec.schedule, spec.milestones, spec.warmup_epochs)
+    at = epoch if spec.schedule_per == "epoch" else epoch + state.step_in_epoch / max(len(loader), 1)
+    return batches, set_schedule(optimizer, spec, at)
+
+
+def set_schedule(optimizer: torch.optim.Optimizer, spec: LoopSpec, epoch: float) -> float:
+    """Set the lr at `epoch` (an epoch index, or the fractional epoch per step) on every param group, times
+    the group's `lr_scale`, and with `spec.weight_decay_end` the scheduled weight decay on every group whose
+    weight decay is nonzero (DINO schedules its regularized group only). Returns the lr."""
+    rule = lr_at if spec.schedule_per == "epoch" else lr_at_step
+    lr = rule(spec.lr, epoch, spec.epochs, spec.schedule, spec.milestones, spec.warmup_epochs)
+    wd = None if spec.weight_decay_end is None else cosine_between(spec.weight_decay, spec.weight_decay_end,
+                                                                    epoch / spec.epochs)
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
-    return batches, lr
+        if wd is not None and group["weight_decay"] != 0:
+            group["weight_decay"] = wd
+    return lr
 
 
 def train_step(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn,
-               batch: Any, watch: NaNWatch, progress: Progress
-               ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+               batch: Any, watch: NaNWatch, progress: Progress, clip_grad: float | None = None,
+               clip_grad_mode: str = "global") -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
     """One optimizer step (or one accumulation micro-step: Accelerate decides whether the step applies): loss,
-    NaN watch, backward, step, zero the gradients."""
+    NaN watch, backward, gradient clipping (on the step that applies: before it the gradients are partial
+    sums), step, zero the gradients."""
     with acc.accumulate(model):
         loss, stats = step_fn(batch, progress)
         watch.update(loss, progress.step + 1)
         acc.backward(loss)
+        if clip_grad is not None and acc.sync_gradients:
+            clip_gradients(acc, model, clip_grad, clip_grad_mode)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return loss, stats
