@@ -153,7 +153,8 @@ class HealthMonitor:
                              f"{tuple(z2.shape)}")
         if self._buf is None:
             shape = (self.max_rows, z1.shape[1])
-            self._buf = (torch.empty(shape, device=z1.device), torch.empty(shape, device=z1.device))
+            self._buf = (torch.empty(shape, dtype=torch.float32, device=z1.device),
+                         torch.empty(shape, dtype=torch.float32, device=z1.device))
         if z1.shape[1] != self._buf[0].shape[1]:
             raise ValueError(f"embeddings of width {z1.shape[1]} after {self._buf[0].shape[1]}")
         n = min(z1.shape[0], self.max_rows)  # a batch larger than the buffer: its last rows are the last images
