@@ -1,17 +1,30 @@
 """A small generic name → object registry shared by data sets, backbones, families, pretexts,
-regularizers, corruptions and evaluation suites. Registration is a decorator, so users extend urrlkit without
-editing it.
+regularizers, corruptions and evaluation suites.
 
-A name may also be *declared* (`declare`): bound to the module that defines it, imported on the first `get`.
-urrlkit declares its built-in entries that way (urrlkit/catalog), so checking a name — what recipe validation
-does — never imports torch. A declaration may carry a `check`: a torch-free function with the object's
-signature that raises ValueError on values the object would reject, so parameters can be checked without
-building anything."""
+Entries are found three ways, checked in this order by `get`:
+- registered in Python (`@REG.register("name")`), e.g. in a notebook or a test;
+- *declared* (`declare`): bound to the module that defines it, imported on the first `get` (with an optional
+  torch-free `check` of the object's parameters);
+- **Python entry points** of the registry's group (`urrlkit.pretexts`, `urrlkit.backbones`, …), the
+  ecosystem's plugin convention: urrlkit's own built-in methods and backbones are declared in its
+  pyproject.toml exactly as a third-party package declares its own, e.g.
+
+      [project.entry-points."urrlkit.pretexts"]
+      my_method = "my_package.my_method:MyMethod"
+
+  Entry-point names are read from the installed packages' metadata without importing anything; an entry is
+  loaded on its first `get`. For pretexts and backbones the object is a torch-free settings class
+  (urrlkit/config/pretext.py `MethodSettings`, config/model.py `BackboneSettings`), so validating a recipe
+  never imports torch.
+
+A name `prefix:rest` (e.g. `timm:vit_small_patch16_224`) that is not itself an entry resolves to the entry
+`prefix` when that entry says it takes such names (a class attribute `prefixed = True`)."""
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -47,12 +60,34 @@ class Declaration:
 
 
 class Registry(Generic[T]):
-    """Maps names to objects; `get` of an unknown name raises with the allowed names."""
+    """Maps names to objects; `get` of an unknown name raises with the allowed names. `group` is the entry-point
+    group whose entries this registry also holds (None: none)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind
+        self.group = group
         self._items: dict[str, T] = {}
         self._declared: dict[str, Declaration] = {}
+        self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
+
+    def entry_points(self) -> dict[str, importlib.metadata.EntryPoint]:
+        """The group's entry points by name, read once from the installed packages' metadata (no import). Two
+        packages declaring one name is an error naming both, rather than one silently shadowing the other."""
+        if self._entry_points is None:
+            found: dict[str, importlib.metadata.EntryPoint] = {}
+            for ep in importlib.metadata.entry_points(group=self.group) if self.group else ():
+                other = found.get(ep.name)
+                if other is not None and other.value != ep.value:
+                    raise UrrlError(f"{self.kind} {ep.name!r} is declared twice, by {_dist(other)} ({other.value}) "
+                                    f"and {_dist(ep)} ({ep.value}); uninstall one of them")
+                found[ep.name] = ep
+            self._entry_points = found
+        return self._entry_points
+
+    def refresh(self) -> None:
+        """Read the entry points again (after installing a plugin package in this process)."""
+        self._entry_points = None
+        importlib.invalidate_caches()
 
     def declare(self, name: str, target: str, *, check: Callable[..., Any] | None = None) -> None:
         """Make `name` known without importing `target` ('module:qualname' or 'module'); see Declaration."""
@@ -82,6 +117,12 @@ class Registry(Generic[T]):
             return self._items[name]
         decl = self._declared.get(name)
         if decl is None:
+            ep = self.entry_points().get(name)
+            if ep is not None:
+                return self._load(name, ep)
+            prefix = self._prefix_entry(name)
+            if prefix is not None:
+                return prefix
             raise UrrlError(self.unknown_message(name))
         module_name, _, qualname = decl.target.partition(":")
         module = importlib.import_module(module_name)  # registers the module's entries as it runs
@@ -93,6 +134,23 @@ class Registry(Generic[T]):
         if name not in self._items:
             raise UrrlError(f"{self.kind} {name!r}: {module_name} was imported but did not register it")
         return self._items[name]
+
+    def _load(self, name: str, ep: importlib.metadata.EntryPoint) -> T:
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin names itself instead of failing somewhere inside urrlkit
+            raise UrrlError(f"{self.kind} {name!r}: its entry point {ep.value} ({_dist(ep)}) failed to load: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        self._items.setdefault(name, obj)
+        return self._items[name]
+
+    def _prefix_entry(self, name: str) -> T | None:
+        """The entry `prefix` for a name `prefix:rest`, when that entry takes prefixed names."""
+        prefix, sep, rest = name.partition(":")
+        if not sep or not rest or prefix not in self:
+            return None
+        obj = self.get(prefix)
+        return obj if getattr(obj, "prefixed", False) else None
 
     def check_target(self, name: str) -> Callable[..., Any]:
         """What validation calls with an entry's parameters: the declared torch-free `check` while the entry
@@ -109,30 +167,50 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         return f"unknown {self.kind} {name!r}{nearest(name, self.names())}; allowed: {', '.join(self.names())}"
 
+    def _keys(self) -> set[str]:
+        return self._items.keys() | self._declared.keys() | self.entry_points().keys()
+
     def names(self) -> list[str]:
-        return sorted(self._items.keys() | self._declared.keys())
+        return sorted(self._keys())
 
     def in_order(self) -> list[str]:
-        """The names as declared, then those registered without a declaration, in registration order."""
-        return [*self._declared, *(n for n in self._items if n not in self._declared)]
+        """The names as declared, then the entry points (as their packages list them), then those registered
+        in Python only, in registration order."""
+        eps = [n for n in self.entry_points() if n not in self._declared]
+        seen = {*self._declared, *eps}
+        return [*self._declared, *eps, *(n for n in self._items if n not in seen)]
+
+    def knows(self, name: str) -> bool:
+        """Whether `get(name)` would find an entry, counting `prefix:rest` names of prefixed entries (which
+        imports the prefix's entry, a torch-free settings class for the built-in ones)."""
+        if name in self:
+            return True
+        prefix, sep, rest = name.partition(":")
+        return bool(sep and rest and prefix in self and getattr(self.get(prefix), "prefixed", False))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items or name in self._declared
+        return isinstance(name, str) and name in self._keys()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
-        return len(self._items.keys() | self._declared.keys())
+        return len(self._keys())
 
 
-DATASETS: Registry[Callable] = Registry("data set")
-BACKBONES: Registry[Callable] = Registry("backbone")
-FAMILIES: Registry[Callable] = Registry("augmentation family")
-PRETEXTS: Registry[Callable] = Registry("pretext method")
-REGULARIZERS: Registry[Callable] = Registry("regularizer")
-CORRUPTIONS: Registry[Callable] = Registry("corruption")
-SUITES: Registry[Any] = Registry("suite")  # evaluation suites (urrlkit/evaluate/builtin_suites.py `Suite`)
+def _dist(ep: importlib.metadata.EntryPoint) -> str:
+    """The name of the package that declares an entry point."""
+    dist = getattr(ep, "dist", None)
+    return f"package {dist.name}" if dist is not None else "an installed package"
+
+
+DATASETS: Registry[Callable] = Registry("data set", "urrlkit.datasets")
+BACKBONES: Registry[Any] = Registry("backbone", "urrlkit.backbones")  # BackboneSettings classes
+FAMILIES: Registry[Callable] = Registry("augmentation family", "urrlkit.families")
+PRETEXTS: Registry[Any] = Registry("pretext method", "urrlkit.pretexts")  # MethodSettings classes
+REGULARIZERS: Registry[Callable] = Registry("regularizer", "urrlkit.regularizers")
+CORRUPTIONS: Registry[Callable] = Registry("corruption", "urrlkit.corruptions")
+SUITES: Registry[Any] = Registry("suite", "urrlkit.suites")  # evaluation suites (urrlkit/evaluate/builtin_suites.py)
 ALL = (DATASETS, BACKBONES, FAMILIES, PRETEXTS, REGULARIZERS, CORRUPTIONS, SUITES)
 
 
@@ -146,5 +224,5 @@ def resolve_all() -> None:
     """Import every declared entry (tests, and tools that list live objects)."""
     load_builtins()
     for reg in ALL:
-        for name in list(reg._declared):
+        for name in [*reg._declared, *reg.entry_points()]:
             reg.get(name)

@@ -1,7 +1,9 @@
 """urrlkit's built-in registry entries, declared by name and module without importing them (see
 urrlkit/registry.py `declare`): recipe validation checks names — and family parameters, through the torch-free
 checks of catalog/families.py — with nothing heavier than this package. Each entry's module registers the
-same name when imported; tests/catalog/test_catalog.py holds this list equal to the live registries.
+same name when imported; tests/catalog/test_catalog.py holds this list equal to the live registries. Methods and
+backbones are not here: they are plugins, found through the entry points of pyproject.toml as a third-party
+package's are.
 
 Importing this package declares the entries (once; `urrlkit.registry.load_builtins` imports it).
 """
@@ -21,7 +23,6 @@ TORCHVISION_SETS = ("aircraft", "caltech101", "caltech256", "cars", "dtd", "flow
 FILE_SETS = {"cifar10-sample": "arrays:cifar10_sample", "npz": "arrays:npz", "cifar10": "arrays:cifar10",
              "cifar100": "arrays:cifar100", "imagefolder": "files:imagefolder", "imagenet": "files:imagenet",
              "birdsnap": "files:birdsnap", "tiny-imagenet": "files:tiny_imagenet"}
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet10")
 # name -> (module, factory); the check of the same factory name is in catalog/families.py.
 FAMILIES = {"moco_v2": ("families", "moco_v2"), "augmix": ("families", "augmix_family"),
             "augmix_allop": ("families", "augmix_allop"), "augmix_moco": ("families", "augmix_moco"),
@@ -33,8 +34,6 @@ FAMILY_CHECKS: dict[str, Callable[..., object]] = {
                  "augmix_moco": families.augmix_moco, "identity": families.identity, "instdis": families.instdis,
                  "prime": families.prime, "pixmix": families.pixmix,
                  "trivialaugment": families.trivialaugment, "randaugment": families.randaugment}
-# In the order the error line for an unknown pretext.method lists them.
-PRETEXTS = {"moco_v2": "moco:MoCo", "instdis": "instdis:InstDis", "pirl": "pirl:PIRL"}
 REGULARIZERS = ("none", "sim", "l2sp", "adversarial")
 # name -> module of urrlkit/evaluate/corruptions (the package registers them all when imported).
 CORRUPTIONS = {
@@ -55,12 +54,8 @@ def _declare() -> None:
         registry.DATASETS.declare(name, f"{_DATA}.torchvision_sets")
     for name, target in FILE_SETS.items():
         registry.DATASETS.declare(name, f"{_DATA}.{target}")
-    for name in BACKBONES:
-        registry.BACKBONES.declare(name, f"urrlkit.models.backbones:{name}")
     for name, (module, fn) in FAMILIES.items():
         registry.FAMILIES.declare(name, f"urrlkit.augment.{module}:{fn}", check=FAMILY_CHECKS[name])
-    for name, target in PRETEXTS.items():
-        registry.PRETEXTS.declare(name, f"urrlkit.pretext.{target}")
     for name in REGULARIZERS:
         registry.REGULARIZERS.declare(name, f"urrlkit.finetune.regularizers:build_{name}")
     for name, module in CORRUPTIONS.items():

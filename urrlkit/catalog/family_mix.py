@@ -13,10 +13,11 @@ T_ROB = "augmix_allop"
 T_REP = "moco_v2"
 
 
-def family_weights(p: float) -> list[tuple[str, float]]:
-    """Paper Eq. 2: [(T_rob, p), (T_rep, 1 − p)]. p ∈ [0, 1] is the recipe's check (`pretext.p`), not this one's:
-    the model card expands a recorded p even where the recipe no longer validates."""
-    return [(T_ROB, float(p)), (T_REP, 1.0 - float(p))]
+def family_weights(p: float, t_rep: str = T_REP) -> list[tuple[str, float]]:
+    """Paper Eq. 2: [(T_rob, p), (T_rep, 1 − p)]. T_rep is the method's own augmentation (MoCo v2's for the
+    paper's URRL; a method declares its own, e.g. SimCLR's). p ∈ [0, 1] is the recipe's check (`pretext.p`), not
+    this one's: the model card expands a recorded p even where the recipe no longer validates."""
+    return [(T_ROB, float(p)), (t_rep, 1.0 - float(p))]
 
 
 def family_probabilities(weights: Sequence[float]) -> list[float]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from urrlkit import registry
 from urrlkit.config.errors import format_validation_error
 from urrlkit.config.recipe import Recipe
 from urrlkit.errors import RecipeError
@@ -47,16 +48,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise RecipeError(f"{where}: malformed TOML: {msg}") from None
 
 
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any], _path: tuple[str, ...] = ()) -> dict[str, Any]:
     """Tables merge key by key; any other value (lists included) in `over` replaces the base value.
 
     A table whose `type` tag changes (e.g. finetune.regularizer sim → l2sp) is replaced whole: the old
-    variant's keys (sim's `weight`) mean nothing to the new one and would only be rejected as unknown."""
+    variant's keys (sim's `weight`) mean nothing to the new one and would only be rejected as unknown. When
+    [pretext]'s `method` or [model]'s `backbone` changes, the base's keys that the new method / backbone does not
+    declare are dropped (MoCo's queue_size under InstDis), those it declares carry over (see `_keep_declared`)."""
     out = dict(base)
     for key, value in over.items():
         prev = out.get(key)
         if isinstance(value, dict) and isinstance(prev, dict) and not _retagged(prev, value):
-            out[key] = deep_merge(prev, value)
+            out[key] = deep_merge(_keep_declared((*_path, key), prev, value), value, (*_path, key))
         else:
             out[key] = value
         for other in _ALTERNATIVE.get(key, ()):
@@ -74,6 +77,26 @@ _ALTERNATIVE: dict[str, tuple[str, ...]] = {
 
 def _retagged(base: dict[str, Any], over: dict[str, Any]) -> bool:
     return "type" in base and "type" in over and base["type"] != over["type"]
+
+
+# Tables whose schema is the plugin their tag names (config/pretext.py, config/model.py): path → (tag, registry).
+_PLUGIN_TABLES: dict[tuple[str, ...], tuple[str, registry.Registry]] = {
+    ("pretext",): ("method", registry.PRETEXTS), ("model",): ("backbone", registry.BACKBONES)}
+
+
+def _keep_declared(path: tuple[str, ...], table: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`table` (a base layer's [pretext] or [model]) without the keys that the plugin `over` switches to does not
+    declare. An unknown new tag keeps everything: validation then names the tag."""
+    if path not in _PLUGIN_TABLES:
+        return table
+    tag_key, reg = _PLUGIN_TABLES[path]
+    if tag_key not in over or over[tag_key] == table.get(tag_key):
+        return table
+    tag = over[tag_key]
+    if not isinstance(tag, str) or not reg.knows(tag):
+        return table
+    fields = getattr(reg.get(tag), "model_fields", None)
+    return table if fields is None else {k: v for k, v in table.items() if k in fields}
 
 
 def _resolve(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -116,10 +139,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         keys, value = parse_override(item)
         node = data
-        for k in keys[:-1]:
+        for i, k in enumerate(keys[:-1]):
             child = node.setdefault(k, {})
             if not isinstance(child, dict):
                 raise RecipeError(f"--set {item!r}: {k!r} is a value, not a table")
+            if i == len(keys) - 2:  # --set pretext.method=… drops the old method's own keys, as an extending file
+                child = node[k] = _keep_declared(tuple(keys[:-1]), child, {keys[-1]: value})
             node = child
         if keys[-1] == "type" and node.get("type", value) != value:
             node.clear()  # a new variant (see deep_merge): follow with --set for its own keys

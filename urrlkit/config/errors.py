@@ -7,6 +7,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from urrlkit.config.plugins import Dispatch, dispatch_of
 from urrlkit.config.recipe import Recipe
 from urrlkit.registry import nearest
 
@@ -20,8 +21,15 @@ def _models_in(ann: Any) -> list[type[BaseModel]]:
 
 def _owner(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The model that owns the last key of `loc`. A discriminated union's tag, which Pydantic inserts into
-    the location after the field name, picks the member."""
+    the location after the field name, picks the member; a plugin field's tag (config/plugins.py Dispatch, e.g.
+    [pretext]'s method) picks the plugin's settings class."""
+    return _walk(loc)[0]
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, str | None]:
+    """(_owner of `loc`, the last plugin tag passed on the way, e.g. 'moco_v2')."""
     model: type[BaseModel] | None = Recipe
+    plugin: str | None = None
     i = 0
     while i < len(loc) - 1:
         p = loc[i]
@@ -30,16 +38,20 @@ def _owner(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             continue
         field = model.model_fields.get(p) if model else None
         if field is None:
-            return None
+            return None, plugin
+        dispatch = dispatch_of(field)
         members = _models_in(field.annotation)
-        if len(members) > 1:
+        if dispatch is not None:
+            model, plugin = dispatch.resolve(loc[i + 1]), f"{dispatch.key} {loc[i + 1]!r}"
+            i += 2
+        elif len(members) > 1:
             tag = loc[i + 1]
             model = next((m for m in members if _tag(m) == tag), None)
             i += 2
         else:
             model = members[0] if members else None
             i += 1
-    return model
+    return model, plugin
 
 
 def _tag(model: type[BaseModel]) -> Any:
@@ -49,11 +61,13 @@ def _tag(model: type[BaseModel]) -> Any:
 
 def _dotted(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
-    skip_tag = False
+    tag_of: Any = None  # what the next element of loc is, when it is a tag Pydantic or Dispatch inserted
     model: type[BaseModel] | None = Recipe
     for p in loc:
-        if skip_tag:  # the discriminator tag Pydantic inserts is not a key the user wrote
-            skip_tag = False
+        if tag_of is not None:  # the discriminator tag is not a key the user wrote
+            model = tag_of.resolve(p) if isinstance(tag_of, Dispatch) else next(
+                (m for m in tag_of if _tag(m) == p), None)
+            tag_of = None
             continue
         if isinstance(p, int):
             parts.append(f"[{p}]")
@@ -61,8 +75,9 @@ def _dotted(loc: tuple[Any, ...]) -> str:
         parts.append(("." if parts else "") + str(p))
         field = model.model_fields.get(p) if model else None
         members = _models_in(field.annotation) if field else []
-        skip_tag = len(members) > 1
-        model = members[0] if len(members) == 1 else None
+        dispatch = dispatch_of(field) if field else None
+        tag_of = dispatch if dispatch is not None else members if len(members) > 1 else None
+        model = members[0] if len(members) == 1 and dispatch is None else None
     return "".join(parts)
 
 
@@ -108,10 +123,11 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     ctx = first.get("ctx") or {}
     value = first.get("input")
     if kind == "extra_forbidden":
-        owner = _owner(loc)
+        owner, plugin = _walk(loc)
         allowed = [k for k in owner.model_fields if k != "type"] if owner else []
         hint = nearest(str(loc[-1]), allowed)
-        return f"{source}: unknown key {where}{hint}; allowed here: {', '.join(allowed) or 'none'}{more}"
+        of = f" for {plugin}" if plugin else ""
+        return f"{source}: unknown key {where}{of}{hint}; allowed here: {', '.join(allowed) or 'none'}{more}"
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
         bounds = _bounds(loc) or first["msg"].removeprefix("Input should be ")
         return f"{source}: {where} = {value!r} is out of range; allowed: {bounds}{more}"

@@ -1,47 +1,124 @@
-"""The [pretext] section: the self-supervised method and its weighted augmentation families (paper Eq. 2)."""
+"""The [pretext] section: the self-supervised method, declared by the method itself.
+
+A method is one module (urrlkit/pretext/methods/*.py for the built-in ones, any package for a plugin) holding a
+subclass of `MethodSettings`: its own typed fields with their bounds, beside the code that builds and runs it.
+Every subclass shares the augmentation fields of paper Eq. 2 (`p`, `families`, `views`). The recipe's
+`pretext.method` names the class (a registered name or a Python entry point of the group `urrlkit.pretexts`,
+urrlkit/registry.py), which then validates the rest of the table; a field of another method is an unknown key of
+this one. Nothing here imports torch: a settings class imports its torch code inside `build` / `forward`.
+
+The hooks a method implements (each documented below): `build` its modules around the encoder, `forward` one
+step to a `StepOutput`; optionally `after_step` (e.g. BYOL's target update), `view_groups` (multi-crop),
+`check` (values that only make sense with the rest of the recipe), `chance_loss` (the collapse watch) and
+`warnings`.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, SerializeAsAny, WrapValidator, field_validator, model_validator
 
 from urrlkit import registry
 from urrlkit.catalog import family_mix
 from urrlkit.config.families import FamilySpec
-from urrlkit.config.sections import Section
+from urrlkit.config.plugins import Dispatch
+from urrlkit.config.sections import Section, _error_at
+from urrlkit.views import ViewGroup, same_views
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from urrlkit.engine.progress import Progress, StepOutput
+    from urrlkit.models import Encoder
+    from urrlkit.pretext.model import BuildContext, PretextModel
+
+DEFAULT_METHOD = "moco_v2"
 
 
-class PretextConfig(Section):
-    method: str = Field("moco_v2", description="a registered pretext method (urrlkit.registry.PRETEXTS); built in: "
-                        "moco_v2, instdis, pirl")
-    queue_size: int = Field(65536, ge=1, description="MoCo negatives K / memory-bank NCE negatives")
-    momentum: float = Field(0.999, ge=0, le=1, description="key encoder / memory bank momentum")
-    temperature: float = Field(0.2, gt=0)
-    head_hidden: int | None = Field(None, ge=1, description="MLP head hidden width; None = feature dim")
-    head_dim: int = Field(128, ge=1)
-    mlp: bool = True
+class MethodSettings(Section):
+    """Base of every method's settings. Subclasses declare `method: Literal["<name>"] = "<name>"` and their own
+    fields, and implement `build` and `forward`."""
+
+    method: str = Field(description="a registered pretext method (urrlkit.registry.PRETEXTS, or a package's "
+                        "`urrlkit.pretexts` entry point); built in: moco_v2, instdis, pirl, simclr, byol, moco_v3, "
+                        "dino")
+    views: int = Field(2, ge=2, le=64, description="views per image at data.image_size (each draws its family, "
+                       "Eq. 2); multi-crop methods add their smaller views to these")
+    p: float | None = Field(None, ge=0, le=1, description="shorthand for paper Eq. 2: {augmix_allop: p, "
+                            "<the method's own augmentation>: 1 - p}")
+    families: list[FamilySpec] = Field(default_factory=list, description="the weighted family list of Eq. 2; "
+                                       "default: the method's own augmentation alone")
+
+    # The method's own augmentation (T_rep of Eq. 2): what `p` mixes with AugMix and what no `families` means.
+    representation_family: ClassVar[str] = "moco_v2"
+    # One line for the model card: the method and what it optimises.
+    summary: ClassVar[str] = ""
+
+    @model_validator(mode="after")
+    def _resolve_families(self) -> MethodSettings:
+        if self.p is not None and self.families:
+            raise ValueError("give either p (the paper's two-family shorthand) or families, not both")
+        if self.p is None and not self.families:
+            # model_construct: the default needs no re-validation, and a ValidationError raised in here would
+            # surface with a location relative to FamilySpec ("name") instead of the user's dotted path.
+            own = FamilySpec.model_construct(name=self.representation_family, weight=1.0, params={})
+            self.__dict__["families"] = [own]
+        if self.families and sum(f.weight for f in self.families) <= 0:
+            raise ValueError("families: the weights must not all be zero")
+        return self
+
+    def family_weights(self) -> list[FamilySpec]:
+        """The weighted family list, with `p` expanded by paper Eq. 2 around the method's own augmentation
+        (catalog/family_mix.py `family_weights`)."""
+        if self.p is not None:
+            return [FamilySpec(name=name, weight=w)
+                    for name, w in family_mix.family_weights(self.p, self.representation_family)]
+        return list(self.families)
+
+    # ------------------------------------------------------------------------------------- torch-free hooks
+
+    def view_groups(self) -> list[ViewGroup]:
+        """The views each image gives a step, in the order `forward` receives them (urrlkit/views.py)."""
+        return same_views(self.views)
+
+    def check(self, batch_size: int, image_size: int) -> None:
+        """Raise ValueError (or config.sections._error_at naming a `pretext.*` key) for values that fail with
+        this data.batch_size (the global batch) and data.image_size; called by the Recipe's validation."""
+
+    def chance_loss(self, batch_size: int) -> float | None:
+        """The loss of an encoder that tells no image from another (e.g. ln K for an InfoNCE over K candidates),
+        for the collapse watch of the health monitor; None when the loss has no such value."""
+        return None
+
+    # ------------------------------------------------------------------------------------------ torch hooks
+
+    def build(self, encoder: Encoder, ctx: BuildContext) -> dict[str, nn.Module]:
+        """The method's modules besides the encoder (heads, momentum copies, queues, banks), by name; they
+        become `PretextModel.parts` (checkpointed, optimised where they require grad). Draw initial weights from
+        the global torch generator only: pretraining seeds it from run.seed before calling this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build()")
+
+    def forward(self, model: PretextModel, views: list[Tensor], index: Tensor, progress: Progress) -> StepOutput:
+        """One training step's loss and what the monitors read, from the sampler's views (`view_groups` order)
+        and the images' data set indices."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def after_step(self, model: PretextModel, progress: Progress) -> None:
+        """Runs after each applied optimizer step with the progress that step ran at (EMA targets)."""
+
+    def warnings(self, model: PretextModel, ctx: BuildContext) -> list[str]:
+        """Lines to print once when the run starts (e.g. MoCo without shuffle-BN)."""
+        return []
+
+
+class GroupedBNSettings(MethodSettings):
+    """A method whose encoder forwards each process's batch in `bn_groups` BN groups, emulating the paper's 8
+    devices, each with its own BN statistics over 256 / 8 images (MoCo v2's shuffle-BN, InstDis, PIRL)."""
+
     bn_groups: int | Literal["auto"] = Field(
-        1, description="MoCo shuffle-BN: key-encoder BN statistics over this many groups per process, the keys "
-        "shuffled across groups and processes; auto = 8 / processes (the paper's 8 GPUs whatever the launch)")
-    views: int = Field(2, ge=2)
-    pirl_lambda: float = Field(0.5, ge=0, le=1, description="PIRL weight of the view-vs-memory term")
-    negatives: int | None = Field(None, ge=1, description="memory-bank negatives per image; None = queue_size")
-    bank_loss: Literal["nce", "infonce"] = Field("nce", description="memory-bank objective (instdis, pirl)")
-    jigsaw_grid: int = Field(3, ge=0, description="PIRL I^t: grid×grid jigsaw patches; 0 = the whole view")
-    p: float | None = Field(None, ge=0, le=1, description="shorthand: {augmix_allop: p, moco_v2: 1 - p}")
-    families: list[FamilySpec] = Field(default_factory=list)
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _known_method(cls, v: Any) -> Any:
-        choices = registry.PRETEXTS.in_order()
-        if isinstance(v, str) and v in registry.PRETEXTS:
-            return v
-        # Worded as a fixed choice of values (format_validation_error's literal_error line), which it was.
-        expected = " or ".join(filter(None, [", ".join(map(repr, choices[:-1])), *map(repr, choices[-1:])]))
-        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        1, description="BN statistics over this many groups per process (MoCo: the key encoder's shuffle-BN, the "
+        "keys shuffled across groups and processes); auto = 8 / processes (the paper's 8 GPUs whatever the launch)")
 
     @field_validator("bn_groups", mode="before")
     @classmethod
@@ -51,20 +128,40 @@ class PretextConfig(Section):
             return v
         raise ValueError(f"expected a positive integer or 'auto', got {v!r}")
 
-    @model_validator(mode="after")
-    def _resolve_families(self) -> PretextConfig:
-        if self.p is not None and self.families:
-            raise ValueError("give either p (the paper's two-family shorthand) or families, not both")
-        if self.p is None and not self.families:
-            # model_construct: the default needs no re-validation, and a ValidationError raised in here would
-            # surface with a location relative to FamilySpec ("name") instead of the user's dotted path.
-            self.__dict__["families"] = [FamilySpec.model_construct(name="moco_v2", weight=1.0, params={})]
-        if self.families and sum(f.weight for f in self.families) <= 0:
-            raise ValueError("families: the weights must not all be zero")
-        return self
+    def check(self, batch_size: int, image_size: int) -> None:
+        # An integer must divide the per-process batch and so the global one; 'auto' depends on the process
+        # count, checked at launch (pretext/common.py check_bn_groups).
+        if isinstance(self.bn_groups, int) and batch_size % self.bn_groups:
+            raise _error_at("pretext.bn_groups", f"{self.bn_groups} does not divide data.batch_size = {batch_size} "
+                            "(BN statistics are computed over equal groups of each process's batch)")
 
-    def family_weights(self) -> list[FamilySpec]:
-        """The weighted family list, with `p` expanded by paper Eq. 2 (catalog/family_mix.py `family_weights`)."""
-        if self.p is not None:
-            return [FamilySpec(name=name, weight=w) for name, w in family_mix.family_weights(self.p)]
-        return list(self.families)
+    def groups(self, ctx: BuildContext) -> int:
+        """BN groups per process for the launch `ctx` describes ("auto" resolved), checked against its batch."""
+        from urrlkit.pretext.common import check_bn_groups, resolve_bn_groups
+
+        groups = resolve_bn_groups(self.bn_groups, ctx.processes)
+        if ctx.batch_per_process is not None:
+            check_bn_groups(groups, ctx.batch_per_process, self.bn_groups)
+        return groups
+
+
+def _method_dispatch() -> Dispatch:
+    return Dispatch(registry.PRETEXTS, "method", DEFAULT_METHOD, MethodSettings)
+
+
+def default_method() -> MethodSettings:
+    """[pretext] when a recipe has none: the default method with its defaults."""
+    cls = _method_dispatch().resolve(DEFAULT_METHOD)
+    assert cls is not None, "the built-in default method is not installed (pip install -e .)"
+    return cls.model_validate({"method": DEFAULT_METHOD})  # type: ignore[return-value]
+
+
+# The Recipe's field type: any method's settings, picked by `method`, serialised with the subclass's fields.
+PretextConfig = Annotated[SerializeAsAny[MethodSettings], WrapValidator(_method_dispatch())]
+
+
+def method_settings(table: dict[str, Any]) -> MethodSettings:
+    """A [pretext] table (e.g. from a model's config.json) validated as the settings of the method it names."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(PretextConfig).validate_python(table)

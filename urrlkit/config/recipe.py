@@ -9,13 +9,14 @@ from typing import Any
 
 import tomli_w
 from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from urrlkit.config.families import _check_family_params
 from urrlkit.config.finetune_eval import EvalConfig, FinetuneConfig, HubConfig, LinearEvalConfig
-from urrlkit.config.model import ModelConfig
+from urrlkit.config.model import ModelConfig, default_backbone
 from urrlkit.config.monitor import MonitorConfig
 from urrlkit.config.optim import OptimConfig
-from urrlkit.config.pretext import PretextConfig
+from urrlkit.config.pretext import PretextConfig, default_method
 from urrlkit.config.sections import (
     DataConfig,
     RunConfig,
@@ -28,8 +29,8 @@ class Recipe(Section):
     extends: str | None = Field(None, description="resolved at load time; kept for provenance")
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    pretext: PretextConfig = Field(default_factory=PretextConfig)
+    model: ModelConfig = Field(default_factory=default_backbone)
+    pretext: PretextConfig = Field(default_factory=default_method)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     linear_eval: LinearEvalConfig = Field(default_factory=LinearEvalConfig)
@@ -40,19 +41,13 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
         """What only the whole recipe knows: values that would otherwise validate and fail at run time."""
-        p, batch = self.pretext, self.data.batch_size
-        # MoCo enqueues one global batch of keys per step into a queue of K columns: facebookresearch/moco
-        # builder.py _dequeue_and_enqueue asserts `self.K % batch_size == 0` on the keys gathered from every
-        # process. data.batch_size is that global batch (gradient accumulation repeats it; it does not split it).
-        if p.method == "moco_v2" and p.queue_size % batch:
-            raise _error_at("pretext.queue_size", f"{p.queue_size} is not a multiple of data.batch_size = {batch} "
-                            "(MoCo enqueues a whole global batch of keys per step)")
-        # Every pretext forwards in bn_groups BN groups per process: an integer must divide the per-process batch
-        # and so the global one. 'auto' depends on the process count, checked at launch
-        # (pretext/common.py check_bn_groups).
-        if isinstance(p.bn_groups, int) and batch % p.bn_groups:
-            raise _error_at("pretext.bn_groups", f"{p.bn_groups} does not divide data.batch_size = {batch} (BN "
-                            "statistics are computed over equal groups of each process's batch)")
+        p = self.pretext
+        try:  # the method's own checks against the rest of the recipe (e.g. MoCo's queue vs the global batch)
+            p.check(self.data.batch_size, self.data.image_size)
+        except PydanticCustomError:
+            raise  # already names its key
+        except ValueError as exc:
+            raise _error_at("pretext", str(exc)) from None
         for i, fam in enumerate(p.families):
             if fam.params:
                 _check_family_params(f"pretext.families[{i}]", fam, self.data.image_size)

@@ -144,9 +144,8 @@ def evaluate_model(
     if robustbench_json is not None:
         from urrlkit.evaluate.robustbench import write_robustbench
 
-        m = recipe.model
-        arch = f"{m.backbone}" + (f", width {m.width}" if m.width else "") + (", 3×3 stem" if m.small_stem else "")
-        write_robustbench(results, robustbench_json, name=Path(name).name if name else "", architecture=arch)
+        write_robustbench(results, robustbench_json, name=Path(name).name if name else "",
+                          architecture=recipe.model.describe())
         console.print(f"RobustBench model info: {robustbench_json}", markup=False)
     print_results(results, console)
     console.print(f"results: {out_dir / 'results.json'}", markup=False)

@@ -74,7 +74,7 @@ def run_convert(checkpoint: Path, out_dir: Path, *, backbone: str = "resnet50", 
         flag = "--small-stem" if conv1.shape[-1] == 3 else "--no-small-stem"
         raise CheckpointError(f"{checkpoint}: conv1 is {conv1.shape[-2]}×{conv1.shape[-1]}; pass {flag}")
     width = int(conv1.shape[0])
-    enc = build_encoder(backbone, small_stem, width if width != 64 else None)
+    enc = build_encoder(backbone, small_stem=small_stem, width=width if width != 64 else None)
     try:
         enc.trunk.load_state_dict(trunk, strict=True)
     except RuntimeError as exc:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from urrlkit.registry import BACKBONES
@@ -37,9 +38,9 @@ def _small_stem(net: nn.Module, width: int) -> None:
     net.maxpool = nn.Identity()
 
 
-def _resnet(kind: str, layers: list[int], small_stem: bool, width: int = 64) -> nn.Module:
-    """A torchvision ResNet trunk (fc removed) of "basic" or "bottleneck" blocks. `width` scales all four stages
-    (64 = the standard net)."""
+def _resnet(kind: str, layers: list[int], small_stem: bool, width: int = 64) -> tuple[nn.Module, int]:
+    """A torchvision ResNet trunk (fc removed) of "basic" or "bottleneck" blocks and its feature size. `width`
+    scales all four stages (64 = the standard net)."""
     # Imported here: torchvision's package import costs seconds (docs/benchmarks.md), which naming a backbone
     # in a recipe (and `urrl recipe validate`) should not pay.
     from torchvision.models import resnet as tv_resnet
@@ -60,32 +61,19 @@ def _resnet(kind: str, layers: list[int], small_stem: bool, width: int = 64) -> 
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     if small_stem:
         _small_stem(net, width)
-    # ignores: Module.__setattr__ is annotated for Tensor | Module values only (a plain int is stored as any
-    # attribute is), and torchvision annotates ResNet.fc as nn.Linear
-    net.feature_dim = width * 8 * block.expansion  # type: ignore[assignment]
-    net.fc = nn.Identity()  # type: ignore[assignment]
-    return net
+    net.fc = nn.Identity()  # type: ignore[assignment]  # torchvision annotates ResNet.fc as nn.Linear
+    return net, width * 8 * block.expansion
 
 
-@BACKBONES.register("resnet18")
-def resnet18(small_stem: bool = False, width: int | None = None) -> nn.Module:
-    return _resnet("basic", [2, 2, 2, 2], small_stem, width or 64)
+# name -> (block kind, blocks per stage); resnet10 has one block per stage: a small net for CPU-scale runs and tests.
+RESNETS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3]),
+           "resnet50": ("bottleneck", [3, 4, 6, 3]), "resnet10": ("basic", [1, 1, 1, 1])}
 
 
-@BACKBONES.register("resnet34")
-def resnet34(small_stem: bool = False, width: int | None = None) -> nn.Module:
-    return _resnet("basic", [3, 4, 6, 3], small_stem, width or 64)
-
-
-@BACKBONES.register("resnet50")
-def resnet50(small_stem: bool = False, width: int | None = None) -> nn.Module:
-    return _resnet("bottleneck", [3, 4, 6, 3], small_stem, width or 64)
-
-
-@BACKBONES.register("resnet10")
-def resnet10(small_stem: bool = False, width: int | None = None) -> nn.Module:
-    """One block per stage: a small net for CPU-scale runs and tests."""
-    return _resnet("basic", [1, 1, 1, 1], small_stem, width or 64)
+def resnet_trunk(name: str, small_stem: bool = False, width: int | None = None) -> tuple[nn.Module, int]:
+    """(trunk, feature size) of the ResNet `name` (RESNETS) at base `width` (None = 64)."""
+    kind, layers = RESNETS[name]
+    return _resnet(kind, layers, small_stem, width or 64)
 
 
 class Encoder(nn.Module):
@@ -125,35 +113,49 @@ class Classifier(nn.Module):
         return (logits, feats) if return_features else logits
 
 
-def build_encoder(backbone: str, small_stem: bool = False, width: int | None = None,
-                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Encoder:
-    trunk = BACKBONES.get(backbone)(small_stem=small_stem, width=width)
-    enc = Encoder(trunk, trunk.feature_dim, mean, std)
-    enc.spec = {"backbone": backbone, "small_stem": small_stem, "width": width,
-                "mean": list(mean), "std": list(std), "feature_dim": trunk.feature_dim}
+def build_encoder(backbone: str, **options: Any) -> Encoder:
+    """The encoder of the registered backbone `backbone` with its own settings `options` (e.g. a ResNet's
+    small_stem and width; urrlkit/backbones): validated by the backbone's settings class (ValueError naming the
+    field otherwise), then built."""
+    return encoder_from_settings(settings_of({"backbone": backbone, **options}))
+
+
+def settings_of(table: dict[str, Any], where: str = "model") -> Any:
+    """The backbone settings (urrlkit/config/model.py BackboneSettings subclass) that `table` names and
+    validates; ValueError naming `<where>.<field>` otherwise."""
+    backbone = table.get("backbone")
+    if not isinstance(backbone, str) or not BACKBONES.knows(backbone):
+        raise ValueError(f"{where}.backbone: {backbone!r} is not a known backbone ({', '.join(BACKBONES.names())})")
+    try:
+        return BACKBONES.get(backbone).model_validate(table)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(k) for k in (where, *first["loc"]))
+        raise ValueError(f"{key}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def encoder_from_settings(settings: Any) -> Encoder:
+    """Build the encoder `settings` (a BackboneSettings) describes, checking its feature_dim when given."""
+    enc: Encoder = settings.build()
+    want = getattr(settings, "feature_dim", None)
+    if want is not None and want != enc.feature_dim:
+        raise ValueError(f"model.feature_dim = {want}, but {settings.describe()} gives {enc.feature_dim}")
     return enc
 
 
 # Bounds on what a model config (config.json, possibly from the Hub) may ask for, checked before anything is
-# allocated: width 256 is 4× the standard ResNet (a ResNet-50 at 256 has ~0.4 G parameters); 100 000 classes
+# allocated (a backbone's own fields are bounded by its settings class, urrlkit/backbones): 100 000 classes
 # covers ImageNet-21k five times over.
-MAX_WIDTH = 256
 MAX_CLASSES = 100_000
 
 
 def check_spec(spec: object) -> dict:
-    """`spec` (an encoder's config.json entry) with every field of the right type and within bounds; else
-    ValueError naming the field."""
+    """`spec` (an encoder's config.json entry) with every field of the right type and within bounds — the
+    backbone's own settings class checks its fields, as it checks a recipe's [model] — else ValueError naming
+    the field."""
     if not isinstance(spec, dict):
         raise ValueError("encoder: expected an object")
-    backbone = spec.get("backbone")
-    if not isinstance(backbone, str) or backbone not in BACKBONES:
-        raise ValueError(f"encoder.backbone: {backbone!r} is not a known backbone ({', '.join(BACKBONES.names())})")
-    width = spec.get("width")
-    if width is not None and (not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= MAX_WIDTH):
-        raise ValueError(f"encoder.width: {width!r} must be an integer in 1..{MAX_WIDTH} (or null for 64)")
-    if not isinstance(spec.get("small_stem", False), bool):
-        raise ValueError(f"encoder.small_stem: {spec.get('small_stem')!r} must be true or false")
+    settings_of({k: v for k, v in spec.items() if k not in ("mean", "std", "feature_dim")}, "encoder")
     for key, default in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
         v = spec.get(key, default)
         if (not isinstance(v, list | tuple) or len(v) != 3
@@ -170,7 +172,13 @@ def check_num_classes(n: object) -> int:
 
 
 def encoder_from_spec(spec: dict) -> Encoder:
-    """Rebuild an (untrained) encoder from the `spec` dict saved in a model's config.json (checked first)."""
+    """Rebuild an (untrained) encoder from the `spec` dict saved in a model's config.json (checked first), with
+    the normalisation it records."""
     check_spec(spec)
-    return build_encoder(spec["backbone"], bool(spec.get("small_stem", False)), spec.get("width"),
-                         spec.get("mean", IMAGENET_MEAN), spec.get("std", IMAGENET_STD))
+    settings = settings_of({k: v for k, v in spec.items() if k not in ("mean", "std", "feature_dim")}, "encoder")
+    enc = encoder_from_settings(settings)
+    if "mean" in spec or "std" in spec:  # the normalisation the model was saved with, whatever its backbone's default
+        mean, std = spec.get("mean", enc.spec["mean"]), spec.get("std", enc.spec["std"])
+        enc.normalize = Normalize(mean, std)
+        enc.spec = {**enc.spec, "mean": list(mean), "std": list(std)}
+    return enc

@@ -1,5 +1,5 @@
 """Pieces the pretexts share: the projection head, a memory bank, the process topology, seeds of random streams
-and MoCo's shuffle-BN groups."""
+and BN groups (MoCo's shuffle-BN, and every method that emulates the paper's 8 devices)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,16 @@ def check_bn_groups(groups: int, batch_per_process: int, bn_groups: int | str) -
         how = f"'auto' → {groups} per process" if bn_groups == "auto" else str(groups)
         raise RecipeError(f"pretext.bn_groups = {how} does not divide the per-process batch of {batch_per_process} "
                           "images (data.batch_size / processes); change one of them")
+
+
+def grouped_forward(net: nn.Module, x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Forward in `groups` chunks so each chunk has its own BN statistics, as one device of a multi-GPU
+    run would. With groups = 1 this is a plain forward."""
+    if groups <= 1:
+        return net(x)
+    if x.shape[0] % groups:
+        raise ValueError(f"batch {x.shape[0]} is not divisible by pretext.bn_groups = {groups}")
+    return torch.cat([net(c) for c in x.chunk(groups)])
 
 
 def head(in_dim: int, dim: int = 128, hidden_dim: int | None = None, mlp: bool = True) -> nn.Module:

@@ -13,6 +13,7 @@ args.nce_t)``). The kNN classifier is finetune/linear.py ``knn_top1``, its one h
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from urrlkit.engine.progress import Progress, StepOutput
+from urrlkit.errors import UrrlError
 from urrlkit.pretext.common import distributed, stream_seed
 
 
@@ -37,14 +40,14 @@ def new_probe(feature_dim: int, classes: int, seed: int) -> nn.Linear:
 
 
 class ProbedPretext(nn.Module):
-    """A pretext module with an online linear probe beside it (solo-learn's online classifier).
+    """A pretext model (pretext/model.py PretextModel) with an online linear probe beside it (solo-learn's online
+    classifier).
 
-    ``forward(views, index)`` runs the pretext, takes the backbone features of views[0] that the pretext just
-    computed (a forward hook on its encoder: MoCo's query encoder, InstDis's and PIRL's encoder all see
-    views[0] first, in grouped_forward's chunk order; no extra forward), detaches them and trains the probe
-    on the labels looked up by index. The returned loss has the pretext's value exactly and the probe's
-    gradient: the probe's cross-entropy enters as ``ce - ce.detach()`` (= 0), so the logged "loss" stays the
-    pretext's and, the features being detached, the encoder's gradient is unchanged.
+    ``forward(views, index, progress)`` runs the method, takes the backbone features of views[0] that its
+    `StepOutput.features` carries (computed by the method's own forward: no extra pass, no hook), detaches them
+    and trains the probe on the labels looked up by index. The returned loss has the method's value exactly and
+    the probe's gradient: the probe's cross-entropy enters as ``ce - ce.detach()`` (= 0), so the logged "loss"
+    stays the method's and, the features being detached, the encoder's gradient is unchanged.
 
     The running top-1 of the epoch is counted on the device in two per-process tensors, ``correct`` and
     ``seen``, which the training loop checkpoints (fit's extra_state) so that a resumed epoch counts on."""
@@ -59,40 +62,28 @@ class ProbedPretext(nn.Module):
         self.labels = labels.to(device)
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.seen = torch.zeros((), dtype=torch.long, device=device)
-        self._features: list[torch.Tensor] = []
-        self._wanted = 0
-        self._hook = self.encoder.register_forward_hook(self._capture)
 
     @property
     def encoder(self) -> nn.Module:
         return self.pretext.encoder  # type: ignore[return-value]
 
-    def _capture(self, module: nn.Module, args: Any, output: torch.Tensor) -> None:
-        # Only during our forward, and only until the rows of views[0] are in (PIRL's patches come after).
-        if sum(f.shape[0] for f in self._features) < self._wanted:
-            self._features.append(output.detach())
-
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        self._features, self._wanted = [], views[0].shape[0]
-        try:
-            loss, stats = self.pretext(views, index)
-            feats = torch.cat(self._features)[: self._wanted]
-        finally:
-            self._features, self._wanted = [], 0
-        logits = self.probe(feats.float())
+    def forward(self, views: list[torch.Tensor], index: torch.Tensor, progress: Progress | None = None
+                ) -> StepOutput:
+        out: StepOutput = self.pretext(views, index, progress)
+        if out.features is None:
+            raise UrrlError(f"{type(self.pretext).__name__}: the method returns no features, which the online "
+                            "probe (monitor.linear) trains on; set monitor.linear = false")
+        logits = self.probe(out.features.detach().float())
         y = self.labels[index]
         ce = F.cross_entropy(logits.float(), y)
         with torch.no_grad():
             self.correct += (logits.argmax(1) == y).sum()
             self.seen += y.shape[0]
         # A tensor, read back by the loop on log steps only (no host sync per step); the top-1 is per epoch.
-        stats = {**stats, "probe_loss": ce.detach()}
-        return loss + (ce - ce.detach()), stats
+        return replace(out, loss=out.loss + (ce - ce.detach()), stats={**out.stats, "probe_loss": ce.detach()})
 
-    def release(self) -> None:
-        """Takes the hook off the encoder, which outlives this wrapper (it is saved and linear-evaluated)."""
-        self._hook.remove()
+    def after_step(self, progress: Progress) -> None:
+        self.pretext.after_step(progress)  # type: ignore[operator]
 
     def epoch_top1(self) -> float:
         """The epoch's train top-1 (%) of the probe over every process (one all-reduce); resets the counts."""

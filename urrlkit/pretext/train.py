@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -12,7 +11,7 @@ from accelerate import PartialState
 from torch.utils.data import DataLoader, Dataset
 
 from urrlkit.augment.device_crops import decode_on_device
-from urrlkit.config import PretextConfig, Recipe, to_file
+from urrlkit.config import Recipe, to_file
 from urrlkit.data import dataset_labels, dataset_len, from_config
 from urrlkit.engine.checkpoint import Checkpointer, barrier, module_generators
 from urrlkit.engine.logging import MetricLogger, say
@@ -20,7 +19,7 @@ from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
 from urrlkit.engine.progress import Progress
 from urrlkit.errors import DataError, UrrlError
-from urrlkit.models import Encoder, build_encoder
+from urrlkit.models import Encoder, encoder_from_settings
 from urrlkit.pretext.probes import (
     EpochMonitor,
     ProbedPretext,
@@ -29,12 +28,12 @@ from urrlkit.pretext.probes import (
     new_probe,
     probe_param_groups,
 )
-from urrlkit.registry import PRETEXTS
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from urrlkit.augment import FamilySampler
+    from urrlkit.pretext.model import PretextModel
 
 
 class Indexed(Dataset):
@@ -50,48 +49,25 @@ class Indexed(Dataset):
         return self.ds[i][0], i
 
 
-def build_pretext(recipe: Recipe, num_samples: int, acc: Accelerator | None = None) -> torch.nn.Module:
-    """The pretext module: the stage's edge, where the recipe becomes the plain values the module takes
-    (pretext_kwargs). Every pretext forwards in pretext.bn_groups BN groups per process ("auto" resolved with the
-    process count of `acc`), checked here against the per-process batch; MoCo also gets run.seed (its shuffle-BN
-    permutations) and, when it would have no shuffle-BN at all, a warning is printed."""
-    import urrlkit.pretext  # noqa: F401  (fills the PRETEXTS registry)
-    from urrlkit.pretext.common import check_bn_groups, rank_world, resolve_bn_groups
-    from urrlkit.pretext.moco import shuffle_warning
+def build_pretext(recipe: Recipe, num_samples: int, acc: Accelerator | None = None) -> PretextModel:
+    """The model the recipe's method trains (pretext/model.py): the stage's edge, where [model] builds the encoder
+    and [pretext] — the method's own settings class — builds its parts for this launch (process count of `acc`,
+    per-process batch, run.seed, data set size). The method's start-up warnings are printed here."""
+    from urrlkit.pretext.common import rank_world
+    from urrlkit.pretext.model import BuildContext, build_model
 
-    m = recipe.model
-    encoder = build_encoder(m.backbone, m.small_stem, m.width)
-    if m.feature_dim is not None and m.feature_dim != encoder.feature_dim:
-        raise UrrlError(f"model.feature_dim = {m.feature_dim}, but {m.backbone} (width {m.width or 64}) "
-                        f"gives {encoder.feature_dim}")
-    p, factory = recipe.pretext, PRETEXTS.get(recipe.pretext.method)
+    try:
+        encoder = encoder_from_settings(recipe.model)
+    except ValueError as exc:
+        raise UrrlError(str(exc)) from None
     processes = acc.num_processes if acc is not None else rank_world()[1]
-    check_bn_groups(resolve_bn_groups(p.bn_groups, processes), recipe.data.batch_size // processes, p.bn_groups)
-    values = {**pretext_kwargs(p), "num_samples": num_samples, "seed": recipe.run.seed, "processes": processes}
-    model = factory(encoder, **accepted_kwargs(factory, values))
-    if p.method == "moco_v2" and acc is not None and (warning := shuffle_warning(model.groups, processes)):
-        say(acc, warning)
+    ctx = BuildContext(num_samples=num_samples, seed=recipe.run.seed, processes=processes,
+                       batch_per_process=recipe.data.batch_size // processes, image_size=recipe.data.image_size,
+                       epochs=recipe.optim.epochs)
+    model = build_model(recipe.pretext, encoder, ctx)
+    for line in recipe.pretext.warnings(model, ctx) if acc is not None else ():
+        say(acc, line)
     return model
-
-
-def pretext_kwargs(p: PretextConfig) -> dict[str, object]:
-    """The recipe's [pretext] as the plain keyword values the pretext modules take (MoCo, InstDis, PIRL and
-    registered ones: each receives those its signature names, see accepted_kwargs). `negatives` defaults to
-    queue_size, as the recipe reference says."""
-    return {"dim": p.head_dim, "hidden_dim": p.head_hidden, "mlp": p.mlp, "queue_size": p.queue_size,
-            "momentum": p.momentum, "temperature": p.temperature, "bn_groups": p.bn_groups,
-            "negatives": p.negatives if p.negatives is not None else p.queue_size, "bank_loss": p.bank_loss,
-            "jigsaw_grid": p.jigsaw_grid, "pirl_lambda": p.pirl_lambda}
-
-
-def accepted_kwargs(factory: Callable[..., object], values: dict[str, object]) -> dict[str, object]:
-    """The entries of `values` that `factory` takes as keywords (all of them when it has **kwargs): a pretext
-    declares what it needs, so MoCo is not handed PIRL's jigsaw_grid, nor InstDis MoCo's shuffle seed."""
-    params = inspect.signature(factory).parameters.values()
-    if any(q.kind is q.VAR_KEYWORD for q in params):
-        return dict(values)
-    names = {q.name for q in params if q.kind in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD)}
-    return {k: v for k, v in values.items() if k in names}
 
 
 def recipe_sampler(recipe: Recipe) -> FamilySampler:
@@ -205,7 +181,7 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     loader = DataLoader(Indexed(source), batch_size=per_process, shuffle=True, drop_last=True,
                         num_workers=recipe.data.workers, persistent_workers=recipe.data.workers > 0,
                         collate_fn=collate)
-    model = build_pretext(recipe, n, acc)
+    model: torch.nn.Module = build_pretext(recipe, n, acc)
     lr = o.effective_lr(recipe.data.batch_size)  # optim.lr, or optim.lr_per_256 scaled to the global batch
     probed, knn = build_monitors(recipe, model, train, acc)  # [monitor]: both None when off (paper recipes)
     groups = None
@@ -240,7 +216,11 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
             views, fam = sampler(images, aug_gen)
         counts.scatter_add_(0, fam.flatten(), torch.ones_like(fam.flatten()))
         with acc.autocast():
-            return model(views, index)
+            out = model(views, index, progress)
+        return out.loss, out.stats
+
+    def after_step(progress: Progress) -> None:
+        cast("PretextModel | ProbedPretext", acc.unwrap_model(model)).after_step(progress)
 
     spec = LoopSpec(epochs=o.epochs, lr=lr, schedule=o.schedule,
                     milestones=tuple(o.milestones),
@@ -261,10 +241,9 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
     monitor = None if probed is None and knn is None else EpochMonitor(
         probed, knn, recipe.monitor.knn_every, o.epochs, acc.is_main_process)
     state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume, extra_state=extra,
-                prepare=decode_batch if isinstance(collate, EncodedViewsCollate) else None, on_epoch_end=monitor)
-    encoder = acc.unwrap_model(model).encoder
-    if probed is not None:
-        probed.release()
+                prepare=decode_batch if isinstance(collate, EncodedViewsCollate) else None, on_epoch_end=monitor,
+                after_step=after_step)
+    encoder = cast(Encoder, acc.unwrap_model(model).encoder)
     if state.epoch >= o.epochs and acc.is_main_process:
         counts = counts.cpu()
         total = counts.sum().clamp(min=1)

@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from urrlkit.backbones.resnet import ResNet
 from urrlkit.config import AdvReg, load
 from urrlkit.errors import UrrlError
 from urrlkit.evaluate.table import markdown_table
@@ -22,6 +23,7 @@ from urrlkit.experiments.replica.plan import (
     _shell,
 )
 from urrlkit.experiments.replica.results import claims, fmt, stat
+from urrlkit.pretext.methods.moco_v2 import MoCoV2
 
 # The paper's numbers (Tables 1–3).
 PAPER_T1 = {"moco_v2": (67.59, 88.21, 15.30), "augmix": (61.45, 94.47, 16.17),
@@ -80,6 +82,9 @@ def describe_budget(budget: str) -> list[str]:
     if not isinstance(adv, AdvReg):
         raise UrrlError(f"{RECIPES / 'cifar10_adversarial.toml'}: finetune.regularizer.type must be 'adversarial'")
     m, d, o, q = pre.model, pre.data, pre.optim, pre.pretext
+    if not isinstance(m, ResNet) or not isinstance(q, MoCoV2):
+        raise UrrlError(f"{RECIPES / 'urrl.toml'}: the replica describes a MoCo v2 ResNet; got {q.method} on "
+                        f"{m.backbone}")
     images = f"{d.train_limit:,}" if d.train_limit else "all"
     sweeps = "; ".join(f"{k} ∈ {v}" for r in ("sim", "l2sp")
                        for k, v in load(RECIPES / f"cifar10_{r}.toml").finetune.sweep.items())

@@ -66,7 +66,7 @@ def linear_eval_main(argv: list[str]) -> None:
 
     from urrlkit.finetune.linear import run_linear_eval
     from urrlkit.hub import load_backbone
-    from urrlkit.models import build_encoder
+    from urrlkit.models import encoder_from_settings
 
     recipe_path, run_dir, rest = argv[0], Path(argv[1]), argv[2:]
     sets = [rest[i + 1] for i in range(len(rest) - 1) if rest[i] == "--set"]
@@ -74,8 +74,7 @@ def linear_eval_main(argv: list[str]) -> None:
     recipe.data.train_limit = int(rest[rest.index("--labels") + 1]) if "--labels" in rest else None
     if "--untrained" in rest:
         torch.manual_seed(recipe.run.seed)
-        m = recipe.model
-        encoder = build_encoder(m.backbone, m.small_stem, m.width)
+        encoder = encoder_from_settings(recipe.model)
     else:
         encoder = load_backbone(str(run_dir))
     run_linear_eval(recipe, encoder, out_dir=run_dir / "linear")
