@@ -23,7 +23,7 @@ from urrlkit.augment import geometry
 from urrlkit.augment.crops import CropSpec
 from urrlkit.augment.sampler import Family, FamilySampler, WeightedFamily, build_family
 from urrlkit.errors import UrrlError
-from urrlkit.views import ViewGroup, same_views, total_views
+from urrlkit.views import ViewGroup, group_offsets, same_views, total_views
 
 RATIO = (3 / 4, 4 / 3)
 
@@ -88,7 +88,7 @@ class ViewSampler:
         self.views = total_views(self.groups)
         self.sizes = [s.image_size for s in self.samplers]  # per group
         self.counts = [grp.count for grp in self.groups]
-        self.offsets = [sum(self.counts[:j]) for j in range(len(self.counts))]  # first view of each group
+        self.offsets = group_offsets(self.groups)  # each group's first view
         self.view_sizes = [s for s, n in zip(self.sizes, self.counts, strict=True) for _ in range(n)]
 
     @classmethod
