@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, Subset
 
 from urrlkit.augment import FamilySampler, build_sampler
 from urrlkit.augment.crops import batch_seed, crop_views, plan_views
-from urrlkit.augment.device_crops import EncodedBatch, resample_boxes
+from urrlkit.augment.device_crops import EncodedBatch, decode_on_device, resample_boxes
 from urrlkit.augment.multiview import ViewSampler, build_view_sampler
-from urrlkit.augment.view_source import IndexedImages, ViewSource, preview_views
+from urrlkit.augment.view_source import IndexedImages, ViewSource, preview_views, resolve_decode
 from urrlkit.data import DataRequest, build, originals
 from urrlkit.data.datasets import FileDataset, load_image
 from urrlkit.errors import UrrlError
@@ -165,6 +165,18 @@ def test_bad_settings_are_refused(photos: FileDataset) -> None:
         ViewSource(photos, vs, 0, decode_on_device=True, in_workers=True)
     stored_path = ViewSource(photos, vs, 0, crop_from="stored", decode_on_device=True, in_workers=True)
     assert stored_path.describe()["crops_from"] == "stored"  # nothing to decode: the stored images
+
+
+def test_decode_setting_resolves_as_pretraining_did(stored: object) -> None:
+    for decode in ("auto", "cpu", "device"):
+        for device in ("cpu", "cuda"):
+            for workers in (False, True):
+                if decode == "device" and workers:  # refused by ViewSource where there are originals (above)
+                    assert resolve_decode(decode, device, workers)
+                    assert ViewSource(stored, one_group(32)[1], 0, decode_on_device=True, in_workers=True).describe() \
+                        == {"augment_in": "workers", "crops_from": "stored", "decode": "cpu"}
+                else:
+                    assert resolve_decode(decode, device, workers) == decode_on_device(decode, device, workers)
 
 
 def test_preview_is_the_workers_batch(photos: FileDataset, stored: object) -> None:

@@ -26,7 +26,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from urrlkit.augment.device_crops import EncodedBatch, EncodedViewsCollate, decode_groups, encoded_source
+from urrlkit.augment.device_crops import (
+    EncodedBatch,
+    EncodedViewsCollate,
+    decode_groups,
+    decode_on_device,
+    encoded_source,
+)
 from urrlkit.augment.multiview import ViewSampler
 from urrlkit.augment.sampler import FamilySampler
 from urrlkit.augment.workers import AugmentingCollate, OriginalViewsCollate
@@ -55,7 +61,7 @@ class ViewSource:
 
     ``crop_from``: "original" cuts file-backed sets' views from the decoded originals (other sets have none and use
     their stored images), "stored" always uses the stored images; ``decode_on_device``: data.decode resolved
-    (``device_crops.decode_on_device``); ``in_workers``: data.augment_in resolved to the workers.
+    (``resolve_decode``); ``in_workers``: data.augment_in resolved to the workers.
 
     ``dataset`` and ``collate_fn`` (None: default collation) go to the DataLoader; ``prepare`` (None unless the
     JPEGs are decoded on the device) to ``fit``; the step calls ``views(batch, generator)``; ``describe()`` is
@@ -70,10 +76,10 @@ class ViewSource:
         self.seed = seed
         self.in_workers = in_workers
         full = originals(train_dataset) if crop_from == "original" else None
-        encoded = encoded_source(train_dataset) if full is not None and decode_on_device else None
-        if encoded is not None and in_workers:
+        if full is not None and decode_on_device and in_workers:  # where device_crops.decode_on_device refuses
             raise UrrlError("data.decode = 'device' needs the views made on the device; set data.augment_in = "
                             "'device'")
+        encoded = encoded_source(train_dataset) if full is not None and decode_on_device else None
         self.collate_fn: Callable[[list[Any]], Any] | None
         if encoded is not None:  # 4: bytes and boxes in the workers, the rest in prepare
             self.path, source = "encoded", encoded
@@ -118,6 +124,13 @@ class ViewSource:
 
     def __repr__(self) -> str:
         return f"ViewSource({self.path}, {self.describe()}, {self.sampler!r})"
+
+
+def resolve_decode(decode: str, device_type: str, in_workers: bool) -> bool:
+    """data.decode as ViewSource's ``decode_on_device``: ``device_crops.decode_on_device``, except that "device"
+    with views made in the workers is refused by ViewSource, and only where there are originals to decode (as
+    pretraining refused it before: an array data set never decodes)."""
+    return decode == "device" or decode_on_device(decode, device_type, in_workers)
 
 
 @dataclass
