@@ -1,5 +1,5 @@
-"""The built-in augmentation families (paper §3.1; facebookresearch/moco, google-research/augmix),
-registered in ``FAMILIES``.
+"""The built-in augmentation families (paper §3.1; facebookresearch/moco, google-research/augmix, and the own
+augmentations of SimCLR (google-research/simclr) and BYOL (deepmind-research byol)), registered in ``FAMILIES``.
 
 A family factory is ``factory(image_size, **params) -> callable``; the callable maps a float [0, 1] batch
 (B, 3, H, W) (H ≥ image_size allowed) and a ``torch.Generator`` to (B, 3, image_size, image_size), drawing
@@ -98,16 +98,26 @@ class MocoParams(CropDraw):
     gray: Tensor  # bool: grayscale applied (p = 0.2)
     blur: Tensor  # bool: blur applied (p = 0.5)
     sigma: Tensor  # (n,) blur σ ~ U(0.1, 2)
+    solarize: Tensor | None = None  # bool: solarized (BYOL); None when solarize_p = 0, nothing drawn
 
 
 class MocoV2(CropThenColour[MocoParams]):
     """MoCo v2 ``--aug-plus`` (T_rep): RandomResizedCrop(scale 0.2–1) → ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8
-    → RandomGrayscale p 0.2 → GaussianBlur σ ~ U(0.1, 2) p 0.5 → horizontal flip."""
+    → RandomGrayscale p 0.2 → GaussianBlur σ ~ U(0.1, 2) p 0.5 → horizontal flip.
+
+    The same pipeline serves SimCLR's and BYOL's augmentations (``simclr``, ``byol``), which add two settings:
+    ``kernel_size``, the blur's odd tap count (default: ±3σ_max, ``color.blur_kernel_size``; SimCLR and BYOL
+    use ``reference_blur_kernel(image_size)``), and ``solarize_p``, BYOL's solarization after the blur,
+    x ↦ 1 − x where x ≥ ``solarize_threshold`` (deepmind-research byol augmentations.py ``_solarize_single_image``:
+    ``where(image < threshold, image, 1 − image)``, threshold 0.5). With ``solarize_p = 0`` nothing is drawn for
+    it, so MoCo v2's views are exactly what they were before the option existed.
+    """
 
     def __init__(self, image_size: int, scale: tuple[float, float] = (0.2, 1.0), jitter_p: float = 0.8,
                  jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
                  grayscale_p: float = 0.2, blur_p: float = 0.5, blur_sigma: tuple[float, float] = (0.1, 2.0),
-                 flip: bool = True) -> None:
+                 flip: bool = True, *, kernel_size: int | None = None, solarize_p: float = 0.0,
+                 solarize_threshold: float = 0.5) -> None:
         self.image_size = image_size
         self.scale = scale
         self.jitter_p = jitter_p
@@ -115,8 +125,10 @@ class MocoV2(CropThenColour[MocoParams]):
         self.grayscale_p = grayscale_p
         self.blur_p = blur_p
         self.blur_sigma = blur_sigma
-        self.kernel = color.blur_kernel_size(blur_sigma[1])
+        self.kernel = color.blur_kernel_size(blur_sigma[1]) if kernel_size is None else kernel_size
         self.flip = flip
+        self.solarize_p = solarize_p
+        self.solarize_threshold = solarize_threshold
 
     def sample_colour(self, n: int, g: torch.Generator, *crop: Tensor | None) -> MocoParams:
         """The photometric draws (after those of the crop and flip, which ``crop`` carries, if any)."""
@@ -125,12 +137,15 @@ class MocoV2(CropThenColour[MocoParams]):
         gray = rand.bernoulli(n, self.grayscale_p, g)
         blur = rand.bernoulli(n, self.blur_p, g)
         sigma = rand.uniform(n, *self.blur_sigma, g)
+        # Last, and only when on: every earlier draw is unchanged by the option.
+        solar = rand.bernoulli(n, self.solarize_p, g) if self.solarize_p > 0 else None
         top, left, h, w, flip = crop or (None,) * 5
-        return MocoParams(top, left, h, w, flip, jitter_on, factors, order, gray, blur, sigma)
+        return MocoParams(top, left, h, w, flip, jitter_on, factors, order, gray, blur, sigma, solar)
 
     def colour(self, out: Tensor, p: MocoParams) -> Tensor:
-        """ColorJitter, grayscale and blur of ``p`` on ``out`` (B, 3, s, s), in place."""
-        jitter, gray, blur = true_indices([p.jitter, p.gray, p.blur])
+        """ColorJitter, grayscale, blur and solarization of ``p`` on ``out`` (B, 3, s, s), in place."""
+        masks = [p.jitter, p.gray, p.blur] + ([p.solarize] if p.solarize is not None else [])
+        jitter, gray, blur, *solar = true_indices(masks)  # one host sync for all of them
         if jitter.numel():
             jittered = color.apply_jitter(out.index_select(0, jitter), p.factors[jitter], p.order[jitter])
             copy_rows_(out, jitter, jittered)
@@ -138,7 +153,18 @@ class MocoV2(CropThenColour[MocoParams]):
             copy_rows_(out, gray, color.grayscale(out.index_select(0, gray)))
         if blur.numel():
             copy_rows_(out, blur, color.gaussian_blur(out.index_select(0, blur), p.sigma[blur], self.kernel))
-        return out.clamp_(0, 1)  # blur and the HSV round trip can overshoot by float rounding
+        out.clamp_(0, 1)  # blur and the HSV round trip can overshoot by float rounding
+        # BYOL solarizes the blur output and clips last; a blur of [0, 1] stays in [0, 1] up to rounding, so
+        # solarizing after the clamp is the same image (and 1 − x keeps it in [0, 1]).
+        if solar and solar[0].numel():
+            copy_rows_(out, solar[0], solarize(out.index_select(0, solar[0]), self.solarize_threshold))
+        return out
+
+
+def solarize(x: Tensor, threshold: float = 0.5) -> Tensor:
+    """x where x < threshold, else 1 − x (BYOL's ``_solarize_single_image``; torchvision ``solarize(x,
+    threshold)`` on float images in [0, 1] computes the same)."""
+    return torch.where(x < threshold, x, 1.0 - x)
 
 
 @FAMILIES.register("moco_v2")
@@ -150,6 +176,52 @@ def moco_v2(image_size: int, scale_min: float = 0.2, scale_max: float = 1.0, jit
     checks.moco_v2(**locals())  # the ranges, shared with torch-free recipe validation
     return MocoV2(image_size, (scale_min, scale_max), jitter_p, (brightness, contrast, saturation, hue),
                   grayscale_p, blur_p, (blur_sigma_min, blur_sigma_max), flip)
+
+
+# ----------------------------------------------------------------------------------- SimCLR, BYOL
+
+# What SimCLR's and BYOL's own colour pipelines (TensorFlow / JAX) do differently from the torchvision ops used
+# here, named once for both families. Same: the four jitter ops in a random order per image, each clipped to
+# [0, 1]; multiplicative brightness (SimCLR v2 impl); the hue rotation in HSV; luma grayscale (0.2989, 0.587,
+# 0.114); the Gaussian taps exp(−x²/2σ²) normalised. Different: contrast blends with the mean of each channel
+# (tf.image.adjust_contrast), not with the luma mean; saturation scales HSV's S (clipped to 1), not a blend
+# with the grey image; BYOL's brightness adds δ ~ U(−b, b) instead of multiplying by U(1 − b, 1 + b); the blur
+# pads with zeros ('SAME'), not by reflection; SimCLR's reference blur draws one σ per batch and view
+# (batch_random_blur → random_blur), this one per image, as BYOL; the crop is torchvision's RandomResizedCrop
+# (10 tries, then the centre) resized bilinearly, where SimCLR samples tf's distorted bounding box (100 tries,
+# then the whole image) and BYOL one box clipped to the image, both resized bicubically.
+
+
+@FAMILIES.register("simclr")
+def simclr(image_size: int, strength: float | None = None, scale_min: float = 0.08, scale_max: float = 1.0,
+           jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float | None = None,
+           blur_sigma_min: float = 0.1, blur_sigma_max: float = 2.0, flip: bool = True) -> MocoV2:
+    """SimCLR's augmentation (google-research/simclr data_util.py preprocess_for_train, color_jitter,
+    batch_random_blur): RandomResizedCrop(scale 0.08–1) → flip → ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) p 0.8 →
+    grayscale p 0.2 → Gaussian blur σ ~ U(0.1, 2) with 2·(size // 20) + 1 taps, p ``blur_p``. strength s:
+    1.0 above 64 px, 0.5 at ≤ 64 (the README's CIFAR-10 run); blur_p: 0.5 above 64 px, 0 at ≤ 64
+    (--use_blur=False). Differences from the reference's TensorFlow ops: the comment above this function."""
+    checks.simclr(**locals())
+    s, blur = checks.simclr_settings(image_size, strength, blur_p)
+    return MocoV2(image_size, (scale_min, scale_max), jitter_p, (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s), grayscale_p,
+                  blur, (blur_sigma_min, blur_sigma_max), flip, kernel_size=checks.reference_blur_kernel(image_size))
+
+
+@FAMILIES.register("byol")
+def byol(image_size: int, scale_min: float = 0.08, scale_max: float = 1.0, jitter_p: float = 0.8,
+         brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.2, hue: float = 0.1,
+         grayscale_p: float = 0.2, blur_p: float = 1.0, blur_sigma_min: float = 0.1, blur_sigma_max: float = 2.0,
+         solarize_p: float = 0.0, solarize_threshold: float = 0.5, flip: bool = True) -> MocoV2:
+    """BYOL's augmentation (Grill et al. 2020, Table 6; deepmind-research byol/utils/augmentations.py
+    augment_config): RandomResizedCrop(scale 0.08–1) → flip → ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8 →
+    grayscale p 0.2 → Gaussian blur σ ~ U(0.1, 2) with 2·(size // 20) + 1 taps, p ``blur_p`` → solarize
+    (threshold 0.5) p ``solarize_p``. The defaults are view 1's (T: blur 1.0, solarize 0.0); the BYOL method sets
+    view 2's (T′: blur 0.1, solarize 0.2) through its view groups. Differences from the reference's JAX ops:
+    the comment above ``simclr``."""
+    checks.byol(**locals())
+    return MocoV2(image_size, (scale_min, scale_max), jitter_p, (brightness, contrast, saturation, hue), grayscale_p,
+                  blur_p, (blur_sigma_min, blur_sigma_max), flip, kernel_size=checks.reference_blur_kernel(image_size),
+                  solarize_p=solarize_p, solarize_threshold=solarize_threshold)
 
 
 # ------------------------------------------------------------------------------------------- AugMix

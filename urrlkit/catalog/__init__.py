@@ -26,12 +26,14 @@ FILE_SETS = {"cifar10-sample": "arrays:cifar10_sample", "npz": "arrays:npz", "ci
 # name -> (module, factory); the check of the same factory name is in catalog/families.py.
 FAMILIES = {"moco_v2": ("families", "moco_v2"), "augmix": ("families", "augmix_family"),
             "augmix_allop": ("families", "augmix_allop"), "augmix_moco": ("families", "augmix_moco"),
-            "identity": ("families", "identity"), "instdis": ("instdis_family", "instdis"),
+            "identity": ("families", "identity"), "simclr": ("families", "simclr"), "byol": ("families", "byol"),
+            "instdis": ("instdis_family", "instdis"),
             "prime": ("prime", "prime"), "pixmix": ("pixmix", "pixmix_family"),
             "trivialaugment": ("autoaugment", "trivialaugment"), "randaugment": ("autoaugment", "randaugment")}
 FAMILY_CHECKS: dict[str, Callable[..., object]] = {
                  "moco_v2": families.moco_v2, "augmix": families.augmix, "augmix_allop": families.augmix_allop,
-                 "augmix_moco": families.augmix_moco, "identity": families.identity, "instdis": families.instdis,
+                 "augmix_moco": families.augmix_moco, "identity": families.identity, "simclr": families.simclr,
+                 "byol": families.byol, "instdis": families.instdis,
                  "prime": families.prime, "pixmix": families.pixmix,
                  "trivialaugment": families.trivialaugment, "randaugment": families.randaugment}
 REGULARIZERS = ("none", "sim", "l2sp", "adversarial")

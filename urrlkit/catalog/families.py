@@ -45,6 +45,46 @@ def moco_v2(image_size: int, scale_min: float = 0.2, scale_max: float = 1.0, jit
     check_order("blur_sigma_min", blur_sigma_min, "blur_sigma_max", blur_sigma_max)
 
 
+def reference_blur_kernel(image_size: int) -> int:
+    """The blur's taps in SimCLR's and BYOL's augmentations at image_size: a kernel of size // 10 (google-research/
+    simclr data_util.py random_blur, ``kernel_size=height//10``) or size / 10 (deepmind-research byol
+    augmentations.py, ``blur_divider = 10``), both then cut to radius int(k / 2) and 2·radius + 1 taps — for
+    either, 2·(size // 20) + 1: 23 at 224 px, 3 at 32 px."""
+    return 2 * (image_size // 20) + 1
+
+
+def simclr_settings(image_size: int, strength: float | None, blur_p: float | None) -> tuple[float, float]:
+    """SimCLR's size-dependent defaults, (colour-jitter strength, blur probability) in effect: ImageNet's
+    (run.py --color_jitter_strength 1.0, --use_blur True: batch_random_blur p 0.5) above 64 px, the README's
+    CIFAR-10 command (--color_jitter_strength=0.5 --use_blur=False) at 64 px and below."""
+    small = image_size <= 64
+    return ((0.5 if small else 1.0) if strength is None else float(strength),
+            (0.0 if small else 0.5) if blur_p is None else float(blur_p))
+
+
+def simclr(image_size: int, strength: float | None = None, scale_min: float = 0.08, scale_max: float = 1.0,
+           jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float | None = None,
+           blur_sigma_min: float = 0.1, blur_sigma_max: float = 2.0, flip: bool = True) -> None:
+    check_crop_scale(scale_min, scale_max)
+    s, blur = simclr_settings(image_size, strength, blur_p)
+    check_range("strength", s, 0, 2.5)  # the hue range 0.2·strength must stay within ColorJitter's 0.5
+    check_probabilities(jitter_p=jitter_p, grayscale_p=grayscale_p, blur_p=blur)
+    check_range("blur_sigma_min", blur_sigma_min, 0, lo_open=True)
+    check_order("blur_sigma_min", blur_sigma_min, "blur_sigma_max", blur_sigma_max)
+
+
+def byol(image_size: int, scale_min: float = 0.08, scale_max: float = 1.0, jitter_p: float = 0.8,
+         brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.2, hue: float = 0.1,
+         grayscale_p: float = 0.2, blur_p: float = 1.0, blur_sigma_min: float = 0.1, blur_sigma_max: float = 2.0,
+         solarize_p: float = 0.0, solarize_threshold: float = 0.5, flip: bool = True) -> None:
+    check_crop_scale(scale_min, scale_max)
+    check_jitter(brightness, contrast, saturation, hue)
+    check_probabilities(jitter_p=jitter_p, grayscale_p=grayscale_p, blur_p=blur_p, solarize_p=solarize_p)
+    check_range("blur_sigma_min", blur_sigma_min, 0, lo_open=True)
+    check_order("blur_sigma_min", blur_sigma_min, "blur_sigma_max", blur_sigma_max)
+    check_range("solarize_threshold", solarize_threshold, 0, 1)
+
+
 def augmix(image_size: int, severity: float | None = None, width: int = 3, depth: int = -1,
            crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> None:
     check_augmix(image_size, severity, width, crop, scale_min)
