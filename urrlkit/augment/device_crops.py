@@ -4,7 +4,8 @@ The DataLoader workers only read each file's bytes and its header size (PIL's ``
 the header, decodes nothing) and draw every view's family and box on that size exactly as the CPU path does
 (``crops.plan_views``, same generator, same order, so the same boxes for the same seed). The main process then
 decodes the batch's JPEGs in one call (``torchvision.io.decode_jpeg(list, device=...)``: nvJPEG on CUDA, libjpeg-
-turbo on the CPU) and cuts every box and resizes it to image_size on the device.
+turbo on the CPU) and cuts every box and resizes it to its view group's size on the device (each JPEG decoded
+once for all its views, augment/multiview.py).
 
 The resize reproduces PIL's ``img.crop(box).resize((s, s), BILINEAR)`` (what torchvision's RandomResizedCrop
 does to PIL images): PIL's separable triangle filter, widened by the scale when shrinking (antialiasing), taps

@@ -74,8 +74,9 @@ class OriginalViewsCollate:
         cuts = crop_groups([im for im, _ in items], sampler.split(fam), self.specs, sampler.sizes, g)
         fam = fam.view(sampler.views, b)
         if not self.photometric:
-            return [v for c, (n, s) in zip(cuts, sampler.shapes, strict=True) for v in c.view(n, b, 3, s, s).unbind(0)
-                    ], fam, index
+            views = [v for c, (n, s) in zip(cuts, sampler.shapes, strict=True)
+                     for v in c.view(n, b, 3, s, s).unbind(0)]
+            return views, fam, index
         out = [new_batch(tuple(c.shape), torch.float32) for c in cuts]
         return sampler.photometric(cuts, fam, g, out=out), fam, index
 
