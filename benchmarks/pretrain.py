@@ -225,22 +225,20 @@ def official_loader(r, args: argparse.Namespace) -> DataLoader:
 
 def urrlkit_loader(r) -> tuple[DataLoader, object]:
     """urrlkit's input path as `urrl pretrain` builds it (view_source), with its per-batch preparation."""
-    from urrlkit.augment.device_crops import EncodedViewsCollate, decode_views
     from urrlkit.engine.prefetch import Prefetcher
-    from urrlkit.pretext.train import Indexed, recipe_sampler, view_source
+    from urrlkit.pretext.train import recipe_sampler, view_source
 
     dev = device()
-    sampler = recipe_sampler(r)
-    source, collate = view_source(r, from_config(r.data, "train"), sampler, False, dev.type)
-    loader = DataLoader(Indexed(source), batch_size=r.data.batch_size, shuffle=True, drop_last=True,
-                        num_workers=r.data.workers, persistent_workers=r.data.workers > 0, collate_fn=collate)
-    if not isinstance(collate, EncodedViewsCollate):
+    source = view_source(r, from_config(r.data, "train"), recipe_sampler(r), False, dev.type)
+    loader = DataLoader(source.dataset, batch_size=r.data.batch_size, shuffle=True, drop_last=True,
+                        num_workers=r.data.workers, persistent_workers=r.data.workers > 0,
+                        collate_fn=source.collate_fn)
+    if source.prepare is None:
         raise SystemExit("the urrlkit side expects data.decode to resolve to 'device' here")
+    decode = source.prepare
 
     def prepare(batch):
-        enc, fam, _ = batch
-        gen = torch.Generator(dev).manual_seed(enc.photo_seed)
-        views = sampler.photometric(decode_views(enc, dev), fam.to(dev), gen)
+        views, _, _ = decode(batch)
         return [v.contiguous(memory_format=fmt()) for v in views]
 
     return loader, lambda ld: Prefetcher(ld, prepare, dev)

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("data",),
     ("augment",),
     ("models",),
+    ("backbones",),  # backbone plugins: settings (config) + build from models' blocks
     ("hub",),  # model directories (save / load / cards / Hub): every stage writes its model through it
     ("evaluate",),  # stage: suites, metrics, attacks, corruptions
     ("finetune",),  # stage: linear probe and fine-tuning (runs the eval suites on the result)
@@ -162,8 +163,9 @@ def test_engine_imports_no_stage() -> None:
 
 # Building blocks take plain values (issue #16, "recipes at the edge"): only the stages' entries turn a recipe into
 # them. Prefixes: a package means every module in it.
-BUILDING_BLOCKS = ("augment", "models", "pretext.moco", "pretext.instdis", "pretext.pirl", "pretext.losses",
-                   "pretext.common", "data.loading", "evaluate.metrics", "evaluate.attacks", "finetune.regularizers")
+BUILDING_BLOCKS = ("augment", "models", "pretext.blocks", "pretext.jigsaw", "pretext.heads", "pretext.ema",
+                   "pretext.schedules", "pretext.losses", "pretext.common", "pretext.health", "data.loading",
+                   "evaluate.metrics", "evaluate.attacks", "finetune.regularizers")
 
 
 def recipe_imports(path: Path) -> list[str]:

@@ -185,7 +185,7 @@ def test_supervised_training_with_device_decoding(tree: Path, tmp_path: Path) ->
             "linear_eval.epochs=3", "linear_eval.batch_size=8", "linear_eval.augment='crop_flip'",
             "optim.log_every=1", f"run.output_dir='{tmp_path}'"])
         torch.manual_seed(0)
-        model = Classifier(build_encoder("resnet10", True, 4), 2)
+        model = Classifier(build_encoder("resnet10", small_stem=True, width=4), 2)
         return train_classifier(r, model, from_config(r.data, "train"), r.linear_eval, tmp_path / name / "ckpts",
                                 None, title="linear", stop_after=stop_after, resume=resume)
 

@@ -153,7 +153,7 @@ def _model(tmp: Path) -> Path:
     from urrlkit.models import Classifier, build_encoder
 
     torch.manual_seed(0)
-    return save_model(Classifier(build_encoder("resnet10", True, width=4), 10), tmp / "m")
+    return save_model(Classifier(build_encoder("resnet10", small_stem=True, width=4), 10), tmp / "m")
 
 
 def _edit_config(change: Callable[[dict], None]) -> Callable[[Path], str]:

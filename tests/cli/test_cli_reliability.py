@@ -174,7 +174,7 @@ from urrlkit.hub import save_model
 from urrlkit.models import build_encoder
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-enc = build_encoder("resnet10", True, width=8)
+enc = build_encoder("resnet10", small_stem=True, width=8)
 opt = torch.optim.SGD(enc.parameters(), lr=0.1, momentum=0.9)
 ckpt = Checkpointer(Accelerator(cpu=True), Path({str(tmp_path)!r}) / "ck")
 ckpt.attach(enc, opt, TrainState(), [])
@@ -197,7 +197,7 @@ def test_finetune_refuses_a_directory_another_process_writes(tmp_path: Path) -> 
     from urrlkit.hub import save_model
     from urrlkit.models import build_encoder
 
-    model = save_model(build_encoder("resnet10", True, width=4), tmp_path / "enc")
+    model = save_model(build_encoder("resnet10", small_stem=True, width=4), tmp_path / "enc")
     out = tmp_path / "runs" / "quickstart" / "finetune-none"
     out.mkdir(parents=True)
     holder = hold_lock(out)
@@ -224,7 +224,7 @@ def test_linear_eval_refuses_a_directory_another_process_writes(tmp_path: Path) 
     holder = hold_lock(out)
     try:
         with pytest.raises(RunLocked, match=f"pid {holder.pid}"):
-            run_linear_eval(load(ROOT / "recipes" / "quickstart.toml", TINY), build_encoder("resnet10", True, 4),
+            run_linear_eval(load(ROOT / "recipes" / "quickstart.toml", TINY), build_encoder("resnet10", small_stem=True, width=4),
                             out_dir=out)
     finally:
         holder.kill()

@@ -1,26 +1,33 @@
 """Recipes at the edge (issue #16): building blocks take plain values; each stage's entry unpacks the recipe.
 
-The pretext modules, the data loaders and the fine-tuning regularizers are built here without any recipe, and the
+A method's settings are its own recipe fields (issue #22); the methods, the data loaders and the fine-tuning
+regularizers are built here without any recipe, and the
 stage entries (pretext/train.py build_pretext, urrlkit.data.from_config, the regularizers' builder_args) are
 checked to hand them exactly the recipe's values.
 """
 
 from __future__ import annotations
 
-import inspect
+from typing import Literal
 
 import pytest
 import torch
 
 from urrlkit import registry
 from urrlkit.config import CustomReg, DataConfig, L2SPReg, NoReg, SimReg, load, validate_dict
+from urrlkit.config.pretext import MethodSettings
 from urrlkit.data import from_config, load_split
+from urrlkit.engine.progress import StepOutput
+from urrlkit.errors import RecipeError
 from urrlkit.finetune.regularizers import build_objective, regularized_parameters
 from urrlkit.models import Classifier, build_encoder
-from urrlkit.pretext.instdis import InstDis
-from urrlkit.pretext.moco import MoCo
-from urrlkit.pretext.pirl import PIRL
-from urrlkit.pretext.train import accepted_kwargs, build_pretext, pretext_kwargs
+from urrlkit.pretext.blocks import Queue
+from urrlkit.pretext.common import MemoryBank
+from urrlkit.pretext.methods.instdis import InstDis
+from urrlkit.pretext.methods.moco_v2 import MoCoV2
+from urrlkit.pretext.methods.pirl import PIRL
+from urrlkit.pretext.model import BuildContext, PretextModel, build_model
+from urrlkit.pretext.train import build_pretext
 
 TINY = {"model": {"backbone": "resnet10", "width": 4}, "data": {"batch_size": 16}, "run": {"seed": 3}}
 
@@ -33,77 +40,84 @@ def _encoder() -> torch.nn.Module:
     return build_encoder("resnet10", small_stem=True, width=4)
 
 
-@pytest.mark.parametrize(("path", "cls"), [("paper/moco_v2.toml", MoCo), ("paper/appendix_b/instdis.toml", InstDis),
+@pytest.mark.parametrize(("path", "cls"), [("paper/moco_v2.toml", MoCoV2),
+                                           ("paper/appendix_b/instdis.toml", InstDis),
                                            ("paper/appendix_b/pirl.toml", PIRL)])
-def test_module_defaults_are_the_paper_recipes_values(path: str, cls: type) -> None:
-    """A module built without a recipe gets the reference values: every value the paper recipe hands it equals
-    the module's default, except the two whose default is the recipe-free meaning of the same thing."""
-    given = accepted_kwargs(cls, pretext_kwargs(load(f"recipes/{path}").pretext))
-    defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
-    differ = {k: (v, defaults[k]) for k, v in given.items() if v != defaults[k]}
-    # head_hidden = 2048 is ResNet-50's feature size, which hidden_dim = None means; "auto" needs the launch.
-    assert differ == {"hidden_dim": (2048, None), "bn_groups": ("auto", 1)}
+def test_method_defaults_are_the_paper_recipes_values(path: str, cls: type) -> None:
+    """A method built without a recipe gets the reference values: every value of the paper recipe equals the
+    settings' default, except the two whose default is the recipe-free meaning of the same thing."""
+    p = load(f"recipes/{path}").pretext
+    assert type(p) is cls
+    own = {k for k in cls.model_fields if k not in MethodSettings.model_fields}
+    differ = {k: (getattr(p, k), cls.model_fields[k].default) for k in own
+              if getattr(p, k) != cls.model_fields[k].default}
+    # head_hidden = 2048 is ResNet-50's feature size, which None means; "auto" needs the launch.
+    assert differ == {"head_hidden": (2048, None), "bn_groups": ("auto", 1)}
 
 
-@pytest.mark.parametrize(("method", "extra", "plain"), [
-    ("moco_v2", {"bn_groups": 2, "head_hidden": 12},
-     {"dim": 8, "hidden_dim": 12, "queue_size": 32, "bn_groups": 2, "seed": 3}),
-    ("instdis", {"negatives": 5, "mlp": False, "temperature": 0.1},
-     {"num_samples": 40, "dim": 8, "negatives": 5, "temperature": 0.1, "momentum": 0.999, "mlp": False}),
-    ("pirl", {"jigsaw_grid": 2, "mlp": True},
-     {"num_samples": 40, "dim": 8, "jigsaw_grid": 2, "mlp": True, "negatives": 32, "momentum": 0.999,
-      "temperature": 0.2}),
+@pytest.mark.parametrize(("method", "extra"), [
+    ("moco_v2", {"bn_groups": 2, "head_hidden": 12, "queue_size": 32}),
+    ("instdis", {"negatives": 5, "mlp": False, "temperature": 0.1}),
+    ("pirl", {"jigsaw_grid": 2, "mlp": True, "negatives": 32}),
 ])
-def test_build_pretext_equals_the_module_built_from_plain_values(method: str, extra: dict, plain: dict) -> None:
-    recipe = validate_dict({**TINY, "pretext": {"method": method, "queue_size": 32, "head_dim": 8, **extra}})
+def test_build_pretext_equals_the_model_built_from_the_settings(method: str, extra: dict) -> None:
+    recipe = validate_dict({**TINY, "pretext": {"method": method, "head_dim": 8, **extra}})
     torch.manual_seed(0)
     from_recipe = build_pretext(recipe, 40)
     torch.manual_seed(0)
-    cls = {"moco_v2": MoCo, "instdis": InstDis, "pirl": PIRL}[method]
-    by_hand = cls(build_encoder("resnet10", small_stem=True, width=4), **plain)
+    cls = {"moco_v2": MoCoV2, "instdis": InstDis, "pirl": PIRL}[method]
+    by_hand = build_model(cls(head_dim=8, **extra), _encoder(), BuildContext(num_samples=40, seed=3))
     a, b = _state(from_recipe), _state(by_hand)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert (from_recipe.k, from_recipe.t, from_recipe.groups) == (by_hand.k, by_hand.t, by_hand.groups)
+    assert from_recipe.method == by_hand.method
 
 
-def test_negatives_default_to_the_queue_size() -> None:
-    p = validate_dict({"pretext": {"method": "instdis", "queue_size": 4096}}).pretext
-    assert pretext_kwargs(p)["negatives"] == 4096
-    assert pretext_kwargs(p.model_copy(update={"negatives": 7}))["negatives"] == 7
+def test_a_methods_fields_are_its_own() -> None:
+    with pytest.raises(RecipeError, match=r"unknown key pretext.queue_size for method 'instdis'; allowed here: "
+                                          r"method, views, p, families, bn_groups, head_dim"):
+        validate_dict({"pretext": {"method": "instdis", "queue_size": 4096}})
+    with pytest.raises(RecipeError, match=r"unknown key pretext.jigsaw_gird for method 'pirl' \(did you mean "
+                                          r"'jigsaw_grid'\?\)"):
+        validate_dict({"pretext": {"method": "pirl", "jigsaw_gird": 2}})
+    assert validate_dict({"pretext": {"method": "instdis"}}).pretext.negatives == 4096  # lemniscate's --nce-k
 
 
-def test_a_registered_pretext_receives_the_values_its_signature_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, dict] = {}
+class Narrow(MethodSettings):
+    """A user's method registered in Python (not an entry point): its own fields, nothing else."""
 
-    def narrow(encoder: torch.nn.Module, *, temperature: float, num_samples: int) -> torch.nn.Module:
-        seen["narrow"] = {"temperature": temperature, "num_samples": num_samples}
-        return encoder
+    method: Literal["narrow_test"] = "narrow_test"
+    temperature: float = 0.5
 
-    def wide(encoder: torch.nn.Module, **values: object) -> torch.nn.Module:
-        seen["wide"] = values
-        return encoder
+    def build(self, encoder: torch.nn.Module, ctx: BuildContext) -> dict[str, torch.nn.Module]:
+        return {"head": torch.nn.Linear(encoder.feature_dim, 4)}  # type: ignore[arg-type]
 
-    monkeypatch.setitem(registry.PRETEXTS._items, "narrow_test", narrow)
-    monkeypatch.setitem(registry.PRETEXTS._items, "wide_test", wide)
-    pretext = {"temperature": 0.3, "queue_size": 32, "head_dim": 8}
-    build_pretext(validate_dict({**TINY, "pretext": {"method": "narrow_test", **pretext}}), 40)
-    assert seen["narrow"] == {"temperature": 0.3, "num_samples": 40}
-    build_pretext(validate_dict({**TINY, "pretext": {"method": "wide_test", **pretext}}), 40)
-    assert seen["wide"] == {"dim": 8, "hidden_dim": None, "mlp": True, "queue_size": 32, "momentum": 0.999,
-                            "temperature": 0.3, "bn_groups": 1, "negatives": 32, "bank_loss": "nce",
-                            "jigsaw_grid": 3, "pirl_lambda": 0.5, "num_samples": 40, "seed": 3, "processes": 1}
+    def forward(self, model: PretextModel, views: list[torch.Tensor], index: torch.Tensor,
+                progress: object) -> StepOutput:
+        feats = model.encoder(views[0])
+        return StepOutput(model.parts["head"](feats).pow(2).mean() / self.temperature, features=feats)
 
 
-def test_modules_work_without_a_recipe() -> None:
+def test_a_registered_method_receives_its_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.PRETEXTS._items, "narrow_test", Narrow)
+    recipe = validate_dict({**TINY, "pretext": {"method": "narrow_test", "temperature": 0.25}})
+    assert isinstance(recipe.pretext, Narrow) and recipe.pretext.temperature == 0.25
+    model = build_pretext(recipe, 40)
+    out = model([torch.rand(2, 3, 16, 16)] * 2, torch.arange(2))
+    assert torch.isfinite(out.loss) and out.features is not None
+    with pytest.raises(RecipeError, match=r"unknown key pretext.queue_size for method 'narrow_test'"):
+        validate_dict({**TINY, "pretext": {"method": "narrow_test", "queue_size": 32}})
+
+
+def test_methods_work_without_a_recipe() -> None:
     torch.manual_seed(0)
     x = [torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(2)]
-    moco = MoCo(_encoder(), queue_size=8)
-    assert moco.queue.shape == (128, 8) and isinstance(moco.head_q[0], torch.nn.Linear)
-    bank = InstDis(_encoder(), num_samples=10, negatives=3)
-    assert isinstance(bank.head, torch.nn.Linear) and bank.memory.bank.shape == (10, 128)
-    for model in (moco, bank, PIRL(_encoder(), num_samples=10, negatives=3, jigsaw_grid=0)):
-        loss, _ = model(x, torch.arange(4))
-        assert torch.isfinite(loss)
+    moco = build_model(MoCoV2(queue_size=8), _encoder(), BuildContext(num_samples=10))
+    assert moco.part("queue", Queue).queue.shape == (128, 8) and isinstance(moco.parts["head_q"][0], torch.nn.Linear)
+    bank = build_model(InstDis(negatives=3), _encoder(), BuildContext(num_samples=10))
+    assert isinstance(bank.parts["head"], torch.nn.Linear) and bank.part("memory", MemoryBank).bank.shape == (10, 128)
+    pirl = build_model(PIRL(negatives=3, jigsaw_grid=0), _encoder(), BuildContext(num_samples=10))
+    for model in (moco, bank, pirl):
+        assert torch.isfinite(model(x, torch.arange(4)).loss)
 
 
 def test_from_config_unpacks_the_data_section() -> None:

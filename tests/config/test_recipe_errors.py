@@ -78,7 +78,8 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["optim.mixed_precision = 'bf17'", "did you mean 'bf16'", "allowed: no, fp16, bf16"]),
     ("bad-list-literal", "[eval]\nsuites = ['clean', 'calib']\n",
      ["eval.suites[1] = 'calib'", "did you mean 'calibration'"]),
-    ("bad-method", "[pretext]\nmethod = 'simclr'\n", ["pretext.method = 'simclr'", "moco_v2, instdis, pirl"]),
+    ("bad-method", "[pretext]\nmethod = 'mocov2'\n", ["pretext.method = 'mocov2'", "did you mean 'moco_v2'",
+                                                       "instdis", "pirl"]),
     # wrong types
     ("wrong-type", "[optim]\nepochs = 'ten'\n", ["optim.epochs", "integer", "'ten'"]),
     ("section-not-table", "optim = 3\n", ["optim:", "got 3"]),

@@ -25,7 +25,7 @@ needs_cifar = pytest.mark.skipif(not (CIFAR / "test.npz").is_file(), reason="sha
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    return Classifier(build_encoder("resnet10", True, width=4), 10).eval()
+    return Classifier(build_encoder("resnet10", small_stem=True, width=4), 10).eval()
 
 
 def _recipe(**eval_over):
@@ -133,7 +133,7 @@ def test_cli_errors(tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["eval", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "error:" in r.output and len(r.output.strip().splitlines()) == 1
-    enc = build_encoder("resnet10", True, width=4)
+    enc = build_encoder("resnet10", small_stem=True, width=4)
     save_model(enc, tmp_path / "enc", recipe=validate_dict({}))
     r = runner.invoke(app, ["eval", str(tmp_path / "enc")])
     assert r.exit_code == 2 and "encoder" in r.output

@@ -20,7 +20,7 @@ pytest.importorskip("pyautoattack")
 
 def _model(seed: int = 0) -> Classifier:
     torch.manual_seed(seed)
-    return Classifier(build_encoder("resnet10", True, width=4), 10).eval()
+    return Classifier(build_encoder("resnet10", small_stem=True, width=4), 10).eval()
 
 
 def _recipe(limit: int, eps: float = 0.5) -> object:

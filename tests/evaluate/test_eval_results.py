@@ -72,7 +72,7 @@ def test_fresh_results_have_todays_layout(tmp_path) -> None:
     from urrlkit.models import Classifier, build_encoder
 
     torch.manual_seed(0)
-    model = Classifier(build_encoder("resnet10", True, width=4), 10)
+    model = Classifier(build_encoder("resnet10", small_stem=True, width=4), 10)
     evaluate_model(model, recipe, ["clean", "calibration", "adversarial"], tmp_path, console=Console(quiet=True))
     data = json.loads((tmp_path / "results.json").read_text())
     assert list(data) == ["model", "recipe_hash", "dataset", "image_size", "test_limit", "urrlkit_version",
@@ -145,7 +145,7 @@ def test_a_users_suite_runs_and_is_written(tmp_path) -> None:
         recipe = validate_dict({"data": {"dataset": "cifar10-sample", "test_limit": 8},
                                 "eval": {"suites": ["clean", "mean-logit"]}})
         torch.manual_seed(0)
-        evaluate_model(Classifier(build_encoder("resnet10", True, width=4), 10), recipe, list(recipe.eval.suites),
+        evaluate_model(Classifier(build_encoder("resnet10", small_stem=True, width=4), 10), recipe, list(recipe.eval.suites),
                        tmp_path, console=Console(quiet=True))
         data = json.loads((tmp_path / "results.json").read_text())
         assert list(data["metrics"]) == ["clean", "mean_logit"] and data["metrics"]["mean_logit"]["n"] == 8

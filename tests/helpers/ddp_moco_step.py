@@ -13,16 +13,18 @@ from accelerate import Accelerator, debug_launcher
 from safetensors.torch import save_file
 
 from urrlkit.models import build_encoder
-from urrlkit.pretext.moco import MoCo
+from urrlkit.pretext.methods.moco_v2 import MoCoV2
+from urrlkit.pretext.model import BuildContext, PretextModel, build_model
 
 BATCH, SIZE = 8, 16
 SEED = 11  # run.seed: both runs draw their shuffle permutations from it
 
 
-def make(groups: int) -> tuple[MoCo, torch.optim.Optimizer]:
+def make(groups: int, processes: int = 1) -> tuple[PretextModel, torch.optim.Optimizer]:
     torch.manual_seed(0)
-    model = MoCo(build_encoder("resnet10", small_stem=True, width=4), queue_size=32, momentum=0.9, temperature=0.2,
-                 dim=8, hidden_dim=16, bn_groups=groups, seed=SEED)
+    settings = MoCoV2(queue_size=32, momentum=0.9, temperature=0.2, head_dim=8, head_hidden=16, bn_groups=groups)
+    model = build_model(settings, build_encoder("resnet10", small_stem=True, width=4),
+                        BuildContext(num_samples=0, seed=SEED, processes=processes))
     return model, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
 
 
@@ -31,21 +33,22 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(BATCH, 3, SIZE, SIZE, generator=g), torch.rand(BATCH, 3, SIZE, SIZE, generator=g)
 
 
-def state(model: MoCo) -> dict[str, torch.Tensor]:
+def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
 def _worker() -> None:
     torch.set_num_threads(1)
     acc = Accelerator(cpu=True)
-    model, opt = make(groups=1)
+    model, opt = make(groups=1, processes=acc.num_processes)
     model, opt = acc.prepare(model, opt)
     xq, xk = data()
     n = BATCH // acc.num_processes
     r = acc.process_index
+    index = torch.arange(n)
     for _ in range(2):
-        loss, _ = model([xq[r * n:(r + 1) * n], xk[r * n:(r + 1) * n]])
-        acc.backward(loss)
+        out = model([xq[r * n:(r + 1) * n], xk[r * n:(r + 1) * n]], index)
+        acc.backward(out.loss)
         opt.step()
         opt.zero_grad()
     if acc.is_main_process:

@@ -20,7 +20,7 @@ from urrlkit.models import Classifier, build_encoder
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
     torch.manual_seed(0)
-    return save_model(build_encoder("resnet10", True, width=8), tmp_path / "m")
+    return save_model(build_encoder("resnet10", small_stem=True, width=8), tmp_path / "m")
 
 
 def edit(d: Path, **encoder: object) -> None:
@@ -74,7 +74,7 @@ def test_missing_and_extra_tensors_are_named(model_dir: Path, tmp_path: Path) ->
 
 def test_classifier_head_shape_is_checked(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    d = save_model(Classifier(build_encoder("resnet10", True, width=8), 10), tmp_path / "c")
+    d = save_model(Classifier(build_encoder("resnet10", small_stem=True, width=8), 10), tmp_path / "c")
     edit(d, num_classes=1000)
     with pytest.raises(CheckpointError, match=r"fc\.weight has shape \[10, 64\], the config's model needs "
                                               r"\[1000, 64\]"):

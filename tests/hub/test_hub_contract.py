@@ -42,7 +42,7 @@ RESULTS = {
 def make_run(root: Path, with_results: bool = True) -> tuple[Path, Encoder]:
     """A run directory as the engine writes it, with an untrained tiny encoder (no training needed)."""
     torch.manual_seed(0)
-    enc = build_encoder("resnet10", True, width=8).eval()
+    enc = build_encoder("resnet10", small_stem=True, width=8).eval()
     recipe = Recipe.model_validate({"run": {"name": root.name}, "pretext": {"p": 0.5},
                                     "finetune": {"regularizer": {"type": "sim", "weight": 1.0}}})
     save_model(enc, root / "model", recipe, stage="pretrain")
@@ -218,7 +218,7 @@ def test_repush_without_results_removes_stale_ones(standin_hub: StandinHub, tmp_
 
 def test_classifier_model_dir_and_card_without_results(standin_hub: StandinHub, tmp_path: Path,
                                                        x: torch.Tensor) -> None:
-    clf = Classifier(build_encoder("resnet10", True, width=8), 10).eval()
+    clf = Classifier(build_encoder("resnet10", small_stem=True, width=8), 10).eval()
     save_model(clf, tmp_path / "clf")
     names = build_upload_folder(tmp_path / "clf", "org/clf", tmp_path / "up")
     assert names == ["README.md", "config.json", "model.safetensors"]

@@ -32,7 +32,7 @@ def moco_checkpoint(path: Path, mlp: bool = True, small_stem: bool = True,
                     **extra: object) -> torch.nn.Module:
     """A checkpoint shaped like facebookresearch/moco main_moco.py's, for a tiny ResNet trunk."""
     torch.manual_seed(0)
-    trunk = build_encoder("resnet10", small_stem, width=8).trunk
+    trunk = build_encoder("resnet10", small_stem=small_stem, width=8).trunk
     state: dict[str, object] = {f"module.encoder_q.{k}": v for k, v in trunk.state_dict().items()}
     state.update({f"module.encoder_k.{k}": v.clone() for k, v in trunk.state_dict().items()})
     if mlp:

@@ -35,7 +35,7 @@ def test_saved_resnet_loads_into_torchvision_without_renaming(tmp_path: Path, im
     import torchvision
 
     torch.manual_seed(0)
-    d = save_model(build_encoder("resnet18"), tmp_path / "m")
+    d = save_model(build_encoder("resnet18", small_stem=False), tmp_path / "m")
     ours = load_backbone(d)
     tv = torchvision.models.resnet18()
     result = tv.load_state_dict(load_file(str(d / "model.safetensors")), strict=False)
@@ -68,7 +68,7 @@ def test_small_stem_loads_into_a_hand_built_torchvision_resnet(tmp_path: Path, i
 
 def test_files_in_the_older_prefixed_layout_still_load(tmp_path: Path, images: torch.Tensor) -> None:
     torch.manual_seed(0)
-    clf = Classifier(build_encoder("resnet10", True, width=8), 5).eval()
+    clf = Classifier(build_encoder("resnet10", small_stem=True, width=8), 5).eval()
     d = save_model(clf, tmp_path / "m")
     save_file({k: v.contiguous() for k, v in clf.state_dict().items()}, str(d / "model.safetensors"))
     with torch.no_grad():
@@ -89,7 +89,7 @@ def test_timm_loads_a_pushed_resnet_from_the_hub(standin_hub: StandinHub, hf_env
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
                         standin_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
     torch.manual_seed(0)
-    clf = Classifier(build_encoder("resnet18"), 7).eval()
+    clf = Classifier(build_encoder("resnet18", small_stem=False), 7).eval()
     with torch.no_grad():
         for p in clf.encoder.trunk.modules():  # non-trivial BN statistics, so eval-mode BN is really compared
             if isinstance(p, nn.BatchNorm2d):

@@ -27,7 +27,7 @@ from urrlkit.models import Classifier, Encoder, build_encoder
 
 def tiny_encoder(seed: int = 0) -> Encoder:
     torch.manual_seed(seed)
-    return build_encoder("resnet10", True, width=8).eval()
+    return build_encoder("resnet10", small_stem=True, width=8).eval()
 
 
 @pytest.fixture

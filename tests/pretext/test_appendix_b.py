@@ -17,9 +17,13 @@ from torchvision.transforms.v2 import functional as TF
 from urrlkit.augment.instdis_family import InstDisAug
 from urrlkit.config import load
 from urrlkit.models import build_encoder
-from urrlkit.pretext.instdis import InstDis
+from urrlkit.pretext.blocks import NCENormaliser, RandomStream
+from urrlkit.pretext.common import MemoryBank
+from urrlkit.pretext.jigsaw import JigsawHead, jigsaw_geometry, jigsaw_patches, jigsaw_source
 from urrlkit.pretext.losses import bank_scores, nce_loss, nce_normaliser
-from urrlkit.pretext.pirl import PIRL, JigsawHead, jigsaw_geometry, jigsaw_patches, jigsaw_source
+from urrlkit.pretext.methods.instdis import InstDis
+from urrlkit.pretext.methods.pirl import PIRL
+from urrlkit.pretext.model import BuildContext, PretextModel, build_model
 from urrlkit.pretext.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,75 +117,86 @@ def test_jigsaw_head_concatenates_in_the_given_order() -> None:
 
 
 def tiny(**kw: object) -> dict[str, object]:
-    """Plain keyword values of a tiny memory-bank pretext (the modules take no recipe)."""
-    return {"mlp": False, "dim": 8, "temperature": 0.07, "momentum": 0.5, "negatives": 16, "bn_groups": 1, **kw}
+    """The settings of a tiny memory-bank method (built without a recipe)."""
+    return {"mlp": False, "head_dim": 8, "temperature": 0.07, "momentum": 0.5, "negatives": 16, "bn_groups": 1,
+            **kw}
 
 
-def encoder() -> torch.nn.Module:
+def built(settings: InstDis | PIRL, num_samples: int) -> PretextModel:
     torch.manual_seed(0)
-    return build_encoder("resnet10", True, 4)
+    return build_model(settings, build_encoder("resnet10", small_stem=True, width=4),
+                       BuildContext(num_samples=num_samples))
+
+
+def memory(model: PretextModel) -> MemoryBank:
+    return model.part("memory", MemoryBank)
+
+
+def z_of(model: PretextModel) -> torch.Tensor:
+    return model.part("normaliser", NCENormaliser).z
 
 
 def test_instdis_estimates_z_once_and_computes_lemniscate_nce() -> None:
-    model = InstDis(encoder(), **tiny(), num_samples=40)
+    model = built(InstDis(**tiny()), 40)
     views = [torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     index = torch.tensor([0, 3, 5, 7, 11, 39])
     for step in range(2):
-        bank = model.memory.bank.clone()
-        gen = torch.Generator().set_state(model.memory.gen.get_state())
-        z_before = float(model.z)
-        loss, _ = model(views, index)
-        feat = F.normalize(model.head(model.encoder(views[0])), dim=1)
+        bank = memory(model).bank.clone()
+        gen = torch.Generator().set_state(memory(model).gen.get_state())
+        z_before = float(z_of(model))
+        loss = model(views, index).loss
+        feat = F.normalize(model.parts["head"](model.encoder(views[0])), dim=1)
         neg = bank[torch.randint(0, 40, (6, 16), generator=gen)]
         scores = bank_scores(feat, bank[index], neg)
         z = nce_normaliser(scores, 0.07, 40) if step == 0 else z_before
-        assert float(model.z) == pytest.approx(z, rel=1e-5)  # estimated on the first batch, then fixed
+        assert float(z_of(model)) == pytest.approx(z, rel=1e-5)  # estimated on the first batch, then fixed
         assert loss.item() == pytest.approx(nce_loss(scores, 0.07, z, 40).item(), rel=1e-5)
-        torch.testing.assert_close(model.memory.bank[index], F.normalize(bank[index] * 0.5 + feat * 0.5, dim=1))
+        torch.testing.assert_close(memory(model).bank[index], F.normalize(bank[index] * 0.5 + feat * 0.5, dim=1))
         rest = torch.ones(40, dtype=torch.bool)
         rest[index] = False
-        assert torch.equal(model.memory.bank[rest], bank[rest])
+        assert torch.equal(memory(model).bank[rest], bank[rest])
 
 
 @pytest.mark.parametrize("grid", [0, 3])
 def test_pirl_loss_is_lambda_weighted_nce_of_both_terms(grid: int) -> None:
-    model = PIRL(encoder(), **tiny(jigsaw_grid=grid, pirl_lambda=0.25), num_samples=30)
+    model = built(PIRL(**tiny(jigsaw_grid=grid, pirl_lambda=0.25)), 30)
     views = [torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     index = torch.tensor([1, 2, 17, 29])
-    bank = model.memory.bank.clone()
-    mem_gen = torch.Generator().set_state(model.memory.gen.get_state())
-    jig_gen = torch.Generator().set_state(model.jigsaw_gen.get_state())
-    loss, stats = model(views, index)
-    f = F.normalize(model.head_f(model.encoder(views[0])), dim=1)
+    bank = memory(model).bank.clone()
+    mem_gen = torch.Generator().set_state(memory(model).gen.get_state())
+    jig_gen = torch.Generator().set_state(model.part("jigsaw", RandomStream).gen.get_state())
+    out = model(views, index)
+    loss, stats = out.loss, out.stats
+    f = F.normalize(model.parts["head_f"](model.encoder(views[0])), dim=1)
     if grid:
         patches = jigsaw_patches(jigsaw_source(views[1]), grid, jig_gen)
         assert patches.shape[0] == 4 * 9
         order = torch.rand(4, 9, generator=jig_gen).argsort(dim=1)
-        g = F.normalize(model.head_g(model.encoder(patches), order), dim=1)
+        g = F.normalize(model.parts["head_g"](model.encoder(patches), order), dim=1)
     else:
-        g = F.normalize(model.head_g(model.encoder(views[1])), dim=1)
+        g = F.normalize(model.parts["head_g"](model.encoder(views[1])), dim=1)
     neg = bank[torch.randint(0, 30, (4, 16), generator=mem_gen)]  # one draw, shared by both terms
     s_t, s_i = bank_scores(g, bank[index], neg), bank_scores(f, bank[index], neg)
     z = nce_normaliser(s_t, 0.07, 30)  # VISSL estimates Z on its first output, the transformed term
     expected = 0.25 * nce_loss(s_t, 0.07, z, 30) + 0.75 * nce_loss(s_i, 0.07, z, 30)
-    assert float(model.z) == pytest.approx(z, rel=1e-5)
+    assert float(z_of(model)) == pytest.approx(z, rel=1e-5)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert float(stats["loss_transformed"]) == pytest.approx(nce_loss(s_t, 0.07, z, 30).item(), rel=1e-5)
     # The bank follows f(v_I) only (VISSL update_mem_with_emb_index: the image head).
-    torch.testing.assert_close(model.memory.bank[index], F.normalize(bank[index] * 0.5 + f * 0.5, dim=1))
+    torch.testing.assert_close(memory(model).bank[index], F.normalize(bank[index] * 0.5 + f * 0.5, dim=1))
 
 
 def test_bank_infonce_option_is_the_softmax_form() -> None:
-    model = InstDis(encoder(), **tiny(bank_loss="infonce"), num_samples=20)
+    model = built(InstDis(**tiny(bank_loss="infonce")), 20)
     views = [torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))] * 2
     index = torch.arange(4)
-    bank = model.memory.bank.clone()
-    gen = torch.Generator().set_state(model.memory.gen.get_state())
-    loss, _ = model(views, index)
-    feat = F.normalize(model.head(model.encoder(views[0])), dim=1)
+    bank = memory(model).bank.clone()
+    gen = torch.Generator().set_state(memory(model).gen.get_state())
+    loss = model(views, index).loss
+    feat = F.normalize(model.parts["head"](model.encoder(views[0])), dim=1)
     scores = bank_scores(feat, bank[index], bank[torch.randint(0, 20, (4, 16), generator=gen)])
     expected = F.cross_entropy(scores / 0.07, torch.zeros(4, dtype=torch.long))
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5) and float(model.z) == 0.0
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5) and float(z_of(model)) == 0.0
 
 
 TINY = [

@@ -3,7 +3,7 @@
 A backbone is a subclass of `BackboneSettings` (urrlkit/backbones/ for the built-in ones, any package for a
 plugin: entry-point group `urrlkit.backbones`, urrlkit/registry.py) with its own fields and bounds;
 `model.backbone` names it and it validates the rest of the table. A ResNet's `small_stem` and `width` belong to
-the ResNets; `timm:<name>` builds any timm model. The same class validates an encoder's `config.json` entry when
+the ResNets (urrlkit/backbones/resnet.py); `timm:<name>` builds any timm model (urrlkit/backbones/timm.py). The same class validates an encoder's `config.json` entry when
 a model is loaded (urrlkit/models/backbones.py `check_spec`), so a Hub file is held to the recipe's bounds.
 Nothing here imports torch.
 """
@@ -43,21 +43,34 @@ class BackboneSettings(Section):
         raise NotImplementedError(f"{type(self).__name__} must implement build()")
 
     def default_input_size(self) -> int | None:
-        """The input side the backbone is made for (a ViT's patch grid), None when any size goes."""
+        """The input side the backbone is made for (a ViT's patch grid), None when any size goes or when only the
+        built encoder knows it (its `input_size`, urrlkit/models/backbones.py). Torch-free."""
         return None
 
     def describe(self) -> str:
-        """One line for model cards and tables, e.g. 'resnet10, width 16, 3×3 stem'."""
+        """One line for model cards and tables, e.g. 'resnet10, width 16, 3×3 stem'. Torch-free."""
         return self.backbone
+
+    def without_weights(self) -> BackboneSettings:
+        """The settings that build the same architecture without fetching any weights: what a saved model is
+        rebuilt from before its own weights are loaded (a `pretrained` flag off). Default: these settings."""
+        return self
 
     def timm_fields(self, num_classes: int, input_size: int | None) -> dict[str, Any]:
         """What timm's `create_model("hf_hub:…")` reads from config.json for this backbone (`architecture`,
-        `model_args`, `pretrained_cfg`), or {} when timm cannot build it (urrlkit/hub/interop.py)."""
+        `model_args`, `pretrained_cfg`), or {} when timm cannot build it (urrlkit/hub/interop.py). The model
+        directory fills in the pretrained_cfg's `mean`, `std` and `num_classes` from the saved model itself.
+        Called when a model is saved (torch is loaded then; it may import timm)."""
         return {}
 
     def interop_status(self) -> str | None:
         """None when `timm_fields` lets timm load the weights; else why not."""
         return "no timm equivalent"
+
+    def rebuild_hint(self) -> str:
+        """For the model card, when `interop_status` is not None: how a user of torchvision or timm alone
+        builds the architecture to load model.safetensors into (Markdown), or '' for no hint."""
+        return ""
 
 
 def _backbone_dispatch() -> Dispatch:

@@ -15,15 +15,15 @@ step to a `StepOutput`; optionally `after_step` (e.g. BYOL's target update), `vi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import Field, SerializeAsAny, WrapValidator, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, WrapValidator, model_validator
 
 from urrlkit import registry
 from urrlkit.catalog import family_mix
 from urrlkit.config.families import FamilySpec
 from urrlkit.config.plugins import Dispatch
-from urrlkit.config.sections import Section, _error_at
+from urrlkit.config.sections import Section
 from urrlkit.views import ViewGroup, same_views
 
 if TYPE_CHECKING:
@@ -110,39 +110,6 @@ class MethodSettings(Section):
     def warnings(self, model: PretextModel, ctx: BuildContext) -> list[str]:
         """Lines to print once when the run starts (e.g. MoCo without shuffle-BN)."""
         return []
-
-
-class GroupedBNSettings(MethodSettings):
-    """A method whose encoder forwards each process's batch in `bn_groups` BN groups, emulating the paper's 8
-    devices, each with its own BN statistics over 256 / 8 images (MoCo v2's shuffle-BN, InstDis, PIRL)."""
-
-    bn_groups: int | Literal["auto"] = Field(
-        1, description="BN statistics over this many groups per process (MoCo: the key encoder's shuffle-BN, the "
-        "keys shuffled across groups and processes); auto = 8 / processes (the paper's 8 GPUs whatever the launch)")
-
-    @field_validator("bn_groups", mode="before")
-    @classmethod
-    def _groups_or_auto(cls, v: Any) -> Any:
-        # One clear line instead of Pydantic's two union-member errors.
-        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            return v
-        raise ValueError(f"expected a positive integer or 'auto', got {v!r}")
-
-    def check(self, batch_size: int, image_size: int) -> None:
-        # An integer must divide the per-process batch and so the global one; 'auto' depends on the process
-        # count, checked at launch (pretext/common.py check_bn_groups).
-        if isinstance(self.bn_groups, int) and batch_size % self.bn_groups:
-            raise _error_at("pretext.bn_groups", f"{self.bn_groups} does not divide data.batch_size = {batch_size} "
-                            "(BN statistics are computed over equal groups of each process's batch)")
-
-    def groups(self, ctx: BuildContext) -> int:
-        """BN groups per process for the launch `ctx` describes ("auto" resolved), checked against its batch."""
-        from urrlkit.pretext.common import check_bn_groups, resolve_bn_groups
-
-        groups = resolve_bn_groups(self.bn_groups, ctx.processes)
-        if ctx.batch_per_process is not None:
-            check_bn_groups(groups, ctx.batch_per_process, self.bn_groups)
-        return groups
 
 
 def _method_dispatch() -> Dispatch:

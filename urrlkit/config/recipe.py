@@ -53,6 +53,13 @@ class Recipe(Section):
                 _check_family_params(f"pretext.families[{i}]", fam, self.data.image_size)
         return self
 
+    @classmethod
+    def from_recorded(cls, data: dict[str, Any]) -> Recipe:
+        """A recipe as a run or a model recorded it, possibly by an older urrlkit (config/legacy.py)."""
+        from urrlkit.config.legacy import upgrade
+
+        return cls.model_validate(upgrade(data))
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe as plain data. `extends` is left out: the values it pulled in are already here,
         and a relative file name would not resolve from wherever this dict is saved and re-loaded."""

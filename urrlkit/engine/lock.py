@@ -32,7 +32,11 @@ RESUME_MAY_CHANGE = ("optim.lr", "optim.lr_per_256", "optim.schedule", "optim.mi
                      "optim.log_every", "run.trackers", "data.workers", "linear_eval.", "eval.",
                      # the kNN monitor only measures (no state); monitor.linear / linear_lr shape the checkpoint
                      "monitor.knn", "monitor.knn_k", "monitor.knn_temperature", "monitor.knn_every",
-                     "monitor.knn_train_images", "monitor.knn_test_images")
+                     "monitor.knn_train_images", "monitor.knn_test_images",
+                     # the health monitor measures too (its rows are not checkpointed)
+                     "monitor.health", "monitor.health_rows", "monitor.health_std_ratio", "monitor.health_chance_tol",
+                     # lr_sqrt states the lr as lr and lr_per_256 do
+                     "optim.lr_sqrt")
 
 _held: dict[Path, int] = {}  # directory → open lock file descriptor, for the life of the process
 
@@ -97,7 +101,8 @@ def with_defaults(recipe: Any, stored: dict[str, Any]) -> dict[str, Any]:
     own class), so a run from an older urrlkit resumes: a new field's default keeps the old behaviour. A stored
     recipe the class no longer accepts is compared as written (its differing keys are then named)."""
     try:
-        return tomllib.loads(type(recipe).model_validate(stored).to_toml())
+        read = getattr(type(recipe), "from_recorded", type(recipe).model_validate)
+        return tomllib.loads(read(stored).to_toml())
     except (AttributeError, ValueError, TypeError):  # pydantic's ValidationError is a ValueError
         return stored
 

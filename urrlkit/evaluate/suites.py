@@ -8,7 +8,6 @@ docs/evaluation.md for the metric definitions and the results layout.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,12 +183,14 @@ def default_out_dir(model: str) -> Path:
 
 def recipe_from_model(model: nn.Module, source: str, overrides: list[str]) -> Recipe:
     from urrlkit.config import apply_overrides, validate_dict
+    from urrlkit.config.legacy import upgrade
 
     cfg = getattr(model, "config", {}) or {}
     data = cfg.get("recipe")
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: config.json stores no recipe; pass one with --recipe")
-    return validate_dict(apply_overrides(copy.deepcopy(data), overrides), f"{source} (config.json recipe)")
+    # upgrade: a model saved by an older urrlkit recorded the flat [pretext] of every method's fields
+    return validate_dict(apply_overrides(upgrade(data), overrides), f"{source} (config.json recipe)")
 
 
 def run_eval(

@@ -1,6 +1,7 @@
-"""Backbones (torchvision ResNets and narrow variants for CPU-scale work) and the model wrappers every
-command shares. Models take images in [0, 1]; normalisation lives inside (the RobustBench convention), so
-attacks, corruptions and augmentations all work in pixel space."""
+"""Backbones (torchvision ResNets and narrow variants for CPU-scale work; any timm model through
+urrlkit/backbones/timm.py) and the model wrappers every command shares. Models take images in [0, 1];
+normalisation lives inside (the RobustBench convention), so attacks, corruptions and augmentations all work in
+pixel space."""
 
 from __future__ import annotations
 
@@ -77,16 +78,24 @@ def resnet_trunk(name: str, small_stem: bool = False, width: int | None = None) 
 
 
 class Encoder(nn.Module):
-    """f(x): [0, 1] images → feature vectors of size `feature_dim` (normalisation inside)."""
+    """f(x): [0, 1] images → feature vectors of size `feature_dim` (normalisation inside).
+
+    `head_name` is what the trunk's own library calls a classifier head on it ("fc" for torchvision's and timm's
+    ResNets, "head" for a ViT, "head.fc" for a ConvNeXt): a Classifier's head is saved under that name, so the
+    library loads a fine-tuned model with its head (urrlkit/hub/interop.py). `input_size` is the one image side
+    the trunk accepts (a ViT's patch grid), None when any size goes."""
 
     config: dict[str, Any]  # its config.json, set when urrlkit.hub loads it
 
     def __init__(self, trunk: nn.Module, feature_dim: int, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
+                 std: Sequence[float] = IMAGENET_STD, *, head_name: str = "head",
+                 input_size: int | None = None) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.trunk = trunk
         self.feature_dim = feature_dim
+        self.head_name = head_name
+        self.input_size = input_size
         self.spec: dict = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,6 +122,16 @@ class Classifier(nn.Module):
         return (logits, feats) if return_features else logits
 
 
+class SettingError(ValueError):
+    """A backbone's `build` found that one of its own settings cannot be built (e.g. an unknown timm model name,
+    which validation cannot check without importing timm). The caller names the table: `model.<field>` for a
+    recipe, `encoder.<field>` for a config.json."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
 def build_encoder(backbone: str, **options: Any) -> Encoder:
     """The encoder of the registered backbone `backbone` with its own settings `options` (e.g. a ResNet's
     small_stem and width; urrlkit/backbones): validated by the backbone's settings class (ValueError naming the
@@ -126,21 +145,51 @@ def settings_of(table: dict[str, Any], where: str = "model") -> Any:
     backbone = table.get("backbone")
     if not isinstance(backbone, str) or not BACKBONES.knows(backbone):
         raise ValueError(f"{where}.backbone: {backbone!r} is not a known backbone ({', '.join(BACKBONES.names())})")
-    try:
-        return BACKBONES.get(backbone).model_validate(table)
+    try:  # strict: a config.json "4" for an integer is a malformed file, not a value to coerce
+        return BACKBONES.get(backbone).model_validate(table, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(k) for k in (where, *first["loc"]))
         raise ValueError(f"{key}: {first['msg']} (got {first.get('input')!r})") from None
 
 
-def encoder_from_settings(settings: Any) -> Encoder:
-    """Build the encoder `settings` (a BackboneSettings) describes, checking its feature_dim when given."""
-    enc: Encoder = settings.build()
+def encoder_from_settings(settings: Any, where: str = "model") -> Encoder:
+    """Build the encoder `settings` (a BackboneSettings) describes, checking its feature_dim when given;
+    ValueError naming `<where>.<field>` for a setting the backbone cannot build."""
+    try:
+        enc: Encoder = settings.build()
+    except SettingError as exc:
+        raise ValueError(f"{where}.{exc.field}: {exc.message}") from None
     want = getattr(settings, "feature_dim", None)
     if want is not None and want != enc.feature_dim:
-        raise ValueError(f"model.feature_dim = {want}, but {settings.describe()} gives {enc.feature_dim}")
+        raise ValueError(f"{where}.feature_dim = {want}, but {settings.describe()} gives {enc.feature_dim}")
     return enc
+
+
+# The entries of an encoder's spec that its build computes (the normalisation and the feature size) rather than
+# settings of its backbone.
+DERIVED = ("mean", "std", "feature_dim")
+
+
+def spec_settings(spec: dict, where: str = "encoder") -> Any:
+    """The backbone settings an encoder's spec (config.json's `encoder`) records."""
+    return settings_of({k: v for k, v in spec.items() if k not in DERIVED}, where)
+
+
+def describe_encoder(enc: Encoder) -> str:
+    """One line naming the encoder's architecture (its backbone's `describe`), e.g. for RobustBench's claim."""
+    try:
+        return str(spec_settings(enc.spec).describe())
+    except ValueError:
+        return str(enc.spec.get("backbone", "unknown"))
+
+
+def check_input_size(enc: Encoder, image_size: int, where: str = "data.image_size") -> None:
+    """ValueError naming `where` when the encoder takes one image side only and `image_size` is another."""
+    need = getattr(enc, "input_size", None)
+    if need is not None and need != image_size:
+        raise ValueError(f"{where} = {image_size}, but the model ({describe_encoder(enc)}) takes {need} px images "
+                         f"only; set {where} = {need}")
 
 
 # Bounds on what a model config (config.json, possibly from the Hub) may ask for, checked before anything is
@@ -155,7 +204,7 @@ def check_spec(spec: object) -> dict:
     the field."""
     if not isinstance(spec, dict):
         raise ValueError("encoder: expected an object")
-    settings_of({k: v for k, v in spec.items() if k not in ("mean", "std", "feature_dim")}, "encoder")
+    spec_settings(spec)
     for key, default in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
         v = spec.get(key, default)
         if (not isinstance(v, list | tuple) or len(v) != 3
@@ -173,10 +222,14 @@ def check_num_classes(n: object) -> int:
 
 def encoder_from_spec(spec: dict) -> Encoder:
     """Rebuild an (untrained) encoder from the `spec` dict saved in a model's config.json (checked first), with
-    the normalisation it records."""
+    the normalisation it records. Nothing is downloaded: the saved weights replace any the backbone would fetch
+    (`without_weights`), and the spec keeps the settings as trained (e.g. `pretrained = true`)."""
     check_spec(spec)
-    settings = settings_of({k: v for k, v in spec.items() if k not in ("mean", "std", "feature_dim")}, "encoder")
-    enc = encoder_from_settings(settings)
+    settings = spec_settings(spec)
+    weightless = settings.without_weights()
+    enc = encoder_from_settings(weightless, "encoder")
+    if weightless is not settings:
+        enc.spec = {**enc.spec, **settings.model_dump(exclude={"feature_dim"})}
     if "mean" in spec or "std" in spec:  # the normalisation the model was saved with, whatever its backbone's default
         mean, std = spec.get("mean", enc.spec["mean"]), spec.get("std", enc.spec["std"])
         enc.normalize = Normalize(mean, std)

@@ -16,9 +16,9 @@ from torchvision.utils import make_grid, save_image
 
 from urrlkit.augment.geometry import center_crop_resize
 from urrlkit.augment.sampler import to_float
-from urrlkit.augment.workers import AugmentingCollate, OriginalViewsCollate
+from urrlkit.augment.view_source import preview_views
 from urrlkit.config import Recipe
-from urrlkit.data import dataset_len, from_config, originals
+from urrlkit.data import dataset_len, from_config
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.pretext.train import recipe_sampler
 
@@ -50,33 +50,30 @@ def _framed(x: Tensor, rgb: tuple[float, float, float] | None, tile: int) -> Ten
 
 def views_preview(recipe: Recipe, images: int = 8, seed: int = 0, tile: int = 96) -> Preview:
     """Draw the recipe's views for its first ``images`` training images, as pretraining's loader makes them for a
-    batch of those images under run seed ``seed``: for file-backed data sets with data.crop_from = "original" each
-    view's box is drawn on the decoded photo (OriginalViewsCollate), otherwise on the stored image
-    (AugmentingCollate). Column 0 shows the image at network size (Resize + CenterCrop)."""
+    batch of those images under run seed ``seed`` (augment/view_source.py preview_views): for file-backed data
+    sets with data.crop_from = "original" each view's box is drawn on the decoded photo, otherwise on the stored
+    image; every view of the method's view groups (multi-crop: smaller local crops too), each in its own size,
+    shown at one tile size. Column 0 shows the image at network size (Resize + CenterCrop)."""
     if images < 1:
         raise ValueError(f"images must be ≥ 1, got {images}")
     ds = from_config(recipe.data, "train")
-    n = min(images, dataset_len(ds))
-    if n == 0:
+    if dataset_len(ds) == 0:
         raise DataError(f"data set {recipe.data.dataset!r} has no training images")
     size = recipe.data.image_size
-    sampler = recipe_sampler(recipe)
-    full = originals(ds) if recipe.data.crop_from == "original" else None
-    if full is not None:
-        items = [(full[i][0], i) for i in range(n)]
-        views, fam, _ = OriginalViewsCollate(sampler, seed, photometric=True)(items)
-        originals_shown = torch.cat([center_crop_resize(to_float(im[None]), size, resize_to=size) for im, _ in items])
+    shown = preview_views(ds, recipe_sampler(recipe), seed, recipe.data.crop_from, images)
+    views, fam, n = shown.views, shown.families, len(shown.images)
+    if shown.crops_from == "original":  # photos of any size: Resize + CenterCrop each
+        originals_shown = torch.cat([center_crop_resize(to_float(im[None]), size, resize_to=size)
+                                     for im in shown.images])
     else:
-        items = [(ds[i][0], i) for i in range(n)]
-        views, fam, _ = AugmentingCollate(sampler, seed)(items)
-        originals_shown = center_crop_resize(to_float(torch.stack([im for im, _ in items])), size)
+        originals_shown = center_crop_resize(to_float(torch.stack(shown.images)), size)
     tile = max(tile, size + 2 * FRAME)
     tiles = []
     for i in range(n):
         tiles.append(_framed(originals_shown[i], None, tile))
         tiles += [_framed(views[v][i], colour(int(fam[v, i])), tile) for v in range(len(views))]
     grid = make_grid(torch.stack(tiles), nrow=1 + len(views), padding=2, pad_value=1.0)
-    return Preview(grid, fam.t().contiguous(), sampler.names)
+    return Preview(grid, fam.t().contiguous(), shown.names)
 
 
 def save_preview(preview: Preview, path: Path) -> None:

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, Subset
 from urrlkit.engine.progress import Progress, StepOutput
 from urrlkit.errors import UrrlError
 from urrlkit.pretext.common import distributed, stream_seed
+from urrlkit.pretext.health import HealthMonitor
 
 
 def new_probe(feature_dim: int, classes: int, seed: int) -> nn.Linear:
@@ -140,13 +141,16 @@ def knn_due(epoch: int, every: int, epochs: int) -> bool:
 
 class EpochMonitor:
     """The epoch-end hook of pretraining (engine/loop.py fit's ``on_epoch_end``): the probe's epoch top-1 (every
-    process takes part in its all-reduce) and, when due, the kNN top-1 — computed by the main process alone on
-    its own features (the other processes return without it and wait for it at the epoch-end checkpoint's
-    barrier, or at their next collective)."""
+    process takes part in its all-reduce), when due the kNN top-1 — computed by the main process alone on its own
+    features (the other processes return without it and wait for it at the epoch-end checkpoint's barrier, or at
+    their next collective) — and the representation-health numbers (pretext/health.py, main process), whose
+    collapse warnings go to `warn`, one line each."""
 
     def __init__(self, probe: ProbedPretext | None, knn: Callable[[], float] | None, every: int, epochs: int,
-                 main_process: bool) -> None:
+                 main_process: bool, health: HealthMonitor | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.probe, self.knn, self.every, self.epochs, self.main = probe, knn, every, epochs, main_process
+        self.health, self.warn = health, warn
 
     def __call__(self, epoch: int) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -154,4 +158,10 @@ class EpochMonitor:
             out["probe_top1"] = self.probe.epoch_top1()
         if self.knn is not None and self.main and knn_due(epoch, self.every, self.epochs):
             out["knn_top1"] = self.knn()
+        if self.health is not None:
+            numbers, warnings = self.health.epoch_end()
+            out.update(numbers)
+            for line in warnings:
+                if self.warn is not None:
+                    self.warn(f"warning: pretrain epoch {epoch}: {line}")
         return out

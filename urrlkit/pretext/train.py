@@ -1,25 +1,36 @@
-"""`urrl pretrain`: data → family sampler (Eq. 2) → pretext (Eq. 1) → encoder, then linear evaluation."""
+"""`urrl pretrain`: data → views (each drawing its family by Eq. 2, in the method's view groups) → the method (Eq. 1
+for MoCo v2; any registered method) → encoder, then linear evaluation.
+
+`pretrain` reads top to bottom: `setup` (run directory, accelerator, views, model, monitors, optimizer, trackers;
+one named step each), `fit` (engine/loop.py), `finish` (the encoder saved). Everything a step needs lives in one
+`Pretraining`, whose `step` turns a loader batch into views (augment/view_source.py ViewSource, whatever the
+path) and hands them to the method.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from accelerate import PartialState
 from torch.utils.data import DataLoader, Dataset
 
-from urrlkit.augment.device_crops import decode_on_device
+from urrlkit.augment.device_crops import decode_on_device  # noqa: F401  (re-exported: the stage's resolution)
+from urrlkit.augment.multiview import ViewSampler, build_view_sampler
+from urrlkit.augment.view_source import IndexedImages, ViewSource, resolve_decode
 from urrlkit.config import Recipe, to_file
 from urrlkit.data import dataset_labels, dataset_len, from_config
-from urrlkit.engine.checkpoint import Checkpointer, barrier, module_generators
+from urrlkit.engine.checkpoint import Checkpointer, TrainState, barrier, module_generators
 from urrlkit.engine.logging import MetricLogger, say
 from urrlkit.engine.loop import LoopSpec, fit, make_accelerator
 from urrlkit.engine.optim import build_optimizer
 from urrlkit.engine.progress import Progress
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.models import Encoder, encoder_from_settings
+from urrlkit.pretext.health import HealthMonitor
 from urrlkit.pretext.probes import (
     EpochMonitor,
     ProbedPretext,
@@ -32,21 +43,9 @@ from urrlkit.pretext.probes import (
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-    from urrlkit.augment import FamilySampler
     from urrlkit.pretext.model import PretextModel
 
-
-class Indexed(Dataset):
-    """Yields (image, index): memory-bank pretexts need to know which image each view came from."""
-
-    def __init__(self, ds: Dataset) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return dataset_len(self.ds)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.ds[i][0], i
+Indexed = IndexedImages  # (image, index) items: memory-bank methods need to know which image each view came from
 
 
 def build_pretext(recipe: Recipe, num_samples: int, acc: Accelerator | None = None) -> PretextModel:
@@ -70,39 +69,18 @@ def build_pretext(recipe: Recipe, num_samples: int, acc: Accelerator | None = No
     return model
 
 
-def recipe_sampler(recipe: Recipe) -> FamilySampler:
-    """The family sampler (paper Eq. 2) that pretraining with this recipe draws its views from."""
-    from urrlkit.augment import build_sampler
-
-    return build_sampler(recipe.pretext.family_weights(), image_size=recipe.data.image_size,
-                         views=recipe.pretext.views)
+def recipe_sampler(recipe: Recipe) -> ViewSampler:
+    """The views pretraining with this recipe draws: the method's view groups, each view's family by paper Eq. 2."""
+    return build_view_sampler(recipe.pretext.family_weights(), recipe.data.image_size, recipe.pretext.view_groups())
 
 
-def view_source(recipe: Recipe, train: Dataset, sampler: FamilySampler, in_workers: bool, device_type: str = "cpu"
-                ) -> tuple[Dataset, Callable | None]:
-    """The images pretraining draws its views from and the DataLoader's collate_fn.
-
-    File-backed data sets with data.crop_from = "original": each view's box drawn on the original image. With
-    data.decode resolving to "device" (``decode_on_device``) the workers read the files' bytes and draw the boxes
-    on the header sizes, the step decodes and cuts on the device (EncodedViewsCollate, augment/device_crops.py);
-    otherwise the workers decode the originals and cut the views (OriginalViewsCollate), the photometric stages
-    in the workers too when in_workers, else on the device. Other data sets: the stored images, all of each view
-    made in the workers (AugmentingCollate) or on the device (no collate_fn). Worker batches seed their generator
-    from their image indices (augment/workers.py); on the device one generator per process runs through the
-    run, checkpointed (device decoding: one per batch, seeded by the worker, so prefetching cannot change it).
-    """
-    from urrlkit.augment.device_crops import EncodedViewsCollate, encoded_source
-    from urrlkit.augment.workers import AugmentingCollate, OriginalViewsCollate
-    from urrlkit.data import originals
-
-    full = originals(train) if recipe.data.crop_from == "original" else None
-    if full is not None and decode_on_device(recipe.data.decode, device_type, in_workers):
-        encoded = encoded_source(train)
-        if encoded is not None:
-            return encoded, EncodedViewsCollate(sampler, recipe.run.seed)
-    if full is not None:
-        return full, OriginalViewsCollate(sampler, recipe.run.seed, photometric=in_workers)
-    return train, AugmentingCollate(sampler, recipe.run.seed) if in_workers else None
+def view_source(recipe: Recipe, train: Dataset, sampler: ViewSampler, in_workers: bool, device_type: str = "cpu"
+                ) -> ViewSource:
+    """Where pretraining's views come from (augment/view_source.py): crops on the original photos or the stored
+    images, decoded in the workers or on the device, the photometric stages in the workers or on the device."""
+    d = recipe.data
+    return ViewSource(train, sampler, recipe.run.seed, d.crop_from, resolve_decode(d.decode, device_type, in_workers),
+                      in_workers)
 
 
 def prepare_run_dir(recipe: Recipe, resume: bool) -> Path:
@@ -131,7 +109,7 @@ def build_monitors(recipe: Recipe, pretext: torch.nn.Module, train: Dataset, acc
     if labels is None:
         say(acc, f"monitor: {recipe.data.dataset!r} has no labels; online probe and kNN monitor off")
         return None, None
-    probed, encoder = None, cast(Encoder, pretext.encoder)  # every pretext's backbone (MoCo: the query encoder)
+    probed, encoder = None, cast(Encoder, pretext.encoder)  # every method's backbone (MoCo: the query encoder)
     if m.linear:
         classes = len(getattr(train, "classes", ())) or int(labels.max()) + 1
         probe = new_probe(encoder.feature_dim, classes, recipe.run.seed)
@@ -153,105 +131,141 @@ def build_monitors(recipe: Recipe, pretext: torch.nn.Module, train: Dataset, acc
                                        recipe.eval.batch_size, acc.device, d.workers)
 
 
-def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None,
-             keep_process_group: bool = False) -> Encoder:
-    """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder. With
-    keep_process_group the launch's process group stays up for a following stage."""
-    from urrlkit.augment.device_crops import EncodedViewsCollate, decode_views
-    from urrlkit.augment.workers import OriginalViewsCollate
-    from urrlkit.hub import save_model
+@dataclass
+class Pretraining:
+    """Everything `setup` builds for one pretraining run, and the step the loop calls."""
 
-    run_dir = prepare_run_dir(recipe, resume)
-    o = recipe.optim
-    acc = make_accelerator(run_dir, recipe.run.seed, o.mixed_precision, o.grad_accum, recipe.run.trackers)
-    if acc.is_main_process:
-        to_file(recipe, run_dir / "recipe.toml")
-    train = from_config(recipe.data, "train")
-    n = dataset_len(train)
-    per_process = recipe.data.batch_size // acc.num_processes
-    if per_process * acc.num_processes != recipe.data.batch_size:
-        raise UrrlError(f"data.batch_size = {recipe.data.batch_size} must be divisible by the "
-                        f"{acc.num_processes} processes")
-    if n < recipe.data.batch_size:
-        raise DataError(f"data set {recipe.data.dataset!r} has {n} training images, fewer than one batch "
-                        f"(data.batch_size = {recipe.data.batch_size})")
-    sampler = recipe_sampler(recipe)
-    in_workers = recipe.data.augments_in_workers(acc.device.type)
-    source, collate = view_source(recipe, train, sampler, in_workers, acc.device.type)
-    loader = DataLoader(Indexed(source), batch_size=per_process, shuffle=True, drop_last=True,
-                        num_workers=recipe.data.workers, persistent_workers=recipe.data.workers > 0,
-                        collate_fn=collate)
-    model: torch.nn.Module = build_pretext(recipe, n, acc)
-    lr = o.effective_lr(recipe.data.batch_size)  # optim.lr, or optim.lr_per_256 scaled to the global batch
-    probed, knn = build_monitors(recipe, model, train, acc)  # [monitor]: both None when off (paper recipes)
-    groups = None
-    if probed is not None:  # the pretext's parameters as before, the probe's in a group of its own
-        model, groups = probed, probe_param_groups([p for p in model.parameters() if p.requires_grad],
-                                                   probed.probe, lr, recipe.monitor.linear_lr)
-    optimizer = build_optimizer(model, o.optimizer, lr, o.momentum, o.weight_decay, params=groups)
-    model, optimizer, loader = acc.prepare(model, optimizer, loader)
-    if recipe.run.trackers:
-        acc.init_trackers("pretrain", config=_flat(recipe.to_dict()))
-    aug_gen = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + acc.process_index)
-    # Views per family, counted on the device: bincount or .cpu() here would stall a GPU every step.
-    counts = torch.zeros(len(sampler.names), dtype=torch.long, device=acc.device)
+    recipe: Recipe
+    run_dir: Path
+    acc: Accelerator
+    source: ViewSource
+    loader: DataLoader
+    model: torch.nn.Module  # PretextModel, or ProbedPretext around it; prepared by Accelerate
+    optimizer: torch.optim.Optimizer
+    monitor: EpochMonitor | None
+    health: HealthMonitor | None
+    generator: torch.Generator  # the views' stream on the device (worker-made views carry their own seeds)
+    counts: torch.Tensor  # views per family, on the device: bincount or .cpu() would stall a GPU every step
+    extra: dict[str, torch.Tensor]  # per-process tensors the checkpoints keep (the counts, the probe's counts)
+    images: int
 
-    def decode_batch(batch: tuple) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        # On CUDA one batch ahead, on a side stream (engine/prefetch.py): seeded per batch by the worker, so
-        # neither the prefetch nor a resume changes the views.
-        enc, fam, index = batch
-        gen = torch.Generator(device=acc.device).manual_seed(enc.photo_seed)
-        return sampler.photometric(decode_views(enc, acc.device), fam, gen), fam, index
-
-    def step(batch: tuple, progress: Progress) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
-        if in_workers:
-            views, fam, index = batch
-        elif isinstance(collate, OriginalViewsCollate):  # cut from the originals; the rest on the device
-            cuts, fam, index = batch
-            views = sampler.photometric(cuts, fam, aug_gen)
-        elif isinstance(collate, EncodedViewsCollate):  # decoded, cut and augmented by decode_batch
-            views, fam, index = batch
-        else:
-            images, index = batch
-            views, fam = sampler(images, aug_gen)
-        counts.scatter_add_(0, fam.flatten(), torch.ones_like(fam.flatten()))
-        with acc.autocast():
-            out = model(views, index, progress)
+    def step(self, batch: Any, progress: Progress) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        views, fam, index = self.source.views(batch, self.generator)
+        self.counts.scatter_add_(0, fam.flatten(), torch.ones_like(fam.flatten()))
+        with self.acc.autocast():
+            out = self.model(views, index, progress)
+        if self.health is not None:
+            self.health.update(out)
         return out.loss, out.stats
 
-    def after_step(progress: Progress) -> None:
-        cast("PretextModel | ProbedPretext", acc.unwrap_model(model)).after_step(progress)
+    def after_step(self, progress: Progress) -> None:
+        cast("PretextModel | ProbedPretext", self.acc.unwrap_model(self.model)).after_step(progress)
 
-    spec = LoopSpec(epochs=o.epochs, lr=lr, schedule=o.schedule,
-                    milestones=tuple(o.milestones),
-                    warmup_epochs=o.warmup_epochs, checkpoint_every=o.checkpoint_every, log_every=o.log_every,
-                    title="pretrain", stop_after=stop_after)
-    logger = MetricLogger(acc, run_dir / "metrics.jsonl", bool(recipe.run.trackers))
-    logger.log({"stage": "pretrain-start", "processes": acc.num_processes, "device": str(acc.device),
-                "augment_in": "workers" if in_workers else "device",
-                "crops_from": "original" if isinstance(collate, OriginalViewsCollate | EncodedViewsCollate)
-                else "stored", "decode": "device" if isinstance(collate, EncodedViewsCollate) else "cpu",
-                "mixed_precision": acc.mixed_precision, "images": n, "resume": resume}, 0)
-    ckpt = Checkpointer(acc, run_dir / "checkpoints")
-    gens = [aug_gen, *module_generators(acc.unwrap_model(model))]
+    @property
+    def encoder(self) -> Encoder:
+        return cast(Encoder, self.acc.unwrap_model(self.model).encoder)
+
+
+def setup(recipe: Recipe, resume: bool) -> Pretraining:
+    """The run's objects, one named step each."""
+    run_dir = prepare_run_dir(recipe, resume)
+    acc = setup_accelerator(recipe, run_dir)
+    train, source, loader = setup_views(recipe, acc)
+    pretext = build_pretext(recipe, dataset_len(train), acc)
+    model, probed, monitor, health = setup_monitors(recipe, pretext, train, acc)
+    optimizer = setup_optimizer(recipe, model, probed)
+    model, optimizer, loader = acc.prepare(model, optimizer, loader)
+    setup_trackers(recipe, acc)
+    generator = torch.Generator(device=acc.device).manual_seed(recipe.run.seed * 1000 + acc.process_index)
+    counts = torch.zeros(len(source.sampler.names), dtype=torch.long, device=acc.device)
     # The counts are checkpointed, so after a resume they cover the whole run (the probe's: its epoch so far).
     extra = {"family_counts": counts}
     if probed is not None:
         extra.update(probe_correct=probed.correct, probe_seen=probed.seen)
-    monitor = None if probed is None and knn is None else EpochMonitor(
-        probed, knn, recipe.monitor.knn_every, o.epochs, acc.is_main_process)
-    state = fit(acc, model, optimizer, loader, step, spec, ckpt, logger, gens, resume=resume, extra_state=extra,
-                prepare=decode_batch if isinstance(collate, EncodedViewsCollate) else None, on_epoch_end=monitor,
-                after_step=after_step)
-    encoder = cast(Encoder, acc.unwrap_model(model).encoder)
-    if state.epoch >= o.epochs and acc.is_main_process:
-        counts = counts.cpu()
-        total = counts.sum().clamp(min=1)
-        mix = {name: round(float(c) / float(total), 4) for name, c in zip(sampler.names, counts, strict=True)}
-        logger.log({"stage": "pretrain-done", "family_fraction": mix}, state.global_step)
-        save_model(encoder, run_dir / "model", recipe, stage="pretrain", method=recipe.pretext.method,
-                   families=[f.model_dump() for f in recipe.pretext.family_weights()])
-        say(acc, f"pretrained encoder saved to {run_dir / 'model'} (views per family: {mix})")
+    return Pretraining(recipe, run_dir, acc, source, loader, model, optimizer, monitor, health, generator, counts,
+                       extra, dataset_len(train))
+
+
+def setup_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
+    o = recipe.optim
+    acc = make_accelerator(run_dir, recipe.run.seed, o.mixed_precision, o.grad_accum, recipe.run.trackers)
+    if acc.is_main_process:
+        to_file(recipe, run_dir / "recipe.toml")
+    per_process = recipe.data.batch_size // acc.num_processes
+    if per_process * acc.num_processes != recipe.data.batch_size:
+        raise UrrlError(f"data.batch_size = {recipe.data.batch_size} must be divisible by the "
+                        f"{acc.num_processes} processes")
+    return acc
+
+
+def setup_views(recipe: Recipe, acc: Accelerator) -> tuple[Dataset, ViewSource, DataLoader]:
+    """The training images, where their views are made, and the loader of (view source) items."""
+    d = recipe.data
+    train = from_config(d, "train")
+    n = dataset_len(train)
+    if n < d.batch_size:
+        raise DataError(f"data set {d.dataset!r} has {n} training images, fewer than one batch "
+                        f"(data.batch_size = {d.batch_size})")
+    source = view_source(recipe, train, recipe_sampler(recipe), d.augments_in_workers(acc.device.type),
+                         acc.device.type)
+    loader = DataLoader(source.dataset, batch_size=d.batch_size // acc.num_processes, shuffle=True, drop_last=True,
+                        num_workers=d.workers, persistent_workers=d.workers > 0, collate_fn=source.collate_fn)
+    return train, source, loader
+
+
+def setup_monitors(recipe: Recipe, model: torch.nn.Module, train: Dataset, acc: Accelerator
+                   ) -> tuple[torch.nn.Module, ProbedPretext | None, EpochMonitor | None, HealthMonitor | None]:
+    """[monitor]: the model with its online probe (or as it is), the epoch-end hook, the health monitor."""
+    m = recipe.monitor
+    probed, knn = build_monitors(recipe, model, train, acc)  # both None when off (paper recipes)
+    health = HealthMonitor(m.health_rows, chance_loss=recipe.pretext.chance_loss(recipe.data.batch_size),
+                           chance_tol=m.health_chance_tol, std_ratio_warn=m.health_std_ratio,
+                           main_process=acc.is_main_process) if m.health else None
+    monitor = None if probed is None and knn is None and health is None else EpochMonitor(
+        probed, knn, m.knn_every, recipe.optim.epochs, acc.is_main_process, health, lambda line: say(acc, line))
+    return (probed if probed is not None else model), probed, monitor, health
+
+
+def setup_optimizer(recipe: Recipe, model: torch.nn.Module, probed: ProbedPretext | None) -> torch.optim.Optimizer:
+    """[optim] on the trainable parameters; the online probe's in a group of its own (its lr, no weight decay)."""
+    o = recipe.optim
+    lr = o.effective_lr(recipe.data.batch_size)  # optim.lr, or lr_per_256 / lr_sqrt scaled to the global batch
+    groups = None
+    if probed is not None:
+        groups = probe_param_groups([p for p in probed.pretext.parameters() if p.requires_grad], probed.probe, lr,
+                                    recipe.monitor.linear_lr)
+    return build_optimizer(model, o.optimizer, lr, o.momentum, o.weight_decay, params=groups, **o.optimizer_kwargs())
+
+
+def setup_trackers(recipe: Recipe, acc: Accelerator) -> None:
+    if recipe.run.trackers:
+        acc.init_trackers("pretrain", config=_flat(recipe.to_dict()))
+
+
+def loop_spec(recipe: Recipe, stop_after: int | None) -> LoopSpec:
+    o = recipe.optim
+    return LoopSpec(epochs=o.epochs, lr=o.effective_lr(recipe.data.batch_size), schedule=o.schedule,
+                    milestones=tuple(o.milestones), warmup_epochs=o.warmup_epochs,
+                    checkpoint_every=o.checkpoint_every, log_every=o.log_every, title="pretrain",
+                    stop_after=stop_after, **o.loop_kwargs())
+
+
+def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None,
+             keep_process_group: bool = False) -> Encoder:
+    """Pretrain the encoder as `recipe` says; writes `<run_dir>/model` and returns the encoder. With
+    keep_process_group the launch's process group stays up for a following stage."""
+    run = setup(recipe, resume)
+    acc = run.acc
+    logger = MetricLogger(acc, run.run_dir / "metrics.jsonl", bool(recipe.run.trackers))
+    logger.log({"stage": "pretrain-start", "processes": acc.num_processes, "device": str(acc.device),
+                **run.source.describe(), "mixed_precision": acc.mixed_precision, "images": run.images,
+                "resume": resume}, 0)
+    ckpt = Checkpointer(acc, run.run_dir / "checkpoints")
+    generators = [run.generator, *module_generators(acc.unwrap_model(run.model))]
+    state = fit(acc, run.model, run.optimizer, run.loader, run.step, loop_spec(recipe, stop_after), ckpt, logger,
+                generators, resume=resume, extra_state=run.extra, prepare=run.source.prepare,
+                on_epoch_end=run.monitor, after_step=run.after_step)
+    finish(run, state, logger)
     # Every rank leaves together: a rank that tore the (gloo) group down while the main one was still saving the
     # model sometimes aborted at exit ("terminate called without an active exception").
     barrier(acc)
@@ -260,7 +274,23 @@ def pretrain(recipe: Recipe, resume: bool = False, stop_after: int | None = None
             tracker.finish()
     else:
         acc.end_training()
-    return encoder
+    return run.encoder
+
+
+def finish(run: Pretraining, state: TrainState, logger: MetricLogger) -> None:
+    """After the last epoch: the family mix each view drew, logged, and the encoder saved (main process)."""
+    recipe, acc = run.recipe, run.acc
+    if state.epoch < recipe.optim.epochs or not acc.is_main_process:
+        return
+    from urrlkit.hub import save_model
+
+    counts = run.counts.cpu()
+    total = counts.sum().clamp(min=1)
+    mix = {name: round(float(c) / float(total), 4) for name, c in zip(run.source.sampler.names, counts, strict=True)}
+    logger.log({"stage": "pretrain-done", "family_fraction": mix}, state.global_step)
+    save_model(run.encoder, run.run_dir / "model", recipe, stage="pretrain", method=recipe.pretext.method,
+               families=[f.model_dump() for f in recipe.pretext.family_weights()])
+    say(acc, f"pretrained encoder saved to {run.run_dir / 'model'} (views per family: {mix})")
 
 
 def run_pretrain(recipe: Recipe, resume: bool = False, linear_eval: bool = True) -> None:

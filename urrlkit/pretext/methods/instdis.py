@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from urrlkit.config.pretext import GroupedBNSettings
+from urrlkit.pretext.methods.grouped_bn import GroupedBNSettings
 
 if TYPE_CHECKING:
     from torch import Tensor, nn

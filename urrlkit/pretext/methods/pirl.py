@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from urrlkit.config.pretext import GroupedBNSettings
 from urrlkit.config.sections import _error_at
+from urrlkit.pretext.methods.grouped_bn import GroupedBNSettings
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
