@@ -7,9 +7,10 @@ import torch
 
 from urrlkit.augment import FamilySampler, build_sampler, supervised_transform
 from urrlkit.augment.families import default_severity
-from urrlkit.config import FamilySpec, PretextConfig, validate_dict
+from urrlkit.config import FamilySpec, validate_dict
 from urrlkit.data import DataRequest, build
 from urrlkit.errors import UrrlError
+from urrlkit.pretext.methods.moco_v2 import MoCoV2
 from urrlkit.registry import FAMILIES
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -77,7 +78,7 @@ def test_bad_family_params_raise() -> None:
 
 
 def test_reproducible_from_seed(images: torch.Tensor) -> None:
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=32)
+    sampler = build_sampler(MoCoV2(p=0.5).family_weights(), image_size=32)
     a, fa = sampler(images, torch.Generator().manual_seed(7))
     b, fb = sampler(images, torch.Generator().manual_seed(7))
     c, _ = sampler(images, torch.Generator().manual_seed(8))
@@ -86,7 +87,7 @@ def test_reproducible_from_seed(images: torch.Tensor) -> None:
 
 
 def test_uint8_and_float_inputs_agree(images: torch.Tensor) -> None:
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=32)
+    sampler = build_sampler(MoCoV2(p=0.5).family_weights(), image_size=32)
     a, _ = sampler(images, torch.Generator().manual_seed(9))
     b, _ = sampler(images.float() / 255, torch.Generator().manual_seed(9))
     torch.testing.assert_close(a, b)
@@ -131,7 +132,7 @@ def test_cpu_chunks_keep_families_and_deterministic_views(images: torch.Tensor) 
 
 
 def test_views_can_be_written_into_a_given_buffer(images: torch.Tensor) -> None:
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=32)
+    sampler = build_sampler(MoCoV2(p=0.5).family_weights(), image_size=32)
     ref, ref_fam = sampler(images, torch.Generator().manual_seed(5))
     buf = torch.full((2 * len(images), 3, 32, 32), -1.0).share_memory_()
     views, fam = sampler(images, torch.Generator().manual_seed(5), out=buf)

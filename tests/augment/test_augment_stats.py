@@ -11,7 +11,8 @@ import torch
 
 from urrlkit.augment import augmix, build_sampler
 from urrlkit.augment.families import MocoV2
-from urrlkit.config import FamilySpec, PretextConfig
+from urrlkit.config import FamilySpec
+from urrlkit.pretext.methods.moco_v2 import MoCoV2
 
 N = 20_000
 
@@ -25,7 +26,7 @@ def assert_rate(observed: torch.Tensor, p: float, n: int | None = None) -> None:
 
 @pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
 def test_family_frequencies_match_weights(p: float) -> None:
-    sampler = build_sampler(PretextConfig(p=p).family_weights(), image_size=8, views=2)
+    sampler = build_sampler(MoCoV2(p=p).family_weights(), image_size=8, views=2)
     assert sampler.names == ["augmix_allop", "moco_v2"]
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (5_000, 3, 8, 8), dtype=torch.uint8, generator=g)
@@ -121,7 +122,7 @@ def test_two_copies_get_different_augmentations() -> None:
     img = build("cifar10-sample", DataRequest(None, "train", 32)).images[:1]
     x = img.expand(16, -1, -1, -1)
     singles = [[FamilySpec(name=n)] for n in ("moco_v2", "augmix", "augmix_allop", "augmix_moco")]
-    for specs in [*singles, PretextConfig(p=0.5).family_weights()]:
+    for specs in [*singles, MoCoV2(p=0.5).family_weights()]:
         views, _ = build_sampler(specs, 32, views=2)(x, torch.Generator().manual_seed(6))
         out = torch.cat(views).flatten(1)
         dist = torch.cdist(out, out)

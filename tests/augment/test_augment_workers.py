@@ -7,8 +7,8 @@ from torch.utils.data import DataLoader
 
 from urrlkit.augment import build_sampler
 from urrlkit.augment.workers import AugmentingCollate, batch_seed
-from urrlkit.config import PretextConfig
 from urrlkit.data import DataRequest, build
+from urrlkit.pretext.methods.moco_v2 import MoCoV2
 from urrlkit.pretext.train import Indexed
 
 
@@ -23,7 +23,7 @@ def test_batch_seed_depends_on_seed_indices_and_order() -> None:
 
 def _batches(workers: int) -> list[tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]]:
     ds = Indexed(build("cifar10-sample", DataRequest(None, "train", 32)))
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=32, views=2)
+    sampler = build_sampler(MoCoV2(p=0.5).family_weights(), image_size=32, views=2)
     loader = DataLoader(ds, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0),
                         num_workers=workers, collate_fn=AugmentingCollate(sampler, seed=7))
     return [b for b, _ in zip(loader, range(4), strict=False)]
@@ -32,7 +32,7 @@ def _batches(workers: int) -> list[tuple[list[torch.Tensor], torch.Tensor, torch
 def test_worker_views_match_the_sampler_and_not_the_worker_count() -> None:
     inline, pooled = _batches(0), _batches(2)
     ds = build("cifar10-sample", DataRequest(None, "train", 32))
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=32, views=2)
+    sampler = build_sampler(MoCoV2(p=0.5).family_weights(), image_size=32, views=2)
     for (views, fam, index), (views2, fam2, index2) in zip(inline, pooled, strict=True):
         assert torch.equal(index, index2) and torch.equal(fam, fam2)
         assert all(torch.equal(a, b) for a, b in zip(views, views2, strict=True))
@@ -48,7 +48,7 @@ def test_worker_views_match_the_sampler_and_not_the_worker_count() -> None:
 def test_collate_survives_pickling_for_spawned_workers() -> None:
     import pickle
 
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=32, views=2)
+    sampler = build_sampler(MoCoV2(p=0.5).family_weights(), image_size=32, views=2)
     collate = AugmentingCollate(sampler, seed=3)
     ds = Indexed(build("cifar10-sample", DataRequest(None, "train", 32)))
     items = [ds[i] for i in range(8)]

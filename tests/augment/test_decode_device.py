@@ -27,10 +27,11 @@ from urrlkit.augment.device_crops import (
 )
 from urrlkit.augment.geometry import rrc_boxes
 from urrlkit.augment.workers import OriginalViewsCollate
-from urrlkit.config import PretextConfig, load
+from urrlkit.config import load
 from urrlkit.data import originals
 from urrlkit.data.datasets import FileDataset, load_image
 from urrlkit.errors import DataError, UrrlError
+from urrlkit.pretext.methods.moco_v2 import MoCoV2
 from urrlkit.pretext.train import Indexed, decode_on_device, pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +57,7 @@ def files(tree: Path) -> FileDataset:
 
 
 def urrl_sampler(size: int) -> object:
-    return build_sampler(PretextConfig(method="moco_v2", p=0.5).family_weights(), image_size=size, views=2)
+    return build_sampler(MoCoV2(p=0.5).family_weights(), image_size=size, views=2)
 
 
 def test_workers_read_bytes_and_header_sizes_and_decode_only_the_fallbacks(tree: Path) -> None:

@@ -6,8 +6,8 @@ import torch
 
 from urrlkit.augment.sampler import FamilySampler, draw_families, family_cdf
 from urrlkit.catalog.family_mix import family_probabilities, family_weights
-from urrlkit.config import PretextConfig
 from urrlkit.hub.card import _families
+from urrlkit.pretext.methods.moco_v2 import MoCoV2
 
 BELOW_ONE = 1 - 2**-53  # the largest float64 that torch.rand can return
 
@@ -67,7 +67,7 @@ def test_the_sampler_draws_with_eq2_bit_identically() -> None:
 
 def test_recipe_and_model_card_expand_p_with_family_weights() -> None:
     expected = family_weights(0.3)
-    assert [(f.name, f.weight) for f in PretextConfig(p=0.3).family_weights()] == expected
+    assert [(f.name, f.weight) for f in MoCoV2(p=0.3).family_weights()] == expected
     assert _families({"p": 0.3}, {}) == expected
     # The card's fallback, for a recorded recipe this install cannot validate, expands p the same way.
     assert _families({"p": 0.3, "method": "not_registered_here"}, {}) == expected

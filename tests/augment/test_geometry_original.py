@@ -19,9 +19,10 @@ from torch.utils.data import DataLoader
 from urrlkit.augment import build_sampler, supervised_transform
 from urrlkit.augment.crops import CropSpec, crop_views, cut, draw_boxes, to_pil
 from urrlkit.augment.workers import OriginalViewsCollate, SupervisedCropCollate, batch_seed, supervised_source
-from urrlkit.config import PretextConfig, load
+from urrlkit.config import load
 from urrlkit.data import DataRequest, build, originals, split_train_val
 from urrlkit.data.datasets import load_image
+from urrlkit.pretext.methods.moco_v2 import MoCoV2
 from urrlkit.pretext.train import Indexed, pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +114,7 @@ def _train(tree: Path) -> object:
 
 
 def test_views_per_family_spec_seeded_by_batch(tree: Path) -> None:
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=96, views=2)
+    sampler = build_sampler(MoCoV2(p=0.5).family_weights(), image_size=96, views=2)
     assert sampler.names == ["augmix_allop", "moco_v2"]
     assert sampler.crop_specs() == [CropSpec("rrc", scale=(0.08, 1.0)), CropSpec("rrc", scale=(0.2, 1.0))]
     full = originals(_train(tree))
@@ -136,7 +137,7 @@ def test_views_per_family_spec_seeded_by_batch(tree: Path) -> None:
 
 
 def test_family_draws_per_view_with_eq2_frequencies(tree: Path) -> None:
-    sampler = build_sampler(PretextConfig(p=0.3).family_weights(), image_size=32, views=2)
+    sampler = build_sampler(MoCoV2(p=0.3).family_weights(), image_size=32, views=2)
     fam = sampler.draw_families(2 * 20000, torch.Generator().manual_seed(0)).view(2, -1).float()
     # p = 0.3 for AugMix (index 0): P(moco_v2) = 0.7, independently per view.
     assert abs(fam.mean() - 0.7) < 0.01
@@ -144,7 +145,7 @@ def test_family_draws_per_view_with_eq2_frequencies(tree: Path) -> None:
 
 
 def test_worker_count_does_not_change_the_views(tree: Path) -> None:
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=72, views=2)
+    sampler = build_sampler(MoCoV2(p=0.5).family_weights(), image_size=72, views=2)
     ds = Indexed(originals(_train(tree)))
 
     def batches(workers: int) -> list:
