@@ -15,18 +15,23 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from urrlkit.config.plugins import dispatch_of
+
 DOCS = Path(__file__).resolve().parent
 
 SECTION_INTRO = {
     "run": "Where a run writes its checkpoints, logs and results, and its seed.",
     "data": "The training data set and how images are stored and batched. Relative paths are relative to "
             "the directory `urrl` runs in.",
-    "model": "The encoder backbone.",
-    "pretext": "The unsupervised task (MoCo v2, InstDis or PIRL) and the augmentation families it draws "
-               "views from (URRL's hierarchical sampler, paper Eq. 2).",
+    "model": "The encoder backbone, a plugin: `backbone` names it, and the rest of the table is that backbone's own "
+             "settings (below, one table per backbone; urrlkit/backbones/).",
+    "pretext": "The self-supervised method, a plugin: `method` names it, and the rest of the table is that method's "
+               "own settings (below, one table per method; urrlkit/pretext/methods/) besides the augmentation "
+               "families every method draws its views from (URRL's hierarchical sampler, paper Eq. 2).",
     "optim": "Optimisation of the pretraining stage.",
-    "monitor": "Online probes during pretraining, logged per epoch: a linear probe on detached features and a "
-               "weighted kNN monitor (off in the paper recipes, on in the quickstart).",
+    "monitor": "Online monitors during pretraining, logged per epoch: a linear probe on detached features and a "
+               "weighted kNN monitor (off in the paper recipes, on in the quickstart), and the representation "
+               "health (embedding std, effective rank, alignment, uniformity; collapse warnings; on by default).",
     "linear_eval": "Linear evaluation after pretraining: frozen encoder, trained linear classifier.",
     "finetune": "Transfer: fine-tuning a pretrained encoder with a linear head (paper Eq. 3) and an optional "
                 "regularizer (Eq. 4).",
@@ -109,6 +114,26 @@ def _table(model: type[BaseModel], prefix: str, out: list[str], nested: list[tup
     out.append("")
 
 
+def _plugins(section: str, dispatch: Any, base: type[BaseModel], out: list[str]) -> None:
+    """One table per plugin of a plugin section ([pretext] per method, [model] per backbone): its own fields."""
+    classes: dict[type[BaseModel], list[str]] = {}
+    for name in sorted(dispatch.registry.entry_points()):
+        cls = dispatch.resolve(f"{name}:x" if getattr(dispatch.registry.get(name), "prefixed", False) else name)
+        if cls is not None:
+            classes.setdefault(cls, []).append(f"{name}:<name>" if getattr(cls, "prefixed", False) else name)
+    for cls, names in classes.items():
+        own = {k: v for k, v in cls.model_fields.items() if k not in base.model_fields}
+        out += [f"### {dispatch.key} = " + " \\| ".join(f'`"{n}"`' for n in names), ""]
+        if _doc(cls):
+            out += [_doc(cls), ""]
+        if not own:
+            out += ["No settings of its own.", ""]
+            continue
+        view = type(cls.__name__, (BaseModel,), {"__annotations__": {}})
+        view.model_fields = own  # type: ignore[misc]  # the table of the plugin's own fields only
+        _table(view, section, out, [])
+
+
 def _anchor(key: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "", key.lower().replace(" ", "-"))
 
@@ -117,7 +142,6 @@ def recipe_reference() -> str:
     from urrlkit import registry
     from urrlkit.config import Recipe
 
-    registry.load_builtins()
     out = [
         "# Recipe reference",
         "",
@@ -150,6 +174,9 @@ def recipe_reference() -> str:
         out += [f"## [{name}]", "", SECTION_INTRO.get(name, _doc(model)), ""]
         nested: list[tuple[str, Any]] = []
         _table(model, name, out, nested)
+        dispatch = dispatch_of(field)
+        if dispatch is not None:
+            _plugins(name, dispatch, model, out)
         while nested:
             key, sub = nested.pop(0)
             members = _models(sub.annotation)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -136,11 +137,20 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def _load(self, name: str, ep: importlib.metadata.EntryPoint) -> T:
+        """The entry point's object: a Declaration (declared, then got: e.g. a family and its torch-free check), a
+        module (which registered `name` as it was imported), or the entry itself."""
         try:
             obj = ep.load()
         except Exception as exc:  # a broken plugin names itself instead of failing somewhere inside urrlkit
             raise UrrlError(f"{self.kind} {name!r}: its entry point {ep.value} ({_dist(ep)}) failed to load: "
                             f"{type(exc).__name__}: {exc}") from exc
+        if isinstance(obj, Declaration):
+            self._declared.setdefault(name, obj)
+            return self.get(name)
+        if isinstance(obj, types.ModuleType):
+            if name not in self._items:
+                raise UrrlError(f"{self.kind} {name!r}: {ep.value} was imported but did not register it")
+            return self._items[name]
         self._items.setdefault(name, obj)
         return self._items[name]
 
@@ -155,6 +165,11 @@ class Registry(Generic[T]):
     def check_target(self, name: str) -> Callable[..., Any]:
         """What validation calls with an entry's parameters: the declared torch-free `check` while the entry
         is still the declared object, else the registered object itself (a user's own entry)."""
+        ep = self.entry_points().get(name)
+        if name not in self._declared and ep is not None:
+            obj = ep.load()  # a Declaration loads without torch; anything else is the entry itself (as get would)
+            if isinstance(obj, Declaration):
+                self._declared[name] = obj
         decl = self._declared.get(name)
         if decl is not None and decl.check is not None and (
                 name not in self._items or decl.describes(self._items[name])):
@@ -174,11 +189,11 @@ class Registry(Generic[T]):
         return sorted(self._keys())
 
     def in_order(self) -> list[str]:
-        """The names as declared, then the entry points (as their packages list them), then those registered
-        in Python only, in registration order."""
-        eps = [n for n in self.entry_points() if n not in self._declared]
-        seen = {*self._declared, *eps}
-        return [*self._declared, *eps, *(n for n in self._items if n not in seen)]
+        """The names as declared, then those registered, in registration order (a module registering several
+        entries decides their order: the evaluation suites run in it), then the entry points not loaded yet."""
+        loaded = [n for n in self._items if n not in self._declared]
+        seen = {*self._declared, *loaded}
+        return [*self._declared, *loaded, *(n for n in self.entry_points() if n not in seen)]
 
     def knows(self, name: str) -> bool:
         """Whether `get(name)` would find an entry, counting `prefix:rest` names of prefixed entries (which
@@ -214,15 +229,8 @@ SUITES: Registry[Any] = Registry("suite", "urrlkit.suites")  # evaluation suites
 ALL = (DATASETS, BACKBONES, FAMILIES, PRETEXTS, REGULARIZERS, CORRUPTIONS, SUITES)
 
 
-def load_builtins() -> None:
-    """Declare urrlkit's built-in entries (torch-free: nothing concrete is imported until an entry is used).
-    By module name: the catalog imports this module, so a static import here would be a cycle."""
-    importlib.import_module("urrlkit.catalog")
-
-
 def resolve_all() -> None:
     """Import every declared entry (tests, and tools that list live objects)."""
-    load_builtins()
     for reg in ALL:
         for name in [*reg._declared, *reg.entry_points()]:
             reg.get(name)

@@ -224,8 +224,8 @@ def test_linear_eval_refuses_a_directory_another_process_writes(tmp_path: Path) 
     holder = hold_lock(out)
     try:
         with pytest.raises(RunLocked, match=f"pid {holder.pid}"):
-            run_linear_eval(load(ROOT / "recipes" / "quickstart.toml", TINY), build_encoder("resnet10", small_stem=True, width=4),
-                            out_dir=out)
+            run_linear_eval(load(ROOT / "recipes" / "quickstart.toml", TINY),
+                            build_encoder("resnet10", small_stem=True, width=4), out_dir=out)
     finally:
         holder.kill()
         holder.wait()

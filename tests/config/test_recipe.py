@@ -27,7 +27,6 @@ def _stub_family(image_size: int = 32, severity: float = 3.0) -> None:
 def families(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register stand-ins for the paper's families that are not (yet) registered, for this test only, so
     these tests exercise the DSL independently of urrlkit.augment."""
-    registry.load_builtins()
     for name in PAPER_FAMILIES:
         if name not in registry.FAMILIES:
             monkeypatch.setitem(registry.FAMILIES._items, name, _stub_family)
@@ -61,7 +60,6 @@ def test_recipes_are_shipped() -> None:
 def test_shipped_recipe_validates(path: Path) -> None:
     """Against the real registries: fails (rather than passes on stand-ins) if a recipe names a family,
     backbone or data set urrlkit does not register."""
-    registry.load_builtins()
     missing = [f for f in PAPER_FAMILIES if f not in registry.FAMILIES]
     if missing:
         pytest.skip(f"augmentation families not registered yet: {', '.join(missing)}")

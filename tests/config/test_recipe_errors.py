@@ -22,7 +22,6 @@ def _stub_family(image_size: int = 32) -> None:
 
 @pytest.fixture(autouse=True)
 def families(monkeypatch: pytest.MonkeyPatch) -> None:
-    registry.load_builtins()
     for name in FAMILY_NAMES:
         if name not in registry.FAMILIES:
             monkeypatch.setitem(registry.FAMILIES._items, name, _stub_family)

@@ -17,7 +17,7 @@ from urrlkit.config import LinearEvalConfig, Recipe, load
 from urrlkit.data import DataRequest
 from urrlkit.finetune.linear import LinearProbe, knn_top1, run_linear_eval, train_head_on_features
 from urrlkit.models import Encoder, build_encoder
-from urrlkit.registry import DATASETS, load_builtins
+from urrlkit.registry import DATASETS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,7 +90,6 @@ def counting_sample(req: DataRequest) -> Dataset:
 @pytest.fixture
 def counting_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     """'counting-sample' registered for one test only (other tests check the registry's exact contents)."""
-    load_builtins()
     monkeypatch.setitem(DATASETS._items, "counting-sample", counting_sample)
 
 

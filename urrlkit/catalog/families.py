@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from urrlkit.catalog.param_checks import check_crop_scale, check_jitter, check_order, check_probabilities, check_range
+from urrlkit.registry import Declaration
 
 AUGMIX_CROPS = ("auto", "pad", "rrc", "none")
 
@@ -203,3 +204,19 @@ def randaugment(image_size: int, num_ops: int = 2, magnitude: int = 9, num_magni
     check_int("magnitude", magnitude, 0)
     if magnitude >= num_magnitude_bins:
         raise ValueError(f"magnitude must be < num_magnitude_bins = {num_magnitude_bins}, got {magnitude}")
+
+
+# The families' entry points (pyproject.toml, group urrlkit.families) name these declarations: the factory,
+# imported when the family is built, and the torch-free check above with the factory's signature.
+MOCO_V2 = Declaration("urrlkit.augment.families:moco_v2", check=moco_v2)
+AUGMIX = Declaration("urrlkit.augment.families:augmix_family", check=augmix)
+AUGMIX_ALLOP = Declaration("urrlkit.augment.families:augmix_allop", check=augmix_allop)
+AUGMIX_MOCO = Declaration("urrlkit.augment.families:augmix_moco", check=augmix_moco)
+IDENTITY = Declaration("urrlkit.augment.families:identity", check=identity)
+SIMCLR = Declaration("urrlkit.augment.families:simclr", check=simclr)
+BYOL = Declaration("urrlkit.augment.families:byol", check=byol)
+INSTDIS = Declaration("urrlkit.augment.instdis_family:instdis", check=instdis)
+PRIME = Declaration("urrlkit.augment.prime:prime", check=prime)
+PIXMIX = Declaration("urrlkit.augment.pixmix:pixmix_family", check=pixmix)
+TRIVIALAUGMENT = Declaration("urrlkit.augment.autoaugment:trivialaugment", check=trivialaugment)
+RANDAUGMENT = Declaration("urrlkit.augment.autoaugment:randaugment", check=randaugment)

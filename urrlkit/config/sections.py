@@ -10,7 +10,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-import urrlkit.catalog  # noqa: F401  (declares the built-in registry entries, without importing torch)
 from urrlkit import registry
 
 
