@@ -3,8 +3,9 @@
 A backbone is a subclass of `BackboneSettings` (urrlkit/backbones/ for the built-in ones, any package for a
 plugin: entry-point group `urrlkit.backbones`, urrlkit/registry.py) with its own fields and bounds;
 `model.backbone` names it and it validates the rest of the table. A ResNet's `small_stem` and `width` belong to
-the ResNets (urrlkit/backbones/resnet.py); `timm:<name>` builds any timm model (urrlkit/backbones/timm.py). The same class validates an encoder's `config.json` entry when
-a model is loaded (urrlkit/models/backbones.py `check_spec`), so a Hub file is held to the recipe's bounds.
+the ResNets (urrlkit/backbones/resnet.py); `timm:<name>` builds any timm model (urrlkit/backbones/timm.py).
+The same class validates an encoder's `config.json` entry when a model is loaded (urrlkit/models/backbones.py
+`check_spec`), so a Hub file is held to the recipe's bounds.
 Nothing here imports torch.
 """
 

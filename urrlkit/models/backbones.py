@@ -149,8 +149,12 @@ def settings_of(table: dict[str, Any], where: str = "model") -> Any:
         return BACKBONES.get(backbone).model_validate(table, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(k) for k in (where, *first["loc"]))
-        raise ValueError(f"{key}: {first['msg']} (got {first.get('input')!r})") from None
+        ctx = first.get("ctx") or {}
+        # a settings class's own check names its key relative to the table (config/sections.py _error_at)
+        at = (ctx["key"],) if first["type"] == "urrl_at_key" and "key" in ctx else ()
+        key = ".".join(str(k) for k in (where, *first["loc"], *at))
+        got = "" if at else f" (got {first.get('input')!r})"
+        raise ValueError(f"{key}: {first['msg']}{got}") from None
 
 
 def encoder_from_settings(settings: Any, where: str = "model") -> Encoder:
