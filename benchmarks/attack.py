@@ -67,7 +67,7 @@ def main() -> None:
     import torchattacks
 
     torch.manual_seed(0)
-    model = Classifier(build_encoder("resnet18", True, width=16), 10)
+    model = Classifier(build_encoder("resnet18", small_stem=True, width=16), 10)
     train_s = train(model)
     x, y = data("test", N_ATTACK)
     alpha = 2.5 * EPS / STEPS

@@ -73,7 +73,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = Classifier(build_encoder("resnet10", True, width=8), 10)
+    model = Classifier(build_encoder("resnet10", small_stem=True, width=8), 10)
     train_s = train(model, args.train, args.epochs)
     x, y, source = cifar("test", args.n)
     with torch.no_grad():

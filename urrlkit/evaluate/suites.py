@@ -76,6 +76,7 @@ def run_suites(model: nn.Module, recipe: Recipe, suites: list[str], name: str = 
     basic, bench = plan_suites(suites, recipe)
     if not basic and bench is None:
         raise UrrlError("eval.suites: nothing to evaluate")
+    check_model_input(model, recipe)
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -144,11 +145,32 @@ def evaluate_model(
         from urrlkit.evaluate.robustbench import write_robustbench
 
         write_robustbench(results, robustbench_json, name=Path(name).name if name else "",
-                          architecture=recipe.model.describe())
+                          architecture=model_architecture(model, recipe))
         console.print(f"RobustBench model info: {robustbench_json}", markup=False)
     print_results(results, console)
     console.print(f"results: {out_dir / 'results.json'}", markup=False)
     return data
+
+
+def check_model_input(model: nn.Module, recipe: Recipe) -> None:
+    """UrrlError naming data.image_size when the model's backbone takes another image side only (a ViT's patch
+    grid): every suite frames test images to data.image_size (evaluate/inputs.py)."""
+    from urrlkit.models.backbones import Encoder, check_input_size
+
+    enc = getattr(model, "encoder", model)
+    if isinstance(enc, Encoder):
+        try:
+            check_input_size(enc, recipe.data.image_size)
+        except ValueError as exc:
+            raise UrrlError(str(exc)) from None
+
+
+def model_architecture(model: nn.Module, recipe: Recipe) -> str:
+    """The evaluated model's own backbone description (a loaded model need not be the recipe's [model])."""
+    from urrlkit.models.backbones import Encoder, describe_encoder
+
+    enc = getattr(model, "encoder", model)
+    return describe_encoder(enc) if isinstance(enc, Encoder) and enc.spec else recipe.model.describe()
 
 
 def print_results(results: EvalResults | dict[str, Any], console: Console) -> None:

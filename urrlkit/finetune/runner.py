@@ -165,6 +165,7 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     """Fine-tune the encoder at `source` (run dir, model dir, .safetensors or Hub id) as the recipe says: choose
     the sweep's settings on the validation split (if the recipe or --sweep gives a grid), then train the final
     model on the full training split and evaluate it on test."""
+    from urrlkit.evaluate.suites import check_model_input
     from urrlkit.hub import load_backbone, save_model
 
     # Everything the command line and the recipe say is checked before the output directory exists, so a typo
@@ -173,6 +174,7 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     grid = parse_sweep(sweep or [], recipe.finetune.sweep)
     check_grid(recipe, grid)
     pretrained = load_backbone(source)
+    check_model_input(pretrained, recipe)  # a ViT takes one image side: say so before anything is written
     train_split(recipe)  # a missing or unreadable split is found before anything is written
     test = eval_split(recipe.data, "test", dataset=recipe.finetune.dataset)
     kind = recipe.finetune.regularizer.type

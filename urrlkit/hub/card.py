@@ -10,6 +10,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from urrlkit import registry
 from urrlkit.catalog.family_mix import family_weights
 from urrlkit.errors import CheckpointError, UrrlError
 from urrlkit.results import EvalResults, Result
@@ -17,8 +18,8 @@ from urrlkit.version import __version__
 
 TEMPLATE = "model_card.md.j2"
 
-METHODS = {"moco_v2": "MoCo v2 (InfoNCE with a momentum key encoder and a queue)",
-           "instdis": "InstDis (memory bank + NCE)", "pirl": "PIRL (memory bank, jigsaw-invariant)"}
+# [pretext] keys the card shows in rows of their own; every other key of the method is a "Method settings" item.
+AUGMENTATION_KEYS = ("method", "p", "families", "views")
 DEFAULT_TAGS = ["urrlkit", "self-supervised", "robustness"]
 
 
@@ -139,12 +140,13 @@ def _recipe_info(recipe: dict[str, Any], config: dict[str, Any]) -> dict[str, An
     applied = ("applied in this fine-tuning" if stage == "finetune"
                else "the recipe's setting for downstream fine-tuning; not applied to this checkpoint")
     return {
-        "method": METHODS.get(pre.get("method", "moco_v2"), pre.get("method", "?")),
+        "method": method_summary(str(pre.get("method", "moco_v2"))),
         "families": families,
         "p": pre.get("p"),
-        "contrastive": (f"queue/negatives {pre.get('queue_size')}, temperature {pre.get('temperature')}, "
-                        f"momentum {pre.get('momentum')}, head dim {pre.get('head_dim')}, "
-                        f"{pre.get('views', 2)} views"),
+        # every setting of the method as the recipe recorded it: whatever the method, and for recipes of older
+        # urrlkit versions too (a flat [pretext] with head_dim, queue_size, …)
+        "method_settings": ", ".join([*(f"{k} {v}" for k, v in pre.items() if k not in AUGMENTATION_KEYS),
+                                  f"{pre.get('views', 2)} views"]),
         "optim": (f"{opt.get('optimizer', 'sgd')}, {lr}, "
                   f"{opt.get('schedule', 'cosine')} schedule, {opt.get('epochs')} epochs, "
                   f"batch {data.get('batch_size')}, "
@@ -153,15 +155,44 @@ def _recipe_info(recipe: dict[str, Any], config: dict[str, Any]) -> dict[str, An
     }
 
 
+def method_summary(name: str) -> str:
+    """The method plugin's one-line `summary` (torch-free: its settings class), else its name."""
+    try:
+        return str(getattr(registry.PRETEXTS.get(name), "summary", "") or name)
+    except UrrlError:  # a method this install does not have must not stop the card
+        return name
+
+
+def architecture(spec: dict[str, Any]) -> str:
+    """The backbone's own one-line description (its settings' `describe`, torch-free), else its name."""
+    from urrlkit.config.model import backbone_settings
+
+    try:
+        return str(backbone_settings({k: v for k, v in spec.items()
+                                      if k not in ("mean", "std", "feature_dim")}).describe())
+    except Exception:  # a backbone this install does not have, or a spec of an older urrlkit, must not stop it
+        return str(spec.get("backbone", "?"))
+
+
+def _rebuild_hint(spec: dict[str, Any]) -> str:
+    from urrlkit.config.model import backbone_settings
+
+    try:
+        return str(backbone_settings({k: v for k, v in spec.items()
+                                      if k not in ("mean", "std", "feature_dim")}).rebuild_hint())
+    except Exception:  # as in architecture()
+        return ""
+
+
 def _families(pre: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, float]]:
     """The weighted pretext families: as the trainer recorded them, else as the recipe expands them."""
-    from urrlkit.config import PretextConfig
+    from urrlkit.config.pretext import method_settings
 
     if recorded := config.get("families"):
         return [(str(f.get("name")), float(f.get("weight", 1.0))) for f in recorded]
     try:
-        return [(f.name, f.weight) for f in PretextConfig.model_validate(pre).family_weights()]
-    except Exception:  # a family this install has not registered must not stop the card
+        return [(f.name, f.weight) for f in method_settings(pre).family_weights()]
+    except Exception:  # a family or method this install has not registered, or an older recipe, must not stop it
         if pre.get("p") is not None:
             return family_weights(float(pre["p"]))
         return [(str(f.get("name")), float(f.get("weight", 1.0))) for f in pre.get("families") or []]
@@ -204,9 +235,7 @@ def card_info(repo_id: str, config: dict[str, Any], results: EvalResults | dict[
     recipe = config.get("recipe")
     rows, evals = eval_table(results) if results else ([], [])
     kind = config.get("kind", "encoder")
-    stem = "3×3 stem, no max-pool" if spec.get("small_stem") else "7×7 stem"
-    width = f", base width {spec['width']}" if spec.get("width") else ""
-    arch = f"`{spec.get('backbone', '?')}` ({stem}{width})"
+    arch = f"`{architecture(spec)}`"
     src = config.get("converted_from")
     if recipe:
         fams = _recipe_info(recipe, config)
@@ -228,9 +257,9 @@ def card_info(repo_id: str, config: dict[str, Any], results: EvalResults | dict[
         "input_size": config.get("input_size") or "H", "mean": spec.get("mean"), "std": spec.get("std"),
         "recipe_hash": config.get("recipe_hash"),
         # timm builds the backbone by name only when config.json names a timm `architecture` (urrlkit.hub.interop)
-        "timm": config.get("architecture"), "small_stem": bool(spec.get("small_stem")),
-        "tv_width": spec.get("width"),
+        "timm": config.get("architecture"), "rebuild_hint": _rebuild_hint(spec),
         "num_classes": config.get("num_classes"),
+        # a ResNet named as torchvision names it (urrlkit/backbones/resnet.py): torchvision builds it too
         "tv_name": spec.get("backbone") if config.get("architecture") == spec.get("backbone") else None,
         "source": (f"`{src.get('file')}` ({src.get('format')}, sha256 {str(src.get('sha256'))[:12]})"
                    if src else None),
@@ -262,9 +291,7 @@ def card_summary(folder: Path) -> list[str]:
     if cfg_path.is_file():
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
         spec = cfg.get("encoder") or {}
-        lines.append(f"{cfg.get('kind', 'model')}: {spec.get('backbone')} "
-                     f"({'small stem' if spec.get('small_stem') else '7x7 stem'}"
-                     f"{', width ' + str(spec['width']) if spec.get('width') else ''}), "
+        lines.append(f"{cfg.get('kind', 'model')}: {architecture(spec)}, "
                      f"{cfg.get('feature_dim') or spec.get('feature_dim')}-d features"
                      + (f", {cfg['num_classes']} classes" if cfg.get("num_classes") else "")
                      + (f", recipe {cfg['recipe_hash']}" if cfg.get("recipe_hash") else "")

@@ -66,9 +66,15 @@ def model_config(model: Encoder | Classifier, recipe: Any = None, **extra: Any) 
         cfg["recipe_hash"] = recipe.digest()
         cfg["input_size"] = recipe.data.image_size
     # timm's hub loader reads these beside ours (urrlkit.hub.interop); none of our own fields is renamed.
-    cfg.update(timm_fields(enc.spec, cfg["num_classes"], cfg.get("input_size")))
+    cfg.update(timm_fields(enc.spec, cfg["num_classes"], cfg.get("input_size"), head_name(model)))
     cfg.update(extra)
     return cfg
+
+
+def head_name(model: nn.Module) -> str:
+    """The file name of a Classifier's head: what the trunk's library calls its classifier (Encoder.head_name)."""
+    enc = model.encoder if isinstance(model, Classifier) else model
+    return str(getattr(enc, "head_name", "fc"))
 
 
 def save_model(model: Encoder | Classifier, directory: Path, recipe: Any = None, **extra: Any) -> Path:
@@ -76,9 +82,10 @@ def save_model(model: Encoder | Classifier, directory: Path, recipe: Any = None,
     directory = Path(directory)
     cfg = model_config(model, recipe, **extra)
     blob = json.dumps(cfg, sort_keys=True)
-    # torchvision's key names (urrlkit.hub.interop), so torchvision and timm load the file without renaming
+    # the trunk's own key names (urrlkit.hub.interop), so timm and torchvision load the file without renaming
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_save_file(file_state(state, cfg["kind"]), directory / WEIGHTS, {"format": "pt", META_CONFIG: blob})
+    atomic_save_file(file_state(state, cfg["kind"], head_name(model)), directory / WEIGHTS,
+                     {"format": "pt", META_CONFIG: blob})
     atomic_write_bytes(directory / CONFIG, json.dumps(cfg, indent=2, sort_keys=True).encode())
     return directory
 
@@ -127,19 +134,25 @@ def _build(cfg: dict[str, Any], source: Path, weights: Path | None = None) -> En
         raise CheckpointError(f"{source}: config {exc}") from None
 
     def make() -> Encoder | Classifier:
-        enc = encoder_from_spec(cfg["encoder"])
+        try:
+            enc = encoder_from_spec(cfg["encoder"])
+        except ValueError as exc:  # a setting only the build can check (an unknown timm model name)
+            raise CheckpointError(f"{source}: config {exc}") from None
         return Classifier(enc, n_cls) if kind == "classifier" else enc
 
     if weights is not None:
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in make().state_dict().items()}
-        check_header(weights, expected, kind)
+            meta = make()
+            expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        check_header(weights, expected, kind, head_name(meta))
     return make()
 
 
-def check_header(path: Path, expected: dict[str, tuple[int, ...]], kind: str | None = None) -> None:
+def check_header(path: Path, expected: dict[str, tuple[int, ...]], kind: str | None = None,
+                 head: str = "fc") -> None:
     """Compare the tensor names and shapes in a safetensors header with `expected` (nothing is loaded). With
-    `kind`, a file in torchvision's layout is compared under its own names (urrlkit.hub.interop)."""
+    `kind`, a file in the trunk's own layout is compared under its own names, a Classifier's head under `head`
+    (urrlkit.hub.interop)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
     try:
@@ -148,7 +161,7 @@ def check_header(path: Path, expected: dict[str, tuple[int, ...]], kind: str | N
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     if kind is not None and is_file_layout(found):
-        renamed = ((to_file_name(k, kind), shape) for k, shape in expected.items())
+        renamed = ((to_file_name(k, kind, head), shape) for k, shape in expected.items())
         expected = {k: shape for k, shape in renamed if k is not None}
     for key, shape in expected.items():
         if key not in found:
@@ -163,7 +176,7 @@ def check_header(path: Path, expected: dict[str, tuple[int, ...]], kind: str | N
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
     kind = "classifier" if isinstance(model, Classifier) else "encoder"
-    state = model_state(state, kind, model.state_dict())
+    state = model_state(state, kind, model.state_dict(), head_name(model))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import (
-    RemoteEntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -70,34 +69,6 @@ def download(hub_id: HubId) -> Path:
     if not (path / CONFIG).is_file():
         raise HubError(f"{hub_id}: not a urrlkit model (the repo has {WEIGHTS} but no {CONFIG})")
     return path
-
-
-def download_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
-    """One safetensors file of any Hub model repo (e.g. timm's own weights for `timm:<name>` with
-    `pretrained = true`) into the standard cache, with the endpoint, cache and offline mode read now; HubError
-    on one line otherwise. Nothing but a .safetensors file is fetched through here."""
-    if not filename.endswith(".safetensors"):
-        raise HubError(f"{repo_id}: {filename} is not a safetensors file; urrlkit never loads pickle weights")
-    s = hub_settings()
-    where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
-    try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, endpoint=s.endpoint,
-                                    cache_dir=s.cache_dir, local_files_only=s.offline, library_name="urrlkit",
-                                    library_version=__version__))
-    except RemoteEntryNotFoundError:
-        raise HubError(f"{where}: the repo has no such file (urrlkit loads safetensors weights only, never a "
-                       "pickle .bin/.pth)") from None
-    except RevisionNotFoundError:
-        raise HubError(f"{where}: no such revision") from None
-    except (RepositoryNotFoundError, GatedRepoError):
-        raise HubError(f"{where}: no such Hub repo (if it is private or gated, log in with `hf auth login` or "
-                       "set HF_TOKEN)") from None
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        if s.offline:
-            raise HubError(f"{where}: not in the local Hugging Face cache and HF_HUB_OFFLINE=1 is set") from None
-        raise HubError(f"{where}: cannot reach the Hub and no cached copy ({_short(exc)})") from None
-    except HfHubHTTPError as exc:
-        raise HubError(f"{where}: Hub request failed ({_short(exc)})") from None
 
 
 def _refuse(hub_id: HubId, snapshot: Path, offline: bool) -> None:

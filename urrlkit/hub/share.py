@@ -63,11 +63,12 @@ def interop_line(config: dict, repo_id: str) -> str:
     why = interop_status(config.get("encoder") or {})
     if why is None and "architecture" in config:
         backbone = config["encoder"]["backbone"]
-        tv = f"torchvision.models.{backbone}()" if backbone == config["architecture"] else "a torchvision ResNet"
-        return (f'interop: timm.create_model("hf_hub:{repo_id}", pretrained=True) and {tv} load these weights '
+        # a ResNet is named as torchvision names it (urrlkit/backbones/resnet.py); torchvision loads it too
+        tv = f" and torchvision.models.{backbone}()" if backbone == config["architecture"] else ""
+        return (f'interop: timm.create_model("hf_hub:{repo_id}", pretrained=True){tv} load these weights '
                 "(apply the config's mean/std to inputs)")
     return (f"interop: timm cannot build this backbone by name ({why or 'saved before urrlkit wrote timm fields'}); "
-            "torchvision loads the weights into a hand-built ResNet (docs/hub.md)")
+            "the model card says how to build it for these weights")
 
 
 def _push_error(hub_id: HubId, exc: Exception) -> HubError:
