@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import copy
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from urrlkit.augment.multiview import build_view_sampler
@@ -21,6 +25,10 @@ from urrlkit.pretext.losses import moco_v3_loss
 from urrlkit.pretext.methods.moco_v3 import MoCoV3
 from urrlkit.pretext.model import BuildContext, PretextModel, build_model
 from urrlkit.pretext.schedules import moco_v3_momentum
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "helpers"))
+import ddp_ssl_step
+import sample_pretrain
 
 BYOL = [{"name": "byol"}]
 
@@ -151,3 +159,36 @@ def test_validation_names_the_field(table: dict, key: str) -> None:
     with pytest.raises(RecipeError) as err:
         validate_dict({"pretext": {"method": "moco_v3", **table}})
     assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_two_processes_match_one_process_on_the_whole_batch(tmp_path: Path) -> None:
+    """Two gloo processes on half the batch each (the keys gathered from every process) reach the state of one
+    process on the whole batch after two steps (tests/helpers/ddp_ssl_step.py)."""
+    out = tmp_path / "ddp.safetensors"
+    proc = subprocess.run([sys.executable, ddp_ssl_step.__file__, "moco_v3", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ddp = load_file(str(out))
+    model, opt = ddp_ssl_step.make("moco_v3")
+    ddp_ssl_step.train(model, opt, ddp_ssl_step.data("moco_v3"), lambda loss: loss.backward(), model.after_step)
+    single = ddp_ssl_step.state(model)
+    assert set(single) == set(ddp)
+    for key, value in single.items():
+        assert torch.allclose(value.float(), ddp[key].float(), atol=2e-5, rtol=1e-4), key
+
+
+# ------------------------------------------------------------------------------- pretraining the sample
+
+
+@pytest.mark.slow
+def test_cli_pretraining_on_the_sample_beats_the_untrained_encoder(tmp_path: Path) -> None:
+    rows = sample_pretrain.cli_pretrain("moco_v3", tmp_path, "run")
+    knn = [r["knn_top1"] for r in rows if "knn_top1" in r]
+    assert knn, "the sample recipe's kNN monitor logged nothing"
+    assert rows[-1]["stage"] == "pretrain-done" and set(rows[-1]["family_fraction"]) == {"augmix_allop", "byol"}
+    before = sample_pretrain.untrained_knn("moco_v3")
+    assert knn[-1] > before + 1, (knn, before)
+
+
+def test_stop_and_resume_is_bit_identical(tmp_path: Path) -> None:
+    sample_pretrain.stop_and_resume_equal_a_full_run("moco_v3", tmp_path)
