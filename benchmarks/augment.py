@@ -42,7 +42,8 @@ from urrlkit.augment import build_sampler
 from urrlkit.augment.fractals import fractal_images
 from urrlkit.augment.pixmix import mixing_size
 from urrlkit.augment.workers import AugmentingCollate
-from urrlkit.config import FamilySpec, PretextConfig
+from urrlkit.config import FamilySpec
+from urrlkit.config.pretext import method_settings
 from urrlkit.data import DataRequest, build
 from urrlkit.engine.allocator import tune_glibc_malloc
 
@@ -50,6 +51,11 @@ RESULTS = Path(__file__).parent / "results" / "augment.json"
 
 
 # --------------------------------------------------------------------------- torchvision baseline (official)
+
+
+def urrl_families() -> list:
+    """URRL's weighted families (paper Eq. 2, p = 0.5) as the default method expands them."""
+    return method_settings({"method": "moco_v2", "p": 0.5}).family_weights()
 
 
 class GaussianBlur:
@@ -174,7 +180,7 @@ def torchvision_views_per_s(images: list[Image.Image], size: int, workers: int, 
 
 def urrlkit_views_per_s(x: torch.Tensor, size: int, device: torch.device, reps: int, threads: int) -> float:
     torch.set_num_threads(threads)
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=size, views=2)
+    sampler = build_sampler(urrl_families(), image_size=size, views=2)
     g = torch.Generator(device).manual_seed(0)
     x = x.to(device)
     sampler(x, g)  # warm-up
@@ -238,7 +244,7 @@ class StoredImages(Dataset):
 def urrlkit_workers_views_per_s(x: torch.Tensor, size: int, workers: int, batches: int) -> float:
     """The sampler in DataLoader workers (one thread each), as `urrl pretrain` runs it on a CPU with
     data.workers ≥ 1 (``data.augment_in = "auto"``): each worker makes whole batches of views."""
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=size, views=2)
+    sampler = build_sampler(urrl_families(), image_size=size, views=2)
     b = x.shape[0]
     loader = DataLoader(StoredImages(x, b * (workers + batches)), batch_size=b, num_workers=workers,
                         collate_fn=AugmentingCollate(sampler, seed=0))
@@ -298,7 +304,7 @@ def memory_probe(device: str) -> None:
         x = load_images(224, 256).to(dev)
     else:
         x = torch.randint(0, 256, (256, 3, 256, 256), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=224, views=2)
+    sampler = build_sampler(urrl_families(), image_size=224, views=2)
     g = torch.Generator(dev).manual_seed(0)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

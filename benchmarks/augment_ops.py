@@ -26,7 +26,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from urrlkit.augment import build_sampler
-from urrlkit.config import FamilySpec, PretextConfig
+from urrlkit.config import FamilySpec
+from urrlkit.config.pretext import method_settings
 
 RESULTS = Path(__file__).parent / "results" / "augment_ops_cpu.json"
 METADATA = {
@@ -38,6 +39,11 @@ METADATA = {
     "aten::movedim", "aten::resolve_conj", "aten::resolve_neg", "aten::is_nonzero", "aten::item",
     "aten::_local_scalar_dense", "aten::set_", "aten::contiguous", "aten::to", "aten::_to_copy", "aten::unfold",
 }
+
+
+def urrl_families() -> list:
+    """URRL's weighted families (paper Eq. 2, p = 0.5) as the default method expands them."""
+    return method_settings({"method": "moco_v2", "p": 0.5}).family_weights()
 
 
 def count(fn: object) -> dict:
@@ -57,7 +63,7 @@ def count(fn: object) -> dict:
 
 
 def sampler_counts(names: list[str], x: torch.Tensor, size: int) -> dict:
-    specs = [FamilySpec(name=n) for n in names] if names != ["urrl"] else PretextConfig(p=0.5).family_weights()
+    specs = [FamilySpec(name=n) for n in names] if names != ["urrl"] else urrl_families()
     sampler = build_sampler(specs, image_size=size, views=2, chunk_mib=None)  # the GPU's pattern: no chunks
     g = torch.Generator().manual_seed(0)
     sampler(x[:2], g)  # first-call work (caches) is not counted
@@ -73,7 +79,7 @@ def decode_counts(batch: int, size: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         build_tree(Path(tmp), images=batch, classes=4, processes=1)
         files = sorted(Path(tmp).rglob("*.JPEG"))
-        sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=size, views=2, chunk_mib=None)
+        sampler = build_sampler(urrl_families(), image_size=size, views=2, chunk_mib=None)
         ds = EncodedFiles(files, torch.zeros(len(files), dtype=torch.int64))
         enc, fam, _ = EncodedViewsCollate(sampler, 0)([(ds[i][0], i) for i in range(len(files))])
         decode_views(enc, "cpu")

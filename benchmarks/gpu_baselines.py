@@ -26,7 +26,12 @@ import torch
 
 from urrlkit.augment import build_sampler
 from urrlkit.augment.device_crops import EncodedFiles, EncodedViewsCollate, decode_views
-from urrlkit.config import PretextConfig
+from urrlkit.config.pretext import method_settings
+
+
+def urrl_families() -> list:
+    """URRL's weighted families (paper Eq. 2, p = 0.5) as the default method expands them."""
+    return method_settings({"method": "moco_v2", "p": 0.5}).family_weights()
 
 
 def _sync(device: torch.device) -> None:
@@ -123,7 +128,7 @@ def jpeg_files(root: Path, n: int) -> list[Path]:
 def urrlkit_jpeg(files: list[Path], size: int, batch: int, reps: int, device: torch.device) -> dict:
     """urrlkit's device-decoding path: worker-side work per batch (this process, one thread) and device-side
     views/s (decode + box resampling + URRL photometric stages, p = 0.5, 2 views)."""
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=size, views=2)
+    sampler = build_sampler(urrl_families(), image_size=size, views=2)
     ds = EncodedFiles(files, torch.zeros(len(files), dtype=torch.int64))
     collate = EncodedViewsCollate(sampler, seed=0)
     n_batches = max(1, len(files) // batch)

@@ -10,7 +10,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from urrlkit.augment import build_sampler
-from urrlkit.config import PretextConfig
+from urrlkit.config.pretext import method_settings
+
+
+def urrl_families() -> list:
+    """URRL's weighted families (paper Eq. 2, p = 0.5) as the default method expands them."""
+    return method_settings({"method": "moco_v2", "p": 0.5}).family_weights()
 
 
 def main() -> None:
@@ -23,7 +28,7 @@ def main() -> None:
     dev = torch.device(args.device)
     stored = 256 if args.size == 224 else args.size
     x = torch.randint(0, 256, (args.batch, 3, stored, stored), dtype=torch.uint8, device=dev)
-    sampler = build_sampler(PretextConfig(p=0.5).family_weights(), image_size=args.size, views=2)
+    sampler = build_sampler(urrl_families(), image_size=args.size, views=2)
     g = torch.Generator(dev).manual_seed(0)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for _ in range(3):

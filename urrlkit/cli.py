@@ -63,11 +63,11 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
                 raise
             err.print(f"error: {user_message(exc)}", markup=False)
             raise typer.Exit(2) from None
-        except Terminated:
-            err.print(f"terminated (SIGTERM); {_kept_note()}", markup=False)
+        except Terminated as exc:
+            err.print(f"terminated (SIGTERM); {_kept_note(exc)}", markup=False)
             raise typer.Exit(143) from None
-        except KeyboardInterrupt:
-            err.print(f"interrupted; {_kept_note()}", markup=False)
+        except KeyboardInterrupt as exc:
+            err.print(f"interrupted; {_kept_note(exc)}", markup=False)
             raise typer.Exit(130) from None
 
     return wrapper
@@ -85,10 +85,10 @@ def user_message(exc: UrrlError) -> str:
     return text
 
 
-def _kept_note() -> str:
-    """Which checkpoint an interrupted run keeps: what `latest` names now (a stop can land mid-save)."""
-    loop = sys.modules.get("urrlkit.engine.loop")
-    folder = getattr(loop, "STATUS", {}).get("checkpoints") if loop is not None else None
+def _kept_note(exc: KeyboardInterrupt) -> str:
+    """Which checkpoint an interrupted run keeps: what `latest` names now (a stop can land mid-save) in the folder
+    the training loop noted on the exception (engine/loop.py `fit`)."""
+    folder: Path | None = getattr(exc, "checkpoints", None)
     if folder is None:
         return "the last complete checkpoint, if any, is kept (continue with --resume)"
     try:

@@ -168,6 +168,25 @@ def test_probe_param_group_has_its_lr_and_no_weight_decay() -> None:
     assert groups[1]["params"] == [probe.weight, probe.bias]
 
 
+@pytest.mark.parametrize("exclude_norm_bias", [False, True])
+def test_probe_takes_plain_steps_under_lars(exclude_norm_bias: bool) -> None:
+    """LARS's trust ratio (0.001·‖w‖/‖g‖) would keep a probe started near 0 at chance; its first step is
+    -lr·grad exactly, while the pretext's weights are layer-adapted."""
+    from urrlkit.engine.optim import build_optimizer
+
+    torch.manual_seed(0)
+    probe, body = new_probe(4, 3, 0), nn.Linear(4, 4)
+    groups = probe_param_groups(list(body.parameters()), probe, lr=0.5, probe_lr=0.5)
+    opt = build_optimizer(nn.ModuleList([body, probe]), "lars", 0.5, 0.9, 1e-6, params=groups,
+                          exclude_norm_bias=exclude_norm_bias)
+    before, body_before = probe.weight.detach().clone(), body.weight.detach().clone()
+    F.cross_entropy(probe(body(torch.randn(16, 4))), torch.arange(16) % 3).backward()
+    grad, body_grad = probe.weight.grad.clone(), body.weight.grad.clone()
+    opt.step()
+    torch.testing.assert_close(probe.weight.detach(), before - 0.5 * grad)
+    assert not torch.allclose(body.weight.detach(), body_before - 0.5 * body_grad)
+
+
 @pytest.mark.parametrize("method", ["moco_v2", "instdis", "pirl"])
 def test_probe_sees_the_query_features_and_leaves_the_encoder_gradient(tmp_path: Path, method: str) -> None:
     r = tiny(tmp_path, "x", f"pretext.method='{method}'", *(["pretext.jigsaw_grid=2"] if method == "pirl" else []))

@@ -100,48 +100,52 @@ def fit(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     watch = NaNWatch()
     if ckpt is not None:
         _attach(ckpt, model, optimizer, state, generators, extra_state, watch, resume)
-    steps_per_epoch = len(loader)
-    model.train()
-    with ProgressReporter(acc, spec.title, spec.epochs * steps_per_epoch, spec.log_every) as reporter:
-        while state.epoch < spec.epochs:
-            epoch = state.epoch
-            batches, lr = start_epoch(acc, loader, optimizer, spec, state, prepare)
-            t0, seen = time.perf_counter(), 0
-            for batch in batches:
-                progress = Progress(state.global_step, spec.epochs * steps_per_epoch, epoch, spec.epochs,
-                                    state.step_in_epoch, steps_per_epoch)
-                if spec.schedule_per == "step":
-                    lr = set_schedule(optimizer, spec, progress.epoch_float)
-                loss, stats = train_step(acc, model, optimizer, step_fn, batch, watch, progress,
-                                         spec.clip_grad, spec.clip_grad_mode)
-                if after_step is not None and acc.sync_gradients:
-                    after_step(progress)
-                state.step_in_epoch += 1
-                state.global_step += 1
-                seen += _batch_len(batch) * acc.num_processes
-                if should_log(state, spec, steps_per_epoch):
-                    watch.check(acc)
-                    info = step_info(loss, stats, lr, seen / max(time.perf_counter() - t0, 1e-9))
-                    reporter.update(state.global_step, epoch, info)
-                    if logger is not None:
-                        logger.log({"stage": spec.title, "epoch": epoch, **info}, state.global_step)
-                else:
-                    reporter.update(state.global_step, epoch, None)
-                epoch_done = state.step_in_epoch == steps_per_epoch
-                if epoch_done:
-                    state.epoch, state.step_in_epoch = epoch + 1, 0
-                    if on_epoch_end is not None:  # before the epoch's checkpoint, so what it changes is saved
-                        _log_epoch_end(acc, spec.title, epoch, state.global_step, on_epoch_end(epoch), logger)
-                        model.train()  # the hook may have evaluated the model
-                if ckpt is not None and should_checkpoint(state, spec):
-                    save_checkpoint(acc, ckpt, model, state, watch)
-                if should_stop(state, spec):
-                    watch.check(acc)
-                    return state
-                if epoch_done:
-                    break
-    watch.check(acc)
-    return state
+    try:
+        steps_per_epoch = len(loader)
+        model.train()
+        with ProgressReporter(acc, spec.title, spec.epochs * steps_per_epoch, spec.log_every) as reporter:
+            while state.epoch < spec.epochs:
+                epoch = state.epoch
+                batches, lr = start_epoch(acc, loader, optimizer, spec, state, prepare)
+                t0, seen = time.perf_counter(), 0
+                for batch in batches:
+                    progress = Progress(state.global_step, spec.epochs * steps_per_epoch, epoch, spec.epochs,
+                                        state.step_in_epoch, steps_per_epoch)
+                    if spec.schedule_per == "step":
+                        lr = set_schedule(optimizer, spec, progress.epoch_float)
+                    loss, stats = train_step(acc, model, optimizer, step_fn, batch, watch, progress,
+                                             spec.clip_grad, spec.clip_grad_mode)
+                    if after_step is not None and acc.sync_gradients:
+                        after_step(progress)
+                    state.step_in_epoch += 1
+                    state.global_step += 1
+                    seen += _batch_len(batch) * acc.num_processes
+                    if should_log(state, spec, steps_per_epoch):
+                        watch.check(acc)
+                        info = step_info(loss, stats, lr, seen / max(time.perf_counter() - t0, 1e-9))
+                        reporter.update(state.global_step, epoch, info)
+                        if logger is not None:
+                            logger.log({"stage": spec.title, "epoch": epoch, **info}, state.global_step)
+                    else:
+                        reporter.update(state.global_step, epoch, None)
+                    epoch_done = state.step_in_epoch == steps_per_epoch
+                    if epoch_done:
+                        state.epoch, state.step_in_epoch = epoch + 1, 0
+                        if on_epoch_end is not None:  # before the epoch's checkpoint, so what it changes is saved
+                            _log_epoch_end(acc, spec.title, epoch, state.global_step, on_epoch_end(epoch), logger)
+                            model.train()  # the hook may have evaluated the model
+                    if ckpt is not None and should_checkpoint(state, spec):
+                        save_checkpoint(acc, ckpt, model, state, watch)
+                    if should_stop(state, spec):
+                        watch.check(acc)
+                        return state
+                    if epoch_done:
+                        break
+        watch.check(acc)
+        return state
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the exception says which checkpoints it leaves
+        exc.checkpoints = ckpt.dir if ckpt is not None else None  # type: ignore[attr-defined]
+        raise
 
 
 def start_epoch(acc: Accelerator, loader: Any, optimizer: torch.optim.Optimizer, spec: LoopSpec,
@@ -228,7 +232,6 @@ def _attach(ckpt: Checkpointer, model: torch.nn.Module, optimizer: torch.optim.O
             generators: list[torch.Generator], extra_state: dict[str, torch.Tensor] | None, watch: NaNWatch,
             resume: bool) -> None:
     """Hand the checkpointer what it saves, restore the last checkpoint on resume, note it for stop messages."""
-    STATUS["checkpoints"] = ckpt.dir
     ckpt.attach(model, optimizer, state, generators, extra_state)
     if resume:
         _keep(watch, _kept(ckpt.load().name, state.global_step))
@@ -294,10 +297,6 @@ def _check_weights(model: torch.nn.Module, state: TrainState, kept: str) -> None
                     f"as good as non-finite: |{name}| reached {float(top):.3g}, beyond {MAX_ABS_WEIGHT:g}")
             raise TrainingError(f"weights became {what} at global step {state.global_step}; stopped, {kept} — "
                                 "lower optim.lr")
-
-
-# The checkpoint folder of the training in progress, for the CLI's Ctrl-C / SIGTERM message.
-STATUS: dict[str, Path | None] = {"checkpoints": None}
 
 
 def _keep(watch: NaNWatch, text: str) -> None:

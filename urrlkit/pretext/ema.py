@@ -16,7 +16,7 @@ def ema_update_(target: Iterable[torch.Tensor], online: Iterable[torch.Tensor], 
     The update of BYOL (Grill et al. 2020, §3.1; deepmind-research byol_experiment.py, written there as
     x + (1 − τ)(y − x)), MoCo v3 (facebookresearch/moco-v3 builder.py _update_momentum_encoder) and DINO
     (facebookresearch/dino main_dino.py, param_k.mul_(m).add_((1 − m)·param_q)); the same arithmetic as
-    urrlkit.pretext.moco MoCo.momentum_update. The references pass parameters only: BN running statistics
+    urrlkit/pretext/methods/moco_v2.py. The references pass parameters only: BN running statistics
     of the target are its own (its forward updates them), so pass `.parameters()`, not the state dict.
     """
     ts = [t.detach() for t in target]

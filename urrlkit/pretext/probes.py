@@ -105,9 +105,12 @@ def probe_param_groups(pretext_params: list[nn.Parameter], probe: nn.Linear, lr:
                        probe_lr: float) -> list[dict[str, Any]]:
     """The optimizer's parameter groups: the pretext's as before, then the probe's with weight decay 0 and
     ``lr_scale`` = probe_lr / lr, so the loop's schedule (group lr = lr(epoch) · lr_scale) brings the probe from
-    probe_lr down as it brings the pretext from lr (solo-learn: classifier_lr, weight_decay 0, same scheduler)."""
+    probe_lr down as it brings the pretext from lr (solo-learn: classifier_lr, weight_decay 0, same scheduler).
+    Under LARS the probe is not layer-adapted ("always_adapt" False): the trust ratio scales a step by
+    0.001·‖w‖/‖g‖, which keeps a linear probe started near 0 at chance for the whole run."""
     return [{"params": pretext_params},
-            {"params": list(probe.parameters()), "weight_decay": 0.0, "lr_scale": probe_lr / lr}]
+            {"params": list(probe.parameters()), "weight_decay": 0.0, "lr_scale": probe_lr / lr,
+             "always_adapt": False}]
 
 
 def monitor_subset(ds: Dataset, limit: int) -> Dataset:
