@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -92,11 +93,11 @@ def test_diffeo_displacement_bounded_by_its_strength() -> None:
     n = 32
     cut, temp = prime.diffeo_params(N, n, g, 2, 100, 1.0)
     t1, t2 = prime.temperature_range(n, cut)
-    assert (cut >= 2).all() and (cut <= 100).all() and (cut == cut.floor()).all()
+    assert (cut >= 2).all() and (cut <= 101).all() and (cut == cut.floor()).all()  # 101: Beta(½, ½) = 1.0
     assert (temp >= t1 * (1 - 1e-6)).all() and (temp <= torch.maximum(t1, t2) * (1 + 1e-6)).all()
-    c = torch.randn(64, 100, 100, generator=g)
+    c = torch.randn(64, 101, 101, generator=g)
     u = prime.scalar_fields(n, cut[:64], c)
-    _, r = prime._modes(n, 100, torch.device("cpu"))
+    _, r = prime._modes(n, 101, torch.device("cpu"))
     e = torch.where(r < cut[:64].view(-1, 1, 1) + 0.5, 1 / r, torch.zeros_like(r))
     bound = (c * e).abs().sum(dim=(1, 2))
     assert (u.abs().amax(dim=(1, 2)) <= bound * (1 + 1e-5)).all()
@@ -111,6 +112,44 @@ def test_diffeo_draws_follow_the_reference() -> None:
     cut, _ = prime.diffeo_params(50_000, 32, g, 2, 100, 1.0)
     assert abs(cut.mean().item() - (2 + 0.5 * (51.5 - 1) - 0.5)) < 0.5
     assert cut.min() == 2 and cut.max() >= 98
+
+
+def test_diffeo_writes_every_image_at_the_largest_cut(images: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Beta(½, ½) behind the cut rounds to exactly 1.0 in float32 for the top 1.7e-4 of torch.rand's values
+    (sin(π/2·u) rounds to 1 for u ≥ 1 − 1.7e-4), so cut = int(1.0·(cut_max' + 1 − cut_min) + cut_min) =
+    cut_max' + 1 — up to cut_max + 1, a cut the reference's Diffeo renders like any other. Forced there (rand at
+    its largest value, randint at its top), every image must come out as the reference's deform at cut 101 and
+    T = max(T1, T2), with the coefficients the op drew; buffers start as NaN so an image left out shows."""
+    real_rand, real_randint, real_randn, real_empty_like = torch.rand, torch.randint, torch.randn, torch.empty_like
+    drawn: list[torch.Tensor] = []
+
+    def randn(*args: Any, **kwargs: Any) -> torch.Tensor:
+        drawn.append(real_randn(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: real_rand(*a, **k).fill_(1 - 2**-24))
+    monkeypatch.setattr(torch, "randint", lambda low, high, size, **k: real_randint(low, high, size, **k)
+                        .fill_(high - 1))
+    monkeypatch.setattr(torch, "randn", randn)
+    monkeypatch.setattr(torch, "empty_like", lambda *a, **k: real_empty_like(*a, **k).fill_(float("nan")))
+    fam = prime.prime(32)
+    b, n = 8, 32
+    x = images[:b]
+    cut, temp = prime.diffeo_params(b, n, torch.Generator().manual_seed(30), 2, 100, 1.0)
+    assert (cut == 101).all()
+    t1, t2 = prime.temperature_range(n, cut)
+    torch.testing.assert_close(temp, torch.maximum(t1, t2))
+    drawn.clear()
+    out = fam._diffeo(x, torch.zeros(b), torch.ones(b), torch.Generator().manual_seed(31))
+    monkeypatch.undo()
+    assert torch.isfinite(out).all(), "images left out of the grouped apply"
+    coeffs = [c for c in drawn if c.dim() == 3 and c.shape[-1] >= 101]
+    assert len(coeffs) == 2 and all(c.shape[0] == b for c in coeffs)
+    cu, cv = coeffs
+    for i in range(b):
+        dx = temp[i].double().sqrt() * ref_scalar_field(n, 101, cu[i, :101, :101]) * n
+        dy = temp[i].double().sqrt() * ref_scalar_field(n, 101, cv[i, :101, :101]) * n
+        torch.testing.assert_close(out[i], ref_remap(x[i].double(), dx, dy).float(), atol=2e-5, rtol=0)
 
 
 def test_spectral_filter_equals_reference_conv(images: torch.Tensor) -> None:
@@ -283,7 +322,8 @@ def test_cpu_buckets_compute_what_one_launch_computes() -> None:
     the one-launch path (prime._fields, prime._clenshaw). Both give the same numbers."""
     g = torch.Generator().manual_seed(17)
     cut, _ = prime.diffeo_params(300, 32, g, 2, 100, 1.0)
-    c = torch.randn(300, 100, 100, generator=g)
+    cut[:5] = 101  # cut_max + 1, where the Beta draw rounds to 1.0: the last bucket holds it
+    c = torch.randn(300, 101, 101, generator=g)
     torch.testing.assert_close(prime.scalar_fields(32, cut, c), prime._fields(32, cut, c), atol=1e-5, rtol=0)
     x = torch.rand(300, 3, 8, 8, generator=g)
     k0, coeffs = prime.smooth_color_params(300, 3, g, 100, 0.01, None)

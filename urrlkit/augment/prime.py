@@ -71,9 +71,16 @@ def scalar_fields(n: int, cut: Tensor, coeffs: Tensor) -> Tensor:
         return _fields(n, cut, coeffs)
     bounds = [m // 4, m // 2, m]
     out = coeffs.new_empty(coeffs.shape[0], n, n)
-    for k, idx in group(torch.bucketize(cut, torch.tensor(bounds, dtype=cut.dtype)), 3):
+    for k, idx in cut_buckets(cut, bounds):
         out[idx] = _fields(n, cut[idx], coeffs[idx, : bounds[k], : bounds[k]])
     return out
+
+
+def cut_buckets(cut: Tensor, bounds: list[int]) -> list[tuple[int, Tensor]]:
+    """The images of each bucket cut ≤ bounds[0], ≤ bounds[1], …; the last bucket also takes any cut above the
+    last bound, so that no image is ever left out of the grouped apply (its output row would stay empty)."""
+    ids = torch.bucketize(cut, torch.tensor(bounds, dtype=cut.dtype, device=cut.device)).clamp_(max=len(bounds) - 1)
+    return group(ids, len(bounds))
 
 
 def _fields(n: int, cut: Tensor, coeffs: Tensor) -> Tensor:
@@ -97,7 +104,11 @@ def remap(x: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
 def diffeo_params(n_img: int, size: int, g: torch.Generator, cut_min: int, cut_max: int,
                   alpha: float) -> tuple[Tensor, Tensor]:
     """Per image (cut, T) as ``Diffeo(stochastic=True)`` draws them: cut_max' ~ U{cut_min + 1 … cut_max},
-    cut = int(cut_min + Beta(½, ½)·(cut_max' + 1 − cut_min)), T = T1 + Beta(½, ½)·(max(T1, α·T2) − T1)."""
+    cut = int(cut_min + Beta(½, ½)·(cut_max' + 1 − cut_min)), T = T1 + Beta(½, ½)·(max(T1, α·T2) − T1).
+
+    cut ≤ cut_max' + 1 ≤ cut_max + 1: the top only where the Beta draw is exactly 1.0, which in float32 is the
+    case for 1.7e-4 of torch.rand's values (sin(π·u/2) rounds to 1 for u ≥ 1 − 1.7e-4). The reference's int()
+    reaches it the same way and renders that cut like any other, so it is kept, not clipped."""
     top = rand.randint(n_img, cut_min + 1, cut_max + 1, g).float()
     cut = (arcsine(n_img, g) * (top + 1 - cut_min) + cut_min).floor_()
     t1, t2 = temperature_range(size, cut)
@@ -233,7 +244,7 @@ class Prime(AugMix):
     def _diffeo(self, x: Tensor, level: Tensor, sign: Tensor, g: torch.Generator) -> Tensor:
         n = x.shape[0]
         cut, t = diffeo_params(n, x.shape[-1], g, *self.diffeo_cut, self.diffeo_alpha)
-        m = int(self.diffeo_cut[1])  # coefficients for every mode a cut can reach
+        m = int(self.diffeo_cut[1]) + 1  # coefficients for every mode a cut can reach (diffeo_params: ≤ max + 1)
         if x.device.type != "cpu":  # one draw and one launch set for the batch
             cu, cv = (torch.randn(n, m, m, generator=g, device=g.device) for _ in range(2))
             return diffeo(x, cut, t, cu, cv)
@@ -241,7 +252,7 @@ class Prime(AugMix):
         # bucketed by cut (≤ M/4, ≤ M/2, ≤ M) and each bucket draws its own block.
         bounds = [max(m // 4, 1), max(m // 2, 1), m]
         out = torch.empty_like(x)
-        for k, idx in group(torch.bucketize(cut, torch.tensor(bounds, dtype=cut.dtype)), 3):
+        for k, idx in cut_buckets(cut, bounds):
             b = bounds[k]
             cu, cv = (torch.randn(idx.numel(), b, b, generator=g) for _ in range(2))
             copy_rows_(out, idx, diffeo(x.index_select(0, idx), cut[idx], t[idx], cu, cv))

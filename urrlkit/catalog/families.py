@@ -137,7 +137,7 @@ def prime(image_size: int, width: int = 3, depth: int = -1, diffeo: bool = True,
     if not (diffeo or color or filter):
         raise ValueError("diffeo, color and filter are all false: PRIME needs at least one primitive")
     s = prime_settings(image_size, diffeo_cut_max, color_cut, color_strength, color_bandwidth)
-    check_range("diffeo_cut_max", s.diffeo_cut_max, 3, 2000)  # the cut is drawn from [2, diffeo_cut_max]
+    check_range("diffeo_cut_max", s.diffeo_cut_max, 3, 2000)  # cut ∈ [2, diffeo_cut_max] (+ 1 at Beta = 1)
     check_range("diffeo_alpha", diffeo_alpha, 0, lo_open=True)
     check_range("color_cut", s.color_cut, 1, 2000)
     check_range("color_strength", s.color_strength, 0)
