@@ -119,7 +119,7 @@ def test_box_area_distribution_matches_torchvision(pretrained: dict) -> None:
     would leave a quarter of it unreachable)."""
     r = load(URRL)
     sampler = recipe_sampler(r)
-    spec = sampler.crop_specs()[sampler.names.index("moco_v2")]
+    spec = sampler.crop_specs()[0][sampler.names.index("moco_v2")]  # the one view group
     assert spec.scale == (0.2, 1.0)
     g = torch.Generator().manual_seed(r.run.seed)
     n, h, w = 20000, 375, 500

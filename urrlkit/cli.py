@@ -248,7 +248,7 @@ def evaluate(
     = None,
 ) -> None:
     """Evaluate a classifier: clean top-1, corruptions (mCE / -C error), L2-PGD and AutoAttack, calibration."""
-    from urrlkit.evaluate.suites import run_eval
+    from urrlkit.evaluate.workflow import run_eval
 
     run_eval(model, recipe=_load(recipe, set_) if recipe else None, overrides=set_ or [], suites=suite or [],
              out_dir=out_dir, robustbench_json=robustbench_json)

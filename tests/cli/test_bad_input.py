@@ -60,7 +60,7 @@ RECIPE_CASES: list[tuple[str, str] | pytest.param] = [
     ("optim.optimizer='lamb'", "optim.optimizer"), ("optim.lr=0", "optim.lr"), ("optim.lr=-0.1", "optim.lr"),
     ("optim.checkpoint_every=-1", "optim.checkpoint_every"), ("optim.log_every=0", "optim.log_every"),
     ("optim.warmup_epochs=-1", "optim.warmup_epochs"),
-    ("pretext.method='simclr'", "pretext.method"), ("pretext.p=1.5", "pretext.p"), ("pretext.p=-0.1", "pretext.p"),
+    ("pretext.method='simclr_v9'", "pretext.method"), ("pretext.p=1.5", "pretext.p"), ("pretext.p=-0.1", "pretext.p"),
     ("pretext.views=1", "pretext.views"), ("pretext.temperature=0", "pretext.temperature"),
     ("pretext.temperature=-1", "pretext.temperature"), ("pretext.queue_size=0", "pretext.queue_size"),
     ("pretext.momentum=1.5", "pretext.momentum"), ("pretext.head_dim=0", "pretext.head_dim"),

@@ -48,7 +48,7 @@ def test_every_data_set_is_covered() -> None:
 
 def test_datasets_module_keeps_its_public_names() -> None:
     """data/datasets.py was split (base, arrays, files, torchvision_sets); every name it had is still importable
-    from it and is the split module's own object, and each built-in factory lives where the catalog says."""
+    from it and is the split module's own object, and each built-in data set is an entry point that resolves."""
     import urrlkit.data.arrays as arrays
     import urrlkit.data.base as base
     import urrlkit.data.datasets as datasets
@@ -63,8 +63,7 @@ def test_datasets_module_keeps_its_public_names() -> None:
         for name in names:
             assert getattr(datasets, name) is getattr(module, name), name
     for name in TORCHVISION_SETS + FILE_SETS:
-        decl = DATASETS.declaration(name)
-        assert decl is not None and decl.describes(DATASETS.get(name)), name
+        assert name in DATASETS.entry_points() and DATASETS.get(name) is not None, name
 
 
 # ------------------------------------------------------------------------------------------- offline

@@ -12,7 +12,8 @@ from urrlkit.cli import app
 from urrlkit.config import validate_dict
 from urrlkit.errors import UrrlError
 from urrlkit.evaluate.corruptions.generate import run_corrupt
-from urrlkit.evaluate.suites import default_out_dir, evaluate_model, plan_suites, run_eval
+from urrlkit.evaluate.suites import plan_suites
+from urrlkit.evaluate.workflow import default_out_dir, evaluate_model, run_eval
 from urrlkit.hub import save_model
 from urrlkit.models import Classifier, build_encoder
 

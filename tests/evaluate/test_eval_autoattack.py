@@ -11,7 +11,7 @@ from rich.console import Console
 
 from urrlkit.config import validate_dict
 from urrlkit.errors import UrrlError
-from urrlkit.evaluate.suites import evaluate_model
+from urrlkit.evaluate.workflow import evaluate_model
 from urrlkit.hub.card import eval_table
 from urrlkit.models import Classifier, build_encoder
 

@@ -12,7 +12,8 @@ from urrlkit.config import validate_dict
 from urrlkit.errors import RecipeError, UrrlError
 from urrlkit.evaluate.builtin_suites import EvalContext, Suite, get_suite
 from urrlkit.evaluate.robustbench import MODEL_INFO_KEYS, from_robustbench, read_robustbench, to_robustbench
-from urrlkit.evaluate.suites import evaluate_model, plan_suites
+from urrlkit.evaluate.suites import plan_suites
+from urrlkit.evaluate.workflow import evaluate_model
 from urrlkit.hub.card import eval_table
 from urrlkit.results import EvalResults, Result, read_results
 

@@ -6,15 +6,15 @@ from typing import Any
 
 
 def evaluate_model(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """See `urrlkit.evaluate.suites.evaluate_model`."""
-    from urrlkit.evaluate.suites import evaluate_model as _ev
+    """See `urrlkit.evaluate.workflow.evaluate_model`."""
+    from urrlkit.evaluate.workflow import evaluate_model as _ev
 
     return _ev(*args, **kwargs)
 
 
 def run_eval(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """See `urrlkit.evaluate.suites.run_eval`."""
-    from urrlkit.evaluate.suites import run_eval as _run
+    """See `urrlkit.evaluate.workflow.run_eval`."""
+    from urrlkit.evaluate.workflow import run_eval as _run
 
     return _run(*args, **kwargs)
 

@@ -20,7 +20,7 @@ from urrlkit.errors import UrrlError
 from urrlkit.evaluate.corruptions.framing import frame, load_size
 
 if TYPE_CHECKING:
-    from urrlkit.config import DataConfig
+    from urrlkit.config import DataConfig, Recipe
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -104,3 +104,16 @@ def model_device(model: nn.Module) -> torch.device:
 
 __all__ = ["check_label_space", "eval_inputs", "eval_split", "loader", "model_device", "predict",
            "predict_batches", "take_subset"]
+
+
+def check_model_input(model: nn.Module, recipe: Recipe) -> None:
+    """UrrlError naming data.image_size when the model's backbone takes another image side only (a ViT's patch
+    grid): every suite frames test images to data.image_size (evaluate/inputs.py)."""
+    from urrlkit.models.backbones import Encoder, check_input_size
+
+    enc = getattr(model, "encoder", model)
+    if isinstance(enc, Encoder):
+        try:
+            check_input_size(enc, recipe.data.image_size)
+        except ValueError as exc:
+            raise UrrlError(str(exc)) from None

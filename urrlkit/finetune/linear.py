@@ -166,6 +166,6 @@ def _run_suites(recipe: Recipe, model: Classifier, out_dir: Path) -> None:
     """The recipe's eval suites on the trained classifier (clean / calibration / corruptions / adversarial)."""
     if not recipe.eval.suites:
         return
-    from urrlkit.evaluate.suites import evaluate_model
+    from urrlkit.evaluate.workflow import evaluate_model
 
     evaluate_model(model, recipe, list(recipe.eval.suites), out_dir / "eval", name=str(out_dir / "model"))

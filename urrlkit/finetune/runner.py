@@ -165,7 +165,7 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     """Fine-tune the encoder at `source` (run dir, model dir, .safetensors or Hub id) as the recipe says: choose
     the sweep's settings on the validation split (if the recipe or --sweep gives a grid), then train the final
     model on the full training split and evaluate it on test."""
-    from urrlkit.evaluate.suites import check_model_input
+    from urrlkit.evaluate.inputs import check_model_input
     from urrlkit.hub import load_backbone, save_model
 
     # Everything the command line and the recipe say is checked before the output directory exists, so a typo
@@ -191,7 +191,8 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     to_file(recipe, out / "recipe.toml")
     ft = recipe.finetune
     model, scores = finetune_once(recipe, pretrained, out, with_val=False, resume=resume)
-    from urrlkit.evaluate.suites import check_label_space, evaluate_model
+    from urrlkit.evaluate.suites import check_label_space
+    from urrlkit.evaluate.workflow import evaluate_model
 
     check_label_space(model, test, ft.dataset or recipe.data.dataset)  # a test split with classes train lacks
     device = eval_device()
