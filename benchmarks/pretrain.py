@@ -43,7 +43,7 @@ from urrlkit.config import load
 from urrlkit.data import DataRequest, build, from_config
 from urrlkit.engine.allocator import tune_glibc_malloc
 from urrlkit.models import build_encoder
-from urrlkit.pretext.train import pretrain
+from urrlkit.pretext.workflow import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,7 +226,7 @@ def official_loader(r, args: argparse.Namespace) -> DataLoader:
 def urrlkit_loader(r) -> tuple[DataLoader, object]:
     """urrlkit's input path as `urrl pretrain` builds it (view_source), with its per-batch preparation."""
     from urrlkit.engine.prefetch import Prefetcher
-    from urrlkit.pretext.train import recipe_sampler, view_source
+    from urrlkit.pretext.workflow import recipe_sampler, view_source
 
     dev = device()
     source = view_source(r, from_config(r.data, "train"), recipe_sampler(r), False, dev.type)

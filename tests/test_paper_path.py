@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from urrlkit.augment import crops
 from urrlkit.cli import app
 from urrlkit.config import load
-from urrlkit.pretext.train import recipe_sampler
+from urrlkit.pretext.workflow import recipe_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 URRL = ROOT / "recipes" / "urrl.toml"

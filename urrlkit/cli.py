@@ -209,7 +209,7 @@ def pretrain(
                                               help="Linear-evaluate after pretraining (recipe [linear_eval]).")] = True,
 ) -> None:
     """Unsupervised pretraining (MoCo v2 / URRL / InstDis / PIRL) as the recipe says, then linear evaluation."""
-    from urrlkit.pretext.train import run_pretrain
+    from urrlkit.pretext.workflow import run_pretrain
 
     run_pretrain(_load(recipe, set_), resume=resume, linear_eval=linear_eval)
 
@@ -227,7 +227,7 @@ def finetune(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
 ) -> None:
     """Fine-tune a pretrained encoder with a linear head and an optional regularizer (paper Eq. 3-4)."""
-    from urrlkit.finetune.runner import run_finetune
+    from urrlkit.finetune.workflow import run_finetune
 
     run_finetune(_load(recipe, set_), source=from_, reg=reg, reg_weight=reg_weight, sweep=sweep or [],
                  resume=resume)

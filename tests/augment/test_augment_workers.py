@@ -9,7 +9,7 @@ from urrlkit.augment import build_sampler
 from urrlkit.augment.workers import AugmentingCollate, batch_seed
 from urrlkit.data import DataRequest, build
 from urrlkit.pretext.methods.moco_v2 import MoCoV2
-from urrlkit.pretext.train import Indexed
+from urrlkit.pretext.workflow import Indexed
 
 
 def test_batch_seed_depends_on_seed_indices_and_order() -> None:

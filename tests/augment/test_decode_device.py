@@ -32,7 +32,7 @@ from urrlkit.data import originals
 from urrlkit.data.datasets import FileDataset, load_image
 from urrlkit.errors import DataError, UrrlError
 from urrlkit.pretext.methods.moco_v2 import MoCoV2
-from urrlkit.pretext.train import Indexed, decode_on_device, pretrain
+from urrlkit.pretext.workflow import Indexed, decode_on_device, pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU = os.environ.get("URRL_TEST_GPU") == "1" and torch.cuda.is_available()

@@ -23,7 +23,7 @@ from urrlkit.config import load
 from urrlkit.data import DataRequest, build, originals, split_train_val
 from urrlkit.data.datasets import load_image
 from urrlkit.pretext.methods.moco_v2 import MoCoV2
-from urrlkit.pretext.train import Indexed, pretrain
+from urrlkit.pretext.workflow import Indexed, pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
 # (width, height): 3:2 landscape, portrait, 4:3 landscape, and a 3:4 one.

@@ -103,7 +103,7 @@ def test_photo_crops_use_torchvision_rrc_defaults() -> None:
 def test_finetune_trains_on_native_32px_arrays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 224-px transfer recipe keeps CIFAR-size arrays at 32 px for training (the crop is drawn there), where
     the stored size (load_size 256) would have upsampled every image first."""
-    import urrlkit.finetune.runner as runner
+    import urrlkit.finetune.workflow as runner
     from urrlkit.models import build_encoder
 
     seen: list[tuple[int, ...]] = []

@@ -1,6 +1,6 @@
 """ViewSource (augment/view_source.py): one object from a pretraining loader batch to views, on each of the four
 paths. With a FamilySampler, or a ViewSampler of one group, every path gives bit for bit what the path gave before
-view groups: the references below restate that code (pretext/train.py view_source and its step, the collates as
+view groups: the references below restate that code (pretext/workflow.py view_source and its step, the collates as
 they were) with the single-group engine (FamilySampler, crops.crop_views, crops.plan_views,
 device_crops.resample_boxes). The device decode path runs on the CPU (torchvision decodes JPEGs there too)."""
 

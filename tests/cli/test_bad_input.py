@@ -239,7 +239,7 @@ def test_bad_hub_id_is_rejected_by_pull(tmp_path: Path, monkeypatch: pytest.Monk
 def _run_with_checkpoint(tmp: Path) -> Path:
     """A tiny pretraining run stopped after its first checkpoint (built once per test that needs it)."""
     from urrlkit.config import load
-    from urrlkit.pretext.train import pretrain
+    from urrlkit.pretext.workflow import pretrain
 
     pretrain(load(QUICK, [*TINY, f"run.output_dir='{tmp / 'runs'}'", "run.name='r'", "optim.checkpoint_every=2"]),
              stop_after=2)

@@ -2,7 +2,7 @@
 
 A method's settings are its own recipe fields (issue #22); the methods, the data loaders and the fine-tuning
 regularizers are built here without any recipe, and the
-stage entries (pretext/train.py build_pretext, urrlkit.data.from_config, the regularizers' builder_args) are
+stage entries (pretext/workflow.py build_pretext, urrlkit.data.from_config, the regularizers' builder_args) are
 checked to hand them exactly the recipe's values.
 """
 
@@ -27,7 +27,7 @@ from urrlkit.pretext.methods.instdis import InstDis
 from urrlkit.pretext.methods.moco_v2 import MoCoV2
 from urrlkit.pretext.methods.pirl import PIRL
 from urrlkit.pretext.model import BuildContext, PretextModel, build_model
-from urrlkit.pretext.train import build_pretext
+from urrlkit.pretext.workflow import build_pretext
 
 TINY = {"model": {"backbone": "resnet10", "width": 4}, "data": {"batch_size": 16}, "run": {"seed": 3}}
 

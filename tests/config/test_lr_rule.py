@@ -13,7 +13,7 @@ import pytest
 from urrlkit.config import DEFAULT_LR, OptimConfig, load, scaled_lr, validate_dict
 from urrlkit.config.optim import sqrt_scaled_lr
 from urrlkit.errors import RecipeError
-from urrlkit.pretext.train import pretrain
+from urrlkit.pretext.workflow import pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -216,7 +216,7 @@ def test_shuffling_order_after_resume_is_the_uninterrupted_one(tmp_path: Path) -
 
 def test_resume_with_a_changed_recipe_names_the_keys_and_keeps_recipe_toml(tmp_path: Path) -> None:
     from urrlkit.config import load
-    from urrlkit.pretext.train import pretrain
+    from urrlkit.pretext.workflow import pretrain
 
     def tiny(*extra: str) -> object:
         return load(ROOT / "recipes" / "quickstart.toml",
@@ -251,7 +251,7 @@ def test_divergence_message_says_which_checkpoint_is_kept(tmp_path: Path) -> Non
     checkpoint — or says that none exists."""
     from urrlkit.config import load
     from urrlkit.errors import TrainingError
-    from urrlkit.pretext.train import pretrain
+    from urrlkit.pretext.workflow import pretrain
 
     def tiny(name: str, *extra: str) -> object:
         return load(ROOT / "recipes" / "quickstart.toml",
@@ -269,7 +269,7 @@ def test_divergence_message_says_which_checkpoint_is_kept(tmp_path: Path) -> Non
 def test_a_whole_resume_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With torch.load and every pickle entry point made to fail, a real pretraining resume still completes."""
     from urrlkit.config import load
-    from urrlkit.pretext.train import pretrain
+    from urrlkit.pretext.workflow import pretrain
 
     recipe = load(ROOT / "recipes" / "quickstart.toml", [*TINY, f"run.output_dir='{tmp_path}'", "run.name='p'"])
     pretrain(recipe, stop_after=3)

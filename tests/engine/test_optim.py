@@ -103,7 +103,7 @@ def test_split_norm_bias_keeps_caller_keys_and_splits_only_what_decays() -> None
                            lars=True)
     assert [(len(g["params"]), g["weight_decay"], g["lr_scale"], g.get("always_adapt")) for g in lars] == [
         (1, 0.0, 3.0, None), (1, 0.0, 3.0, False)]
-    # the positional call of finetune/train.py and pretext/train.py, and the default: one group, all decaying
+    # the positional call of finetune/train.py and pretext/workflow.py, and the default: one group, all decaying
     same = build_optimizer(body, "sgd", 0.1, 0.9, 1e-4, caller)
     assert [len(g["params"]) for g in same.param_groups] == [4, 2]
     default = build_optimizer(body, "sgd", 0.1, 0.9, 1e-4)

@@ -143,7 +143,7 @@ def test_linear_stage_resumes_after_a_kill(tmp_path: Path) -> None:
     ends with exactly the probe of an uninterrupted run."""
     from urrlkit.data import from_config
     from urrlkit.finetune.train import train_classifier
-    from urrlkit.pretext.train import pretrain, run_pretrain
+    from urrlkit.pretext.workflow import pretrain, run_pretrain
 
     sets = ["linear_eval.augment='crop_flip'", "linear_eval.epochs=2", "linear_eval.knn_k=0"]
     a = _recipe(tmp_path / "a", *sets)

@@ -65,7 +65,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 def stop_and_resume_equal_a_full_run(method: str, out: Path) -> None:
     """An uninterrupted run and one stopped mid-epoch 2 (after the checkpoint at step 3) then resumed reach the
     same encoder, bit for bit."""
-    from urrlkit.pretext.train import pretrain
+    from urrlkit.pretext.workflow import pretrain
 
     pretrain(tiny(method, out, "full"))  # type: ignore[arg-type]
     cut = tiny(method, out, "cut")

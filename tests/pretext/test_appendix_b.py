@@ -24,7 +24,7 @@ from urrlkit.pretext.losses import bank_scores, nce_loss, nce_normaliser
 from urrlkit.pretext.methods.instdis import InstDis
 from urrlkit.pretext.methods.pirl import PIRL
 from urrlkit.pretext.model import BuildContext, PretextModel, build_model
-from urrlkit.pretext.train import pretrain
+from urrlkit.pretext.workflow import pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_B = ROOT / "recipes" / "paper" / "appendix_b"

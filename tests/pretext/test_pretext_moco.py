@@ -19,7 +19,7 @@ from urrlkit.pretext.common import grouped_forward, resolve_bn_groups, stream_se
 from urrlkit.pretext.losses import info_nce
 from urrlkit.pretext.methods.moco_v2 import MoCoV2
 from urrlkit.pretext.model import BuildContext, PretextModel, build_model
-from urrlkit.pretext.train import build_pretext
+from urrlkit.pretext.workflow import build_pretext
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 import ddp_moco_step

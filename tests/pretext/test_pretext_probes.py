@@ -32,7 +32,7 @@ from urrlkit.pretext.probes import (
     new_probe,
     probe_param_groups,
 )
-from urrlkit.pretext.train import build_pretext, pretrain
+from urrlkit.pretext.workflow import build_pretext, pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -300,7 +300,7 @@ def test_resume_may_change_the_knn_monitor_not_the_probe(tmp_path: Path) -> None
 def test_a_data_set_without_labels_turns_the_monitors_off(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from accelerate import Accelerator
 
-    from urrlkit.pretext.train import build_monitors
+    from urrlkit.pretext.workflow import build_monitors
 
     r = tiny(tmp_path, "u", *ON)
     torch.manual_seed(0)
@@ -314,7 +314,7 @@ def test_a_data_set_without_a_test_split_pretrains_without_the_knn(tmp_path: Pat
     from paper_trees import imagenet_tree
 
     from urrlkit.data import from_config
-    from urrlkit.pretext.train import build_monitors
+    from urrlkit.pretext.workflow import build_monitors
 
     root = imagenet_tree(tmp_path / "tree", classes=2, train_per_class=4, val_per_class=0)
     r = tiny(tmp_path, "t", *ON, f"data.root='{root}'", "data.dataset='imagefolder'", "data.image_size=64",

@@ -61,7 +61,7 @@ def test_file_backed_views_are_cut_from_the_original_photos(tmp_path: Path) -> N
 
     from urrlkit.augment.workers import OriginalViewsCollate
     from urrlkit.data import from_config, originals
-    from urrlkit.pretext.train import recipe_sampler
+    from urrlkit.pretext.workflow import recipe_sampler
 
     root = imagenet_tree(tmp_path / "tree", classes=2, train_per_class=2, val_per_class=0)
     over = [f"data.root='{root}'", "data.dataset='imagefolder'", "data.image_size=64"]

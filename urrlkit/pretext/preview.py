@@ -20,7 +20,7 @@ from urrlkit.augment.view_source import preview_views
 from urrlkit.config import Recipe
 from urrlkit.data import dataset_len, from_config
 from urrlkit.errors import DataError, UrrlError
-from urrlkit.pretext.train import recipe_sampler
+from urrlkit.pretext.workflow import recipe_sampler
 
 # Distinguishable frame colours (Okabe-Ito), one per family in recipe order.
 PALETTE = ((0.90, 0.62, 0.0), (0.34, 0.71, 0.91), (0.0, 0.62, 0.45), (0.94, 0.89, 0.26), (0.0, 0.45, 0.70),

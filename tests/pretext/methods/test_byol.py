@@ -159,7 +159,7 @@ def test_view_groups_build_the_sampler() -> None:
 
 def test_pretraining_draws_the_sample_recipes_views_from_the_view_groups() -> None:
     from urrlkit.config import load
-    from urrlkit.pretext.train import recipe_sampler
+    from urrlkit.pretext.workflow import recipe_sampler
 
     sampler = recipe_sampler(load(sample_pretrain.sample_recipe("byol")))
     assert sampler.names == ["augmix_allop", "byol"] and sampler.counts == [1, 1]

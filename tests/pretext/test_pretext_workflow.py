@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from urrlkit.config import load
 from urrlkit.errors import TrainingError, UrrlError
-from urrlkit.pretext.train import pretrain
+from urrlkit.pretext.workflow import pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [

@@ -5,6 +5,9 @@ for MoCo v2; any registered method) → encoder, then linear evaluation.
 one named step each), `fit` (engine/loop.py), `finish` (the encoder saved). Everything a step needs lives in one
 `Pretraining`, whose `step` turns a loader batch into views (augment/view_source.py ViewSource, whatever the
 path) and hands them to the method.
+
+The three stage workflows share one shape: `urrlkit/<stage>/workflow.py` with `run_<command>` as the CLI's
+entry (pretext: run_pretrain, finetune: run_finetune, evaluate: run_eval).
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """`urrl finetune`: a pretrained encoder + linear head trained on a downstream set with a regularizer,
-optionally over a small validation sweep; then the recipe's eval suites on the test split."""
+optionally over a small validation sweep; then the recipe's eval suites on the test split.
+
+The three stage workflows share one shape: `urrlkit/<stage>/workflow.py` with `run_<command>` as the CLI's
+entry (pretext: run_pretrain, finetune: run_finetune, evaluate: run_eval).
+"""
 
 from __future__ import annotations
 

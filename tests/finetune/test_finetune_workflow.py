@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from urrlkit.cli import app
 from urrlkit.config import load
 from urrlkit.errors import RecipeError, UrrlError
-from urrlkit.finetune.runner import apply_cli, cli_overrides, parse_sweep, run_finetune, selection_score
+from urrlkit.finetune.workflow import apply_cli, cli_overrides, parse_sweep, run_finetune, selection_score
 from urrlkit.hub import save_model
 from urrlkit.models import build_encoder
 
@@ -130,7 +130,7 @@ def test_l2sp_parameters_get_no_weight_decay(tmp_path: Path, encoder_dir: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The optimizer the fine-tuning run trains with: weight decay 0 exactly on the parameters L2-SP regularizes
     (conv/linear weights of the encoder, the head's weight), the recipe's decay on the rest (BN γ/β, head bias)."""
-    from urrlkit.finetune import runner, train
+    from urrlkit.finetune import train, workflow
     from urrlkit.finetune.regularizers import l2sp_parameters
 
     built: list[torch.optim.Optimizer] = []
@@ -142,13 +142,13 @@ def test_l2sp_parameters_get_no_weight_decay(tmp_path: Path, encoder_dir: Path,
     runner_build = train.build_optimizer
     monkeypatch.setattr(train, "build_optimizer", recording)
     models = []
-    real_train = runner.train_classifier
+    real_train = workflow.train_classifier
 
     def keep_model(recipe, model, *args, **kwargs):  # type: ignore[no-untyped-def]
         models.append(model)
         return real_train(recipe, model, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_classifier", keep_model)
+    monkeypatch.setattr(workflow, "train_classifier", keep_model)
     run_finetune(recipe(tmp_path, "wd", "finetune.weight_decay=5e-4"), str(encoder_dir), reg="l2sp")
     (opt,), (model,) = built, models
     sp, head = l2sp_parameters(model, "weights")
@@ -209,7 +209,7 @@ def test_cli_shorthands_are_set_overrides(tmp_path: Path) -> None:
 
 
 def test_finetune_resume_is_bit_identical(tmp_path: Path, encoder_dir: Path) -> None:
-    from urrlkit.finetune.runner import finetune_once
+    from urrlkit.finetune.workflow import finetune_once
     from urrlkit.hub import load_backbone
 
     sets = ["finetune.epochs=2", "finetune.regularizer={type='sim', weight=0.001}"]
