@@ -194,7 +194,7 @@ def test_building_blocks_import_no_recipe() -> None:
 
 
 def test_recipe_imports_are_found() -> None:
-    stage = PACKAGE / "pretext" / "train.py"
+    stage = PACKAGE / "pretext" / "workflow.py"
     assert recipe_imports(stage), "the pretraining stage's entry unpacks a recipe"
 
 
