@@ -1,7 +1,7 @@
-"""PixMix (urrlkit/augment/pixmix.py) against andyzoujm/pixmix and its fractal mixing set (urrlkit/augment/
-fractals.py) against catalys1/fractal-pretraining fractals/ifs.py: the batched op equals a per-image loop written
+"""PixMix (urrlkit/augment/pixmix.py) against andyzoujm/pixmix: the batched op equals a per-image loop written
 from the reference ``pixmix`` on real images; k = 0 is the (augmented) original; the draws follow the reference
-distributions; fractals are deterministic per seed, contractive and non-trivial; any image folder is a mixing set."""
+distributions; the family's defaults are the paper's; any image folder is a mixing set (the fractal mixing set,
+urrlkit/augment/fractals.py: test_augment_fractals.py)."""
 
 from __future__ import annotations
 
@@ -186,64 +186,7 @@ def test_choice_frequencies() -> None:
         assert_rate(need[t + 1], 0.5 * (4 - t) / 5)
 
 
-# ------------------------------------------------------------------------------------------ fractals
-
-
-def test_singular_values_meet_the_constraints() -> None:
-    g = torch.Generator().manual_seed(7)
-    for n in range(2, 8):
-        for _ in range(50):
-            a = fractals._u(g, (5 + n) / 2, (6 + n) / 2)
-            s = fractals.singular_values(n, a, g)
-            assert (s >= -1e-12).all() and (s <= 1 + 1e-12).all() and (s[:, 0] >= s[:, 1] - 1e-12).all()
-            assert abs((s[:, 0] + 2 * s[:, 1]).sum().item() - a) < 1e-9
-
-
-def test_systems_are_contractive_with_the_drawn_singular_values() -> None:
-    g = torch.Generator().manual_seed(8)
-    sizes = []
-    for _ in range(200):
-        m = fractals.sample_system(g)
-        sv = torch.linalg.svdvals(m[:, :, :2])
-        assert (sv <= 1 + 1e-9).all()
-        total = (sv[:, 0] + 2 * sv[:, 1]).sum().item()
-        n = m.shape[0]
-        assert (5 + n) / 2 - 1e-9 <= total <= (6 + n) / 2 + 1e-9
-        assert (m[:, :, 2].abs() <= 1).all()
-        sizes.append(n)
-    assert set(sizes) == set(range(2, 8))  # n ~ U{2 … 7}
-
-
-def test_chaos_game_stays_on_the_attractor() -> None:
-    """Every point of a walk from the fixed point of A_1 is a point of the attractor: it satisfies the
-    invariance bound |p| ≤ max|b| / (1 − max‖A‖) that contains the attractor."""
-    g = torch.Generator().manual_seed(9)
-    systems = [fractals.sample_system(g) for _ in range(8)]
-    pts = fractals.chaos_game(systems, 4096, g, walkers=256)
-    assert pts.shape == (8, 4096, 2) and torch.isfinite(pts).all()
-    for s, p in zip(systems, pts, strict=True):
-        norm = torch.linalg.matrix_norm(s[:, :, :2], ord=2).max().item()
-        radius = s[:, :, 2].norm(dim=1).max().item() / (1 - norm)
-        assert p.norm(dim=1).max().item() <= radius + 1e-9
-
-
-def test_fractals_deterministic_per_seed_and_non_trivial() -> None:
-    a, b = fractals.fractal_images(12, 36, seed=3), fractals.fractal_images(12, 36, seed=3)
-    c = fractals.fractal_images(12, 36, seed=4)
-    assert a.dtype == torch.uint8 and a.shape == (12, 3, 36, 36)
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    lit = (a.amax(dim=1) > 0).float().mean(dim=(1, 2))  # coverage: the shape fills part of the picture
-    assert (lit > 0.02).all() and (lit < 0.95).all() and lit.mean() > 0.15
-    assert (a.flatten(1).float().std(dim=1) > 10).all()  # not flat
-    assert len({tuple(img.flatten(1).float().mean(1).round().tolist()) for img in a}) == 12  # all different
-
-
-def test_render_counts_points() -> None:
-    coords = torch.tensor([[[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [0.5, 0.0]]], dtype=torch.float64)
-    img = fractals.render(coords, 3)
-    expected = torch.zeros(1, 3, 3)
-    expected[0, 0, 0], expected[0, 2, 2], expected[0, 1, 0] = 0.5, 1.0, 0.5
-    torch.testing.assert_close(img, expected)
+# ------------------------------------------------------ the mixing set (fractals: test_augment_fractals.py)
 
 
 def test_image_folder_is_a_mixing_set(tmp_path: Path, images: torch.Tensor) -> None:
@@ -276,10 +219,12 @@ def test_bad_folders(tmp_path: Path) -> None:
 
 
 def test_family_defaults_follow_the_reference_scripts() -> None:
-    small, large = build_family("pixmix", 32), build_family("pixmix", 224, all_ops=True)
+    small, large = build_family("pixmix", 32), build_family("pixmix", 224)
     assert isinstance(small, pixmix.PixMix) and isinstance(large, pixmix.PixMix)
-    assert (small.k, small.beta, small.severity, len(small.ops)) == (4, 3.0, 3.0, 9)  # cifar.py
+    # the README's training recipes pass --all-ops (augmentations_all, 13 ops) to both scripts
+    assert (small.k, small.beta, small.severity, small.ops) == (4, 3.0, 3.0, list(AUGMENTATIONS_ALL.values()))
     assert (large.k, large.beta, large.severity, len(large.ops)) == (4, 4.0, 1.0, 13)  # imagenet.py
+    assert build_family("pixmix", 32, all_ops=False).ops == OPS  # the scripts' own flag default: 9 AugMix ops
     assert small.crop_spec.kind == "pad" and large.crop_spec.kind == "rrc"
     assert (pixmix.mixing_size(32), pixmix.mixing_size(224)) == (36, 256)  # Resize(36) / Resize(256)
     assert not isinstance(small.mixing, torch.Tensor)  # the fractals are made on first use
@@ -307,6 +252,7 @@ def test_bad_parameter_is_one_line_at_recipe_validation(tmp_path: Path) -> None:
 def test_recipe_validates_and_builds_eq2_sampler(images: torch.Tensor) -> None:
     recipe = load(str(ROOT / "recipes/families/pixmix.toml"))
     assert [s.name for s in recipe.pretext.family_weights()] == ["pixmix", "moco_v2"]
+    assert recipe.pretext.family_weights()[0].params["all_ops"] is True  # the paper's setting, named in the recipe
     result = CliRunner().invoke(app, ["recipe", "validate", str(ROOT / "recipes/families/pixmix.toml")])
     assert result.exit_code == 0, result.output
     sampler = build_sampler([FamilySpec(name="pixmix", weight=0.5, params={"mixing_set_size": 16}),

@@ -7,8 +7,8 @@ Per image, as ``pixmix`` in the reference cifar.py / imagenet.py:
         partner = augment(orig) w.p. ½ (a fresh op), else the image's mixing picture
         mixed = clip(add or multiply (w.p. ½ each)(mixed, partner, beta), 0, 1)
 
-``augment`` is one op drawn uniformly from AugMix's list (``augmentations``, or ``augmentations_all`` with
-``all_ops``) at level ~ U(0.1, severity), on the 8-bit grid as PIL runs it (augment/augmix_ops.py). The mixings
+``augment`` is one op drawn uniformly from ``augmentations_all`` (the 13 ops; ``augmentations``, AugMix's 9, with
+``all_ops = false``) at level ~ U(0.1, severity), on the 8-bit grid as PIL runs it (augment/augmix_ops.py). The mixings
 are ``pixmix_utils.py`` ``add`` (a·(2x − 1) + b·(2y − 1), back to [0, 1]) and ``multiply``
 ((2x)^a·(2y)^b / 2) with (a, b) from ``get_ab``. The mixing picture is one random image of the mixing set per
 view, randomly cropped to image_size from its stored square (Resize(36) + RandomCrop(32) in cifar.py,
@@ -183,12 +183,13 @@ class PixMix(AugMix):
 @FAMILIES.register("pixmix")
 def pixmix_family(image_size: int, mixing_set: str = "fractals", mixing_set_size: int = 1000,
                   fractal_seed: int = 0, k: int = 4, beta: float | None = None, severity: float | None = None,
-                  all_ops: bool = False, crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> PixMix:
+                  all_ops: bool = True, crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> PixMix:
     """PixMix (andyzoujm/pixmix). mixing_set: "fractals" (mixing_set_size procedural IFS fractals of
     fractal_seed, augment/fractals.py) or a folder of images (at most mixing_set_size of them; 0: all).
-    Defaults are the reference's: k 4 (both scripts), beta 3 for image_size ≤ 64 (cifar.py) and 4 above
-    (imagenet.py), severity 3 / 1 (``--aug-severity``), all_ops false (the 9 AugMix ops); crop, scale_min,
-    flip as ``augmix``."""
+    Defaults are the paper's: k 4 (both scripts), beta 3 for image_size ≤ 64 (cifar.py) and 4 above
+    (imagenet.py), severity 3 / 1 (``--aug-severity``), all_ops true (the 13 ops of ``augmentations_all``: the
+    README's training recipes, "used in our paper", pass ``--all-ops`` to both scripts, whose flag defaults to
+    off; false: the 9 AugMix ops); crop, scale_min, flip as ``augmix``."""
     checks.pixmix(**locals())  # the ranges, shared with torch-free recipe validation
     level, mix_beta = checks.pixmix_settings(image_size, severity, beta)
     pics = partial(fractals.mixing_set, mixing_set, mixing_size(image_size), mixing_set_size, fractal_seed)

@@ -153,7 +153,7 @@ def pixmix_settings(image_size: int, severity: float | None, beta: float | None)
 
 
 def pixmix(image_size: int, mixing_set: str = "fractals", mixing_set_size: int = 1000, fractal_seed: int = 0,
-           k: int = 4, beta: float | None = None, severity: float | None = None, all_ops: bool = False,
+           k: int = 4, beta: float | None = None, severity: float | None = None, all_ops: bool = True,
            crop: str = "auto", scale_min: float = 0.08, flip: bool = True) -> None:
     level, mix_beta = pixmix_settings(image_size, severity, beta)
     check_augmix(image_size, level, 1, crop, scale_min)
