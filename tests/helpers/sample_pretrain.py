@@ -35,6 +35,20 @@ def cli_pretrain(method: str, out: Path, name: str, *sets: str, timeout: int = 3
     return [json.loads(x) for x in (out / name / "metrics.jsonl").read_text().splitlines()]
 
 
+# The learning tests run in the default suite: BYOL for 5 of its recipe's 10 epochs (its kNN top-1 is already well
+# above the untrained encoder's then), and the kNN monitor after the last epoch only (monitoring changes nothing
+# in training, so the number is the one a run measuring every epoch ends with).
+SHORT_EPOCHS = {"byol": 5}
+
+
+def learning_rows(method: str, out: Path) -> list[dict]:
+    """The sample recipe pretrained from the CLI for the learning tests; its metrics.jsonl rows."""
+    from urrlkit.config import load
+
+    epochs = SHORT_EPOCHS.get(method) or load(sample_recipe(method)).optim.epochs
+    return cli_pretrain(method, out, "run", f"optim.epochs={epochs}", f"monitor.knn_every={epochs}")
+
+
 def untrained_knn(method: str) -> float:
     """The kNN monitor's top-1 (same images, k, temperature) of the recipe's encoder before any training."""
     from urrlkit.config import load

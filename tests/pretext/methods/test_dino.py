@@ -220,9 +220,8 @@ def test_two_processes_match_one_process_on_the_whole_batch(tmp_path: Path) -> N
 # ------------------------------------------------------------------------------- pretraining the sample
 
 
-@pytest.mark.slow
 def test_cli_pretraining_on_the_sample_beats_the_untrained_encoder(tmp_path: Path) -> None:
-    rows = sample_pretrain.cli_pretrain("dino", tmp_path, "run")
+    rows = sample_pretrain.learning_rows("dino", tmp_path)
     knn = [r["knn_top1"] for r in rows if "knn_top1" in r]
     assert knn, "the sample recipe's kNN monitor logged nothing"
     assert rows[-1]["stage"] == "pretrain-done" and set(rows[-1]["family_fraction"]) == {"augmix_allop", "byol"}

@@ -158,9 +158,8 @@ def test_bad_fields_are_one_line_errors(pretext: dict, pattern: str) -> None:
 
 # ------------------------------------------------------------------------------- pretraining the sample
 
-@pytest.mark.slow  # 30–60 s of pretraining on 2 CPU cores
 def test_cli_pretraining_on_the_sample_beats_the_untrained_encoder(tmp_path: Path) -> None:
-    rows = sample_pretrain.cli_pretrain("simclr", tmp_path, "run")
+    rows = sample_pretrain.learning_rows("simclr", tmp_path)
     knn = [r["knn_top1"] for r in rows if "knn_top1" in r]
     assert knn, "the sample recipe's kNN monitor logged nothing"
     assert rows[0]["stage"] == "pretrain-start" and rows[-1]["stage"] == "pretrain-done"
