@@ -19,7 +19,9 @@ from urrlkit.registry import DATASETS
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 TORCHVISION_SETS = ["cifar100", "stl10", "aircraft", "cars", "dtd", "flowers102", "food101", "pets",
-                    "caltech101", "caltech256", "sun397"]
+                    "caltech101", "caltech256", "sun397",
+                    # the splits used before Salman et al.'s (tests/data/test_transfer_splits.py)
+                    "caltech101-random80", "caltech256-random80", "sun397-random80", "dtd-train1", "flowers102-train"]
 FILE_SETS = ["imagefolder", "imagenet", "birdsnap", "npz", "tiny-imagenet", "cifar10", "cifar10-sample"]
 
 
