@@ -132,7 +132,8 @@ def test_from_config_unpacks_the_data_section() -> None:
 
 def test_regularizer_sections_give_a_name_and_plain_values() -> None:
     assert NoReg().builder_args() == ("none", {})
-    assert SimReg(weight=0.5).builder_args() == ("sim", {"weight": 0.5, "norm": "fro", "normalize": False})
+    assert SimReg(weight=0.5).builder_args() == ("sim", {"weight": 0.5, "norm": "fro", "normalize": False,
+                                                         "frozen_bn": "eval", "scale": "batch"})
     assert L2SPReg(params="all").builder_args() == ("l2sp", {"alpha": 0.01, "beta": 0.01, "params": "all"})
     assert CustomReg(name="distill", params={"weight": 2}).builder_args() == ("distill", {"weight": 2})
 

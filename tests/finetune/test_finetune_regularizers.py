@@ -105,7 +105,7 @@ def test_sim_objective_is_task_loss_plus_weighted_eq4() -> None:
     x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
     loss, logits, stats = build_objective("sim", model, enc, weight=0.5)(x, y)
     _, feats = model(x, return_features=True)
-    reg = similarity_regularization(feats.float(), frozen(x).float())
+    reg = similarity_regularization(feats.float(), frozen(x).float(), scale="batch")  # the defaults: eval f*, per entry
     assert torch.equal(stats["sim"], reg.detach())
     assert torch.equal(stats["task"], task_loss(logits, y).detach())
     assert torch.equal(loss.detach(), (task_loss(logits, y) + 0.5 * reg).detach())

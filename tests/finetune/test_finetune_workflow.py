@@ -194,7 +194,8 @@ def test_cli_shorthands_are_set_overrides(tmp_path: Path) -> None:
     assert apply_cli(r, None, 0.7).finetune.regularizer.model_dump() == {
         "type": "l2sp", "alpha": 0.7, "beta": 0.2, "params": "weights"}  # same type: its other fields are kept
     assert apply_cli(r, "sim", None).finetune.regularizer.model_dump() == {
-        "type": "sim", "weight": 1.0, "norm": "fro", "normalize": False}  # a new type starts from its defaults
+        "type": "sim", "weight": 1.0, "norm": "fro", "normalize": False, "frozen_bn": "eval",
+        "scale": "batch"}  # a new type starts from its defaults
     assert apply_cli(r, None, None) is r
     for reg, weight, message in [
             ("l3", None, "--reg: finetune.regularizer.type = 'l3' is not allowed; allowed: none, l2sp, sim, "

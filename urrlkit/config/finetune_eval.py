@@ -39,6 +39,14 @@ class SimReg(RegSection):
     weight: float = Field(1.0, ge=0)
     norm: Literal["fro", "l1", "mse"] = "fro"
     normalize: bool = Field(False, description="L2-normalise features before the dot products")
+    # The paper leaves both open; the defaults are measured (benchmarks/sr_modes.py, docs/finetune.md).
+    frozen_bn: Literal["eval", "train", "match"] = Field(
+        "eval", description="how f*'s BatchNorm layers normalise: eval = running statistics, as f* is tested "
+        "(S ≠ S* before any update); train = the batch's statistics (running ones never updated); match = as the "
+        "tuned encoder's layer at each step (train in full fine-tuning, eval for the linear protocol)")
+    scale: Literal["none", "batch"] = Field(
+        "batch", description="none: the norm as written, growing with the batch size B; batch: per entry of "
+        "S − S* (fro / B = its RMS, l1 / B², mse unchanged), so λ means the same at any B (λ_batch = B·λ_none)")
 
 
 class AdvReg(RegSection):

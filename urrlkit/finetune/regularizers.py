@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from urrlkit.models import Classifier, Encoder
 from urrlkit.registry import REGULARIZERS
@@ -23,6 +24,9 @@ from urrlkit.registry import REGULARIZERS
 # Stats stay tensors: converting them to floats every step would make the GPU wait (the loop reads them on log steps).
 Stats = dict[str, float | torch.Tensor]
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, Stats]]
+# Choices of Eq. 4 the paper leaves open (see `similarity_regularization`, `FrozenTarget`).
+SCALES = ("none", "batch")
+FROZEN_BN = ("eval", "train", "match")
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -38,16 +42,28 @@ def similarity_matrix(features: torch.Tensor, normalize: bool = False) -> torch.
 
 
 def similarity_regularization(features: torch.Tensor, frozen_features: torch.Tensor, norm: str = "fro",
-                              normalize: bool = False) -> torch.Tensor:
+                              normalize: bool = False, scale: str = "none") -> torch.Tensor:
     """Paper Eq. 4: L_sim = ‖S − S*‖ with S from the encoder being tuned and S* from the frozen pretrained
-    one. norm: 'fro' (Frobenius, the default), 'l1' (sum of absolute differences) or 'mse' (mean square)."""
+    one. norm: 'fro' (Frobenius, the default), 'l1' (sum of absolute differences) or 'mse' (mean square).
+
+    scale = "none" is the norm as written, which grows with the batch size B: S − S* has B² entries, so at a given
+    per-entry difference ‖·‖_F and Σ|·| grow like B and B² (the paper is silent on this). scale = "batch" turns
+    each into its per-entry value, the same at any B: ‖·‖_F / B (the root mean square of S − S*), Σ|·| / B² (the
+    mean absolute difference); 'mse' is already a mean and is left as it is. "batch" is the default so that λ
+    carries over between batch sizes: at the pretrained weights of benchmarks/sr_modes.py's ResNet-10 the
+    penalty's gradient was about 33, 33 and 36 at B = 32, 64 and 128, against 1,000, 2,100 and 4,600 unscaled."""
     diff = similarity_matrix(features, normalize) - similarity_matrix(frozen_features.detach(), normalize)
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
+    b = diff.shape[0]
     if norm == "fro":
         # sqrt(Σ D²) with the square clamped away from 0: the value is exact for any realistic D, and the
         # gradient stays finite when S == S* (torch's norm has a 0/0 gradient there, and 0·NaN = NaN at λ = 0).
-        return diff.pow(2).sum().clamp_min(1e-12).sqrt()
+        value = diff.pow(2).sum().clamp_min(1e-12).sqrt()
+        return value / b if scale == "batch" else value
     if norm == "l1":
-        return diff.abs().sum()
+        value = diff.abs().sum()
+        return value / b**2 if scale == "batch" else value
     if norm == "mse":
         return diff.pow(2).mean()
     raise ValueError(f"unknown norm {norm!r}")
@@ -103,6 +119,68 @@ def frozen_copy(encoder: Encoder) -> Encoder:
     return f_star
 
 
+class FrozenTarget:
+    """f* of Eq. 4: a frozen copy of the pretrained encoder (no gradients; eval mode, so dropout and the like are
+    off) whose BatchNorm layers normalise with
+
+    - "eval": their running statistics, the pretrained ones: f* as it is evaluated (the default);
+    - "train": the statistics of the batch being regularized, as the tuned encoder's layers do while it trains;
+    - "match": whichever the tuned encoder's own layer of that name uses at each call: batch statistics while it
+      trains, running statistics where it is in eval mode (the linear protocol's frozen encoder, a frozen BN).
+
+    Running statistics are never updated (the copy's BN layers do not track them), so f* stays the pretrained
+    encoder whatever the mode. The paper does not say which mode. With "eval", S ≠ S* before any update (the tuned
+    encoder trains on batch statistics): 11–13% of ‖S*‖ on the ResNet-10 of benchmarks/sr_modes.py, and at λ = 1
+    a first gradient 6·10³–4·10⁴ × the task loss's (which is small while the new head is near 0). "train" and
+    "match" give S = S* exactly at the start. "eval" stays the default because it did better at what Eq. 4 is for
+    (docs/finetune.md): after a short CIFAR-10 fine-tune, at a clean and corrupted accuracy no lower, the tuned
+    encoder's test-time (eval-mode) similarities stayed about 2–3× nearer f*'s than with "match", whose penalty
+    holds the batch-statistics similarities instead (about 0.14 vs 0.30–0.39 of ‖S*‖; 0.45 unregularized)."""
+
+    def __init__(self, pretrained: Encoder, frozen_bn: str = "eval", tuned: nn.Module | None = None) -> None:
+        if frozen_bn not in FROZEN_BN:
+            raise ValueError(f"unknown frozen_bn {frozen_bn!r}; allowed: {', '.join(FROZEN_BN)}")
+        self.encoder = frozen_copy(pretrained)
+        self.mode = frozen_bn
+        self.norms = {name: m for name, m in self.encoder.named_modules() if isinstance(m, _BatchNorm)}
+        for m in self.norms.values():
+            # Not tracked, a BN layer in train mode normalises with the batch's statistics and passes no buffer to
+            # update; in eval mode it still normalises with the (kept) running statistics.
+            m.track_running_stats = False
+        self.partners: dict[str, nn.Module] = {}
+        if frozen_bn == "match":
+            if tuned is None:
+                raise ValueError("frozen_bn = 'match' needs the model being tuned")
+            self.partners = _encoder_norms(tuned)
+            missing = sorted(set(self.norms) - set(self.partners))
+            if missing:
+                raise ValueError(f"frozen_bn = 'match': the tuned model has no BatchNorm layer {missing[0]!r}")
+
+    def batch_statistics(self) -> dict[str, bool]:
+        """For each of f*'s BN layers (by name), whether it normalises with batch statistics at this call."""
+        if self.mode == "match":
+            return {name: self.partners[name].training for name in self.norms}
+        return dict.fromkeys(self.norms, self.mode == "train")
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.encoder.eval()
+        for name, use_batch in self.batch_statistics().items():
+            self.norms[name].training = use_batch
+        return self.encoder(x)
+
+
+def _encoder_norms(model: nn.Module) -> dict[str, nn.Module]:
+    """The BatchNorm layers of `model`'s encoder by their name inside it (`model` may be wrapped: DDP prefixes
+    "module.")."""
+    found: dict[str, nn.Module] = {}
+    for name, m in model.named_modules():
+        dotted = f".{name}"
+        if isinstance(m, _BatchNorm) and ".encoder." in dotted:
+            found[dotted.split(".encoder.", 1)[1]] = m
+    return found
+
+
 @REGULARIZERS.register("none")
 def build_none(model: Classifier, pretrained: Encoder) -> Objective:
     def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
@@ -114,17 +192,18 @@ def build_none(model: Classifier, pretrained: Encoder) -> Objective:
 
 @REGULARIZERS.register("sim")
 def build_sim(model: Classifier, pretrained: Encoder, *, weight: float = 1.0, norm: str = "fro",
-              normalize: bool = False) -> Objective:
+              normalize: bool = False, frozen_bn: str = "eval", scale: str = "batch") -> Objective:
     """Task loss + `weight` · Eq. 4 between the tuned encoder's and the frozen pretrained encoder's in-batch
-    similarities (`norm`, features L2-normalised first when `normalize`)."""
-    f_star = frozen_copy(pretrained)
+    similarities (`norm`, features L2-normalised first when `normalize`, `scale` as `similarity_regularization`
+    takes it), f* normalising its BatchNorm layers as `frozen_bn` says (`FrozenTarget`)."""
+    f_star = FrozenTarget(pretrained, frozen_bn, model)
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
 
     def objective(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Stats]:
         logits, feats = model(x, return_features=True)
-        with torch.no_grad():
-            f_star.eval()
-            target = f_star(x)
-        reg = similarity_regularization(feats.float(), target.float(), norm, normalize)
+        target = f_star(x)
+        reg = similarity_regularization(feats.float(), target.float(), norm, normalize, scale)
         task = task_loss(logits, y)
         return task + weight * reg, logits, {"task": task.detach(), "sim": reg.detach()}
 
