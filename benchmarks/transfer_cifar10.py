@@ -60,7 +60,8 @@ def main() -> None:
         for reg in args.regs.split(","):
             extra: list[str] = []
             if reg == "sim":
-                extra = ["--sweep", "regularizer.weight=0.001,0.01"]
+                # per entry at batch 128 (scale = "batch"): the unscaled 0.001, 0.01 of the recorded run
+                extra = ["--sweep", "regularizer.weight=0.128,1.28"]
             elif reg == "l2sp":
                 extra = ["--set", "finetune.regularizer={type='l2sp', alpha=0.01, beta=0.01}"]
             elif reg == "adversarial":
