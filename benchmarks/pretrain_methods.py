@@ -12,7 +12,7 @@ The engine's monitors at their defaults (kNN over the test split each epoch, the
 monitor) are timed separately: `--monitors` adds a third run per method with them on, reported as their time
 per epoch over the training time per epoch.
 
-    python benchmarks/pretrain_methods.py [--methods moco_v2 simclr ...] [--epochs 4] [--monitors] [--quick]
+    python benchmarks/pretrain_methods.py [--methods moco_v2 simclr ...] [--epochs 4] [--repeats 3] [--monitors]
 writes benchmarks/results/pretrain_methods.json (with the commit it was measured at).
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import tempfile
 import time
@@ -122,6 +123,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--monitors", action="store_true", help="also time the engine with its monitors on")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each side, alternating; medians reported")
     ap.add_argument("--quick", action="store_true", help="128 images, width 4: a smoke run of every piece")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pretrain_methods.json")
     args = ap.parse_args()
@@ -130,24 +132,30 @@ def main() -> None:
     tuned = tune_glibc_malloc()  # as the `urrl` command does; both sides
     rows = {}
     for method in args.methods:
-        with tempfile.TemporaryDirectory() as tmp:
-            r = recipe(method, Path(tmp) / "off", args, monitors=False)
-            engine, steps, engine_wall = engine_images_per_s(r)
-            bare = bare_images_per_s(r, steps)
-            row = {"recipe": str(recipe_path(method).relative_to(ROOT)), "model": r.model.describe(),
-                   "batch": r.data.batch_size, "timed_steps": steps, "urrlkit_images_per_s": round(engine, 2),
-                   "bare_images_per_s": round(bare, 2), "ratio": round(engine / bare, 3)}
-            if args.monitors:
-                _, _, wall = engine_images_per_s(recipe(method, Path(tmp) / "on", args, monitors=True))
-                # the timed window holds epochs 1..E-1 of training and the monitors of all E epoch ends
-                per_epoch_train = engine_wall / (args.epochs - 1)
-                row["monitor_s_per_epoch"] = round((wall - engine_wall) / args.epochs, 3)
-                row["monitors_over_training"] = round((wall - engine_wall) / args.epochs / per_epoch_train, 3)
-        rows[method] = row
-        print(method, json.dumps(row), flush=True)
+        engine_runs, bare_runs, walls, row = [], [], [], {}
+        for _ in range(args.repeats):  # the sides alternate, so a slow spell of the machine hits both
+            with tempfile.TemporaryDirectory() as tmp:
+                r = recipe(method, Path(tmp) / "off", args, monitors=False)
+                engine, steps, engine_wall = engine_images_per_s(r)
+                engine_runs.append(engine)
+                walls.append(engine_wall)
+                bare_runs.append(bare_images_per_s(r, steps))
+                if args.monitors and not row:
+                    _, _, wall = engine_images_per_s(recipe(method, Path(tmp) / "on", args, monitors=True))
+                    # the timed window holds epochs 1..E-1 of training and the monitors of all E epoch ends
+                    per_epoch_train = engine_wall / (args.epochs - 1)
+                    row["monitor_s_per_epoch"] = round((wall - engine_wall) / args.epochs, 3)
+                    row["monitors_over_training"] = round((wall - engine_wall) / args.epochs / per_epoch_train, 3)
+        engine, bare = statistics.median(engine_runs), statistics.median(bare_runs)
+        rows[method] = {"recipe": str(recipe_path(method).relative_to(ROOT)), "model": r.model.describe(),
+                        "batch": r.data.batch_size, "timed_steps": steps, "urrlkit_images_per_s": round(engine, 2),
+                        "bare_images_per_s": round(bare, 2), "ratio": round(engine / bare, 3),
+                        "ratios": [round(a / b, 3) for a, b in zip(engine_runs, bare_runs, strict=True)], **row}
+        print(method, json.dumps(rows[method]), flush=True)
     result = {
-        "what": "images/s after a warm-up epoch; urrlkit's engine (monitors off) vs a bare loop of the same method",
-        "commit": commit(), "epochs": args.epochs, "quick": args.quick, "methods": rows,
+        "what": "images/s after a warm-up epoch, median of the repeats; urrlkit's engine (monitors off) vs a bare "
+                "loop of the same method",
+        "commit": commit(), "epochs": args.epochs, "repeats": args.repeats, "quick": args.quick, "methods": rows,
         "min_ratio": min(r["ratio"] for r in rows.values()),
         "device": (torch.cuda.get_device_name() if torch.cuda.is_available() else
                    f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
