@@ -22,17 +22,29 @@ _TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 
 
+# Recipes are a few kilobytes; these caps turn hostile or mistaken input into one line instead of a RecursionError,
+# an exhausted memory or a Python-internal limit. Deeper/longer than any real recipe, far below where things break.
+MAX_RECIPE_BYTES = 1 << 20  # per file: the largest shipped recipe is ~7 kB
+MAX_EXTENDS_DEPTH = 32  # files in one extends chain: the shipped recipes use at most 3
+MAX_NESTING = 32  # tables / arrays inside one another: a recipe's deepest is pretext.families[i].params (4)
+_INT64 = (-(2**63), 2**63 - 1)  # TOML 1.0 'Integer': 64-bit signed; out of range "an error must be thrown"
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as f:  # text mode, as read_text: universal newlines
+            text = f.read(MAX_RECIPE_BYTES + 1)  # characters, each at least a byte: a bound on the bytes read
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file not found") from None
     except UnicodeDecodeError:
         raise RecipeError(f"{path}: not a UTF-8 text file") from None
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
+    if len(text) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: recipe file larger than {MAX_RECIPE_BYTES >> 20} MiB; a recipe holds settings, "
+                          "not data")
     try:
-        return tomllib.loads(text)
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # Editors and terminals jump to 'file:line:col'; tomllib only puts the position in its message.
         msg = str(exc)
@@ -46,6 +58,36 @@ def _read_toml(path: Path) -> dict[str, Any]:
         else:
             where = str(path)
         raise RecipeError(f"{where}: malformed TOML: {msg}") from None
+    except (RecursionError, ValueError) as exc:  # tomllib recurses per inline level; int() has a digit limit
+        raise RecipeError(f"{path}: malformed TOML: {_parse_limit(exc)}") from None
+    _check_values(raw, str(path))
+    return raw
+
+
+def _parse_limit(exc: RecursionError | ValueError) -> str:
+    if isinstance(exc, RecursionError):
+        return f"inline tables or arrays nested too deeply (at most {MAX_NESTING} levels)"
+    if "integer string conversion" in str(exc):
+        return "an integer with thousands of digits (integers are 64-bit)"
+    return str(exc)
+
+
+def _check_values(value: Any, source: str, where: str = "") -> None:
+    """TOML's 64-bit integers (tomllib reads any size) and MAX_NESTING, iteratively: merging, validation and
+    writing back all recurse, so a 1000-deep `[a.a.a…]` would otherwise end in a RecursionError."""
+    stack = [(where, value, 0)]
+    while stack:
+        at, v, depth = stack.pop()
+        if isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
+            raise RecipeError(f"{source}: {at or '(top level)'}: integer outside TOML's 64-bit range "
+                              "(-2^63 to 2^63 - 1)")
+        items = list(v.items()) if isinstance(v, dict) else list(enumerate(v)) if isinstance(v, list) else []
+        if items and depth >= MAX_NESTING:
+            shown = at if len(at) <= 80 else at[:77] + "..."
+            raise RecipeError(f"{source}: {shown}: tables or arrays nested more than {MAX_NESTING} levels deep")
+        for k, child in items:
+            key = f"[{k}]" if isinstance(k, int) else f".{k}" if at else str(k)
+            stack.append((at + key, child, depth + 1))
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any], _path: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -112,9 +154,14 @@ def _resolve(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     if not isinstance(parent, str) or not parent:
         raise RecipeError(f"{path}: extends: expected a recipe file name string, got {parent!r}")
+    if len(seen) + 1 >= MAX_EXTENDS_DEPTH:
+        raise RecipeError(f"{path}: extends: chain longer than {MAX_EXTENDS_DEPTH} recipe files (this is file "
+                          f"{len(seen) + 1}); let a recipe extend a base closer to the root")
     parent_path = path.parent / parent
     if not parent_path.is_file():
-        raise RecipeError(f"{path}: extends: recipe file not found: {parent_path}")
+        what = ("is a folder, not a recipe file" if parent_path.is_dir()
+                else "is not a regular file" if parent_path.exists() else "recipe file not found")
+        raise RecipeError(f"{path}: extends: {what}: {parent_path}")
     base = _resolve(parent_path, (*seen, real))
     merged = deep_merge(base, raw)
     merged["extends"] = parent
@@ -127,30 +174,40 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key = key.strip()
     keys = [k.strip() for k in key.split(".")]
     if not sep or not key or not all(keys):
-        raise RecipeError(f"--set {item!r}: expected KEY=VALUE with a dotted KEY, for example optim.lr=0.1")
+        raise RecipeError(f"--set {_shown(item)}: expected KEY=VALUE with a dotted KEY, for example optim.lr=0.1")
     try:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()
+    except (RecursionError, ValueError) as exc:
+        raise RecipeError(f"--set {_shown(item)}: {_parse_limit(exc)}") from None
+    _check_values(value, f"--set {_shown(item)}", key)
     return keys, value
 
 
+def _shown(item: str) -> str:
+    """A --set item for a message: whole when short, its key when the value is huge."""
+    return repr(item) if len(item) <= 80 else repr(item.partition("=")[0][:60] + "=...")
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Each `--set a.b=v` merges like an extending file holding `[a] b = v` (see deep_merge): a table value merges
+    key by key (`--set 'optim={epochs=1}'` keeps the other optim keys), a new `type` replaces its table, and a
+    new pretext method / backbone drops the old one's own keys. Returns the new data; `data` is not changed."""
     for item in overrides:
         keys, value = parse_override(item)
-        node = data
-        for i, k in enumerate(keys[:-1]):
-            child = node.setdefault(k, {})
-            if not isinstance(child, dict):
-                raise RecipeError(f"--set {item!r}: {k!r} is a value, not a table")
-            if i == len(keys) - 2:  # --set pretext.method=… drops the old method's own keys, as an extending file
-                child = node[k] = _keep_declared(tuple(keys[:-1]), child, {keys[-1]: value})
-            node = child
-        if keys[-1] == "type" and node.get("type", value) != value:
-            node.clear()  # a new variant (see deep_merge): follow with --set for its own keys
-        for other in _ALTERNATIVE.get(keys[-1], ()):
-            node.pop(other, None)
-        node[keys[-1]] = value
+        if keys[0] == "extends":
+            # extends is resolved when the file is read, before any --set: accepting it here would be a no-op
+            raise RecipeError(f"--set {_shown(item)}: extends can only be given in the recipe file")
+        node: Any = data
+        for k in keys[:-1]:
+            node = node.get(k, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"--set {_shown(item)}: {k!r} is a value, not a table")
+        over: Any = value
+        for k in reversed(keys):
+            over = {k: over}
+        data = deep_merge(data, over)
     return data
 
 
