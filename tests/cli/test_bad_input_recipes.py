@@ -87,6 +87,12 @@ def _extends_fifo(tmp: Path) -> str:
     return _write("extends = 'base.toml'\n")(tmp)
 
 
+def _symlink_loop(tmp: Path) -> str:
+    (tmp / "a.toml").symlink_to("b.toml")
+    (tmp / "b.toml").symlink_to("a.toml")
+    return str(tmp / "a.toml")
+
+
 def _binary(tmp: Path) -> str:
     (tmp / "r.toml").write_bytes(b"[run]\nname = '\xff\xfe'\n")
     return str(tmp / "r.toml")
@@ -117,7 +123,12 @@ FILE_CASES: list[tuple[str, Callable[[Path], str], list[str]]] = [
     ("extends empty", _write("extends = ''\n"), ["r.toml: extends"]),
     ("extends a list", _write("extends = ['a.toml']\n"), ["r.toml: extends"]),
     ("extends a table", _write("[extends]\nfile = 'a.toml'\n"), ["r.toml: extends"]),
+    ("symlink loop", _symlink_loop, ["a.toml: cannot read recipe", "symbolic links"]),
+    ("extends a symlink loop", lambda tmp: (_symlink_loop(tmp), _write("extends = 'a.toml'\n")(tmp))[1],
+     ["r.toml: extends", "a.toml"]),
     ("not UTF-8", _binary, ["r.toml: not a UTF-8 text file"]),
+    ("byte-order mark", _write("\ufeff[run]\nname = 'x'\n"), ["r.toml: malformed TOML: the file starts with a byte"]),
+    ("NUL character", _write("[run]\nname = 'a\x00b'\n"), ["r.toml:2:", "malformed TOML"]),
     ("base not UTF-8", _binary_base, ["base.toml: not a UTF-8 text file"]),
     ("over 1 MiB", _huge, ["r.toml: recipe file larger than 1 MiB"]),
     # deep enough for tomllib's recursion to fail, and deep enough only for ours (merge, validation, writing)
@@ -151,6 +162,9 @@ SET_CASES: list[tuple[str, list[str]]] = [
     ("finetune.regularizer.params={p=" + "{a=" * 40 + "1" + "}" * 40 + "}",
      ["finetune.regularizer.params.p.a.a", f"{MAX_NESTING} levels"]),
     ("optim.epochs.x=1", ["--set 'optim.epochs.x=1'", "'epochs' is a value"]),
+    # a 3000-part key into a free-form table (custom params) used to end in a RecursionError
+    ("finetune.regularizer.params." + ".".join(["a"] * 3000) + "=1", ["--set 'finetune.regularizer.params.a.a",
+                                                                      "nested more than"]),
 ]
 
 

@@ -6,6 +6,7 @@ file and the dotted path at fault.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -57,6 +58,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             msg = msg[: m.start()] + " at end of file"
         else:
             where = str(path)
+        if text.startswith("\ufeff"):  # some Windows editors write one; tomllib, as TOML 1.0, takes none
+            where, msg = str(path), "the file starts with a byte-order mark (save it as UTF-8 without BOM)"
         raise RecipeError(f"{where}: malformed TOML: {msg}") from None
     except (RecursionError, ValueError) as exc:  # tomllib recurses per inline level; int() has a digit limit
         raise RecipeError(f"{path}: malformed TOML: {_parse_limit(exc)}") from None
@@ -72,10 +75,13 @@ def _parse_limit(exc: RecursionError | ValueError) -> str:
     return str(exc)
 
 
-def _check_values(value: Any, source: str, where: str = "") -> None:
+def _check_values(value: Any, source: str, where: str = "", depth: int = 0) -> None:
     """TOML's 64-bit integers (tomllib reads any size) and MAX_NESTING, iteratively: merging, validation and
-    writing back all recurse, so a 1000-deep `[a.a.a…]` would otherwise end in a RecursionError."""
-    stack = [(where, value, 0)]
+    writing back all recurse, so a 1000-deep `[a.a.a…]` would otherwise end in a RecursionError. `value` sits
+    `depth` tables down (a --set's dotted key)."""
+    if depth > MAX_NESTING:
+        raise RecipeError(f"{source}: the key is nested more than {MAX_NESTING} levels deep")
+    stack = [(where, value, depth)]
     while stack:
         at, v, depth = stack.pop()
         if isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
@@ -144,7 +150,7 @@ def _keep_declared(path: tuple[str, ...], table: dict[str, Any], over: dict[str,
 def _resolve(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read `path` and, recursively, the file its `extends` names (relative to `path`'s folder).
     Messages use `path` as the user spelled it; the resolved path only detects cycles."""
-    real = path.resolve()
+    real = Path(os.path.realpath(path))  # unlike Path.resolve, no RuntimeError on a symlink loop: open says ELOOP
     if real in seen:
         chain = " -> ".join(p.name for p in (*seen, real))
         raise RecipeError(f"{path}: circular extends ({chain})")
@@ -181,7 +187,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = text.strip()
     except (RecursionError, ValueError) as exc:
         raise RecipeError(f"--set {_shown(item)}: {_parse_limit(exc)}") from None
-    _check_values(value, f"--set {_shown(item)}", key)
+    _check_values(value, f"--set {_shown(item)}", key, len(keys))
     return keys, value
 
 
