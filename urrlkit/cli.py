@@ -64,10 +64,10 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
             err.print(f"error: {user_message(exc)}", markup=False)
             raise typer.Exit(2) from None
         except Terminated as exc:
-            err.print(f"terminated (SIGTERM); {_kept_note(exc)}", markup=False)
+            err.print(f"terminated (SIGTERM); {_kept_note(exc, fn.__name__)}", markup=False)
             raise typer.Exit(143) from None
         except KeyboardInterrupt as exc:
-            err.print(f"interrupted; {_kept_note(exc)}", markup=False)
+            err.print(f"interrupted; {_kept_note(exc, fn.__name__)}", markup=False)
             raise typer.Exit(130) from None
 
     return wrapper
@@ -85,9 +85,24 @@ def user_message(exc: UrrlError) -> str:
     return text
 
 
-def _kept_note(exc: KeyboardInterrupt) -> str:
-    """Which checkpoint an interrupted run keeps: what `latest` names now (a stop can land mid-save) in the folder
-    the training loop noted on the exception (engine/loop.py `fit`)."""
+# What a stop leaves, for commands that train (and can --resume) and for those that do not; a command may say
+# more precisely by setting `kept` on the exception (e.g. corruptions/generate.py names its output folder).
+_RESUMABLE = {"pretrain", "finetune", "replica"}
+_KEPT = {
+    "evaluate": "nothing was written (results.json is written only after every suite has run: run it again)",
+    "corrupt": "the output folder was left as it was (a -C set is moved in only when complete)",
+}
+
+
+def _kept_note(exc: KeyboardInterrupt, command: str = "") -> str:
+    """What an interrupted command leaves: the note the command set on the exception (`kept`); for training, the
+    checkpoint `latest` names now (a stop can land mid-save) in the folder the training loop noted on the exception
+    (engine/loop.py `fit`); otherwise the command's own note."""
+    kept: str | None = getattr(exc, "kept", None)
+    if kept:
+        return kept
+    if not hasattr(exc, "checkpoints") and command not in _RESUMABLE:
+        return _KEPT.get(command, "the command stopped before it finished; it has no --resume")
     folder: Path | None = getattr(exc, "checkpoints", None)
     if folder is None:
         return "the last complete checkpoint, if any, is kept (continue with --resume)"
@@ -265,11 +280,15 @@ def corrupt(
     corruption: Annotated[list[str] | None, typer.Option("--corruption", "-c", help="Subset (repeatable).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use a fixed random subset (seed 0) of N images.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random corruptions.")] = 0,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace a non-empty --out folder (the new set is moved in only when complete).")]
+    = False,
 ) -> None:
     """Write a "-C" version of any data set (15 corruptions × 5 severities) in the official layout."""
     from urrlkit.evaluate.corruptions.generate import run_corrupt
 
-    run_corrupt(dataset, out_dir, root=root, split=split, size=size, corruptions=corruption, limit=limit, seed=seed)
+    run_corrupt(dataset, out_dir, root=root, split=split, size=size, corruptions=corruption, limit=limit, seed=seed,
+                overwrite=overwrite)
 
 
 @app.command()
