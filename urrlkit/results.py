@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from urrlkit.engine.untrusted import read_json
 from urrlkit.errors import UrrlError
 
 
@@ -133,13 +134,7 @@ class EvalResults(Result):
 def read_results(path: Path) -> EvalResults:
     """A results.json as `EvalResults` (UrrlError on a missing, malformed or foreign file)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UrrlError(f"{path}: cannot read eval results ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise UrrlError(f"{path}: malformed JSON ({exc})") from None
-    return EvalResults.from_dict(data, str(path))
+    return EvalResults.from_dict(read_json(path, "eval results", error=UrrlError), str(path))
 
 
 def write_results(results: EvalResults, path: Path) -> None:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from urrlkit.engine.untrusted import read_json
 from urrlkit.errors import UrrlError
 from urrlkit.results import AutoAttackResult, CleanResult, CorruptionResult, EvalResults, Metrics
 
@@ -109,10 +110,7 @@ def from_robustbench(data: dict[str, Any], source: str = "model info", threat: s
 
 def read_robustbench(path: Path) -> EvalResults:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UrrlError(f"{path}: unreadable RobustBench model info ({exc})") from None
+    data = read_json(path, "RobustBench model info", error=UrrlError)
     if not is_robustbench(data):
         raise UrrlError(f"{path}: not a RobustBench model-info file (no clean_acc / dataset)")
     threat = path.parent.name if path.parent.name in THREAT_MODELS else None

@@ -13,13 +13,13 @@ is read as a run too, labelled with its file name: clean top-1, AutoAttack robus
 from __future__ import annotations
 
 import csv
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from urrlkit.engine.untrusted import read_json
 from urrlkit.errors import UrrlError
 from urrlkit.evaluate.robustbench import from_robustbench, is_robustbench
 from urrlkit.evaluate.table import markdown_table
@@ -41,10 +41,7 @@ def find_results(path: Path) -> Path:
 def load_results(path: Path) -> EvalResults:
     """A run's results.json — or a RobustBench model-info file — as typed results."""
     f = find_results(path)
-    try:
-        data = json.loads(f.read_text())
-    except json.JSONDecodeError as exc:
-        raise UrrlError(f"{f}: malformed JSON ({exc})") from None
+    data = read_json(f, "eval results", error=UrrlError)
     if is_robustbench(data):
         threat = f.parent.name if f.parent.name in ("L2", "Linf", "corruptions") else None
         return from_robustbench(data, str(f), threat)

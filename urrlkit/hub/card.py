@@ -3,20 +3,26 @@ for the YAML metadata (model-index, so the Hub renders the metrics), and a short
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import yaml  # type: ignore[import-untyped]  # huggingface_hub's own YAML parser, for its error type
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from urrlkit import registry
 from urrlkit.catalog.family_mix import family_weights
+from urrlkit.engine.untrusted import read_bytes, read_json
 from urrlkit.errors import CheckpointError, UrrlError
 from urrlkit.results import EvalResults, Result
 from urrlkit.version import __version__
 
 TEMPLATE = "model_card.md.j2"
+# A pulled card is parsed as YAML (huggingface_hub's ModelCard), which takes about a second for 100 kB of front
+# matter and grows faster than linearly; urrlkit's own cards carry about 3 kB, the Hub's largest model-index
+# tables a few tens of kB.
+MAX_CARD_BYTES = 1 << 20
+MAX_FRONT_MATTER_BYTES = 128 << 10
 
 # [pretext] keys the card shows in rows of their own; every other key of the method is a "Method settings" item.
 AUGMENTATION_KEYS = ("method", "p", "families", "views")
@@ -44,10 +50,7 @@ def read_results(path: Path | None) -> EvalResults | None:
     """`urrl eval`'s results.json as typed results (urrlkit/results.py), None without a file."""
     if path is None:
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable eval results ({exc})") from None
+    data = read_json(path, "eval results")
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
         raise CheckpointError(f"{path}: eval results lack a 'metrics' table")
     try:
@@ -289,8 +292,11 @@ def card_summary(folder: Path) -> list[str]:
     lines: list[str] = []
     cfg_path = folder / "config.json"
     if cfg_path.is_file():
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        spec = cfg.get("encoder") or {}
+        cfg = read_json(cfg_path, "model config")
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f"{cfg_path}: not a urrlkit model config (expected a JSON object)")
+        enc = cfg.get("encoder")
+        spec: dict[str, Any] = enc if isinstance(enc, dict) else {}
         lines.append(f"{cfg.get('kind', 'model')}: {architecture(spec)}, "
                      f"{cfg.get('feature_dim') or spec.get('feature_dim')}-d features"
                      + (f", {cfg['num_classes']} classes" if cfg.get("num_classes") else "")
@@ -298,11 +304,30 @@ def card_summary(folder: Path) -> list[str]:
                      + f", urrlkit {cfg.get('urrlkit_version', '?')}")
     card_path = folder / "README.md"
     if card_path.is_file():
-        card = ModelCard.load(card_path, ignore_metadata_errors=True)
-        if card.data.get("license"):
-            lines.append(f"license: {card.data.get('license')}")
-        for r in card.data.eval_results or []:
+        data = cast(ModelCardData, read_card(card_path).data)
+        if data.get("license"):
+            lines.append(f"license: {data.get('license')}")
+        for r in data.eval_results or []:
             lines.append(f"{r.metric_name or r.metric_type} on {r.dataset_name}: {r.metric_value}")
-        if not card.data.eval_results:
+        if not data.eval_results:
             lines.append("no evaluation results in the card")
     return lines
+
+
+def read_card(path: Path) -> ModelCard:
+    """A model card someone else wrote (a pulled repo's README.md), its size and front matter bounded first."""
+    data = read_bytes(path, "model card", max_bytes=MAX_CARD_BYTES)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{path}: model card is not UTF-8 text (byte {exc.start})") from None
+    if text.startswith("---"):
+        end = text.find("\n---", 3)
+        front = len(text[: end if end >= 0 else len(text)].encode())
+        if front > MAX_FRONT_MATTER_BYTES:
+            raise CheckpointError(f"{path}: model card metadata (YAML front matter) is {front >> 10} KiB, over "
+                                  f"{MAX_FRONT_MATTER_BYTES >> 10} KiB; refused unparsed")
+    try:
+        return ModelCard(text, ignore_metadata_errors=True)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: unreadable model card metadata ({str(exc).splitlines()[0]})") from None

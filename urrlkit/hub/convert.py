@@ -18,7 +18,7 @@ import torch
 
 from urrlkit.errors import CheckpointError
 from urrlkit.hub.card import render_card
-from urrlkit.hub.local import CARD, atomic_write_bytes, load_weights, read_config, save_model
+from urrlkit.hub.local import CARD, atomic_write_bytes, check_finite, load_weights, read_config, save_model
 from urrlkit.models import build_encoder
 
 # Tried in order; the first one under which `conv1.weight` exists is the query encoder's prefix.
@@ -69,6 +69,7 @@ def run_convert(checkpoint: Path, out_dir: Path, *, backbone: str = "resnet50", 
     if isinstance(arch, str) and arch != backbone:
         raise CheckpointError(f"{checkpoint}: checkpoint arch is {arch!r}, --backbone says {backbone!r}")
     trunk, prefix = encoder_state(ckpt, checkpoint)
+    check_finite(trunk, checkpoint)  # a .pth is read by torch.load, not load_weights: the same refusal here
     conv1 = trunk["conv1.weight"]
     if (conv1.shape[-1] == 3) != small_stem:
         flag = "--small-stem" if conv1.shape[-1] == 3 else "--no-small-stem"

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from urrlkit.engine.statefile import atomic_save_file, atomic_write_bytes
+from urrlkit.engine.untrusted import parse_json, read_json
 from urrlkit.errors import CheckpointError
 from urrlkit.hub.interop import file_state, is_file_layout, model_state, timm_fields, to_file_name
 from urrlkit.models import Classifier, Encoder, check_num_classes, check_spec, encoder_from_spec
@@ -39,9 +40,21 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    check_finite(state, path)
+    return state
+
+
+def check_finite(state: dict[str, torch.Tensor], source: Path) -> None:
+    """Refuse weights with a NaN or infinity (an all-NaN file evaluates to chance without a word otherwise);
+    checked on the tensors already loaded, so the file is read once."""
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{source}: tensor {key} has {bad} of {value.numel()} values NaN or infinite; "
+                                  "refusing weights that are not finite")
 
 
 def model_config(model: Encoder | Classifier, recipe: Any = None, **extra: Any) -> dict[str, Any]:
@@ -103,17 +116,12 @@ def resolve_local(name: str | Path) -> Path | None:
 
 
 def read_config(directory: Path) -> dict[str, Any]:
-    path = directory / CONFIG
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
-        if len(data) > MAX_CONFIG_BYTES:
-            raise CheckpointError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a model config")
-        return json.loads(data)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: config.json not found") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: malformed JSON ({exc})") from None
+    """config.json of a model directory, through the bounded reader (urrlkit.engine.untrusted): a downloaded or
+    shared directory's config is a file this process did not write."""
+    cfg = read_json(directory / CONFIG, "model config", max_bytes=MAX_CONFIG_BYTES)
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{directory / CONFIG}: not a urrlkit model config (expected a JSON object)")
+    return cfg
 
 
 def _build(cfg: dict[str, Any], source: Path, weights: Path | None = None) -> Encoder | Classifier:
@@ -144,31 +152,51 @@ def _build(cfg: dict[str, Any], source: Path, weights: Path | None = None) -> En
         with torch.device("meta"):
             meta = make()
             expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
-        check_header(weights, expected, kind, head_name(meta))
+            dtypes = {k: v.dtype for k, v in meta.state_dict().items()}
+        check_header(weights, expected, kind, head_name(meta), dtypes)
     return make()
 
 
+def _dtype_class(name: str) -> str:
+    """A safetensors dtype name (F32, BF16, I64, BOOL, F8_E4M3, …) as the class load_state_dict can convert
+    within: floating point, integer or boolean."""
+    return "floating-point" if name.startswith(("F", "BF")) else "boolean" if name == "BOOL" else "integer"
+
+
+def _torch_class(dtype: torch.dtype) -> str:
+    return "floating-point" if dtype.is_floating_point else "boolean" if dtype == torch.bool else "integer"
+
+
 def check_header(path: Path, expected: dict[str, tuple[int, ...]], kind: str | None = None,
-                 head: str = "fc") -> None:
+                 head: str = "fc", dtypes: dict[str, torch.dtype] | None = None) -> None:
     """Compare the tensor names and shapes in a safetensors header with `expected` (nothing is loaded). With
     `kind`, a file in the trunk's own layout is compared under its own names, a Classifier's head under `head`
-    (urrlkit.hub.interop)."""
+    (urrlkit.hub.interop). With `dtypes` (the model's), each tensor's dtype must be of the same class:
+    load_state_dict casts F16 into an F32 parameter, but F32 bytes relabelled I32 would cast to garbage."""
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
     try:
         with safe_open(str(path), framework="pt") as fh:
-            found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+            slices = {k: fh.get_slice(k) for k in fh.keys()}  # noqa: SIM118
+            found = {k: tuple(s.get_shape()) for k, s in slices.items()}
+            found_dtypes = {k: str(s.get_dtype()) for k, s in slices.items()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    dtypes = dtypes or {}
     if kind is not None and is_file_layout(found):
-        renamed = ((to_file_name(k, kind, head), shape) for k, shape in expected.items())
-        expected = {k: shape for k, shape in renamed if k is not None}
+        renamed = [(k, to_file_name(k, kind, head), shape) for k, shape in expected.items()]
+        dtypes = {new: dtypes[old] for old, new, _ in renamed if new is not None and old in dtypes}
+        expected = {new: shape for _, new, shape in renamed if new is not None}
     for key, shape in expected.items():
         if key not in found:
             raise CheckpointError(f"{path}: weights do not match the config (tensor {key} is missing)")
         if found[key] != shape:
             raise CheckpointError(f"{path}: weights do not match the config (tensor {key} has shape "
                                   f"{list(found[key])}, the config's model needs {list(shape)})")
+        if key in dtypes and _dtype_class(found_dtypes[key]) != _torch_class(dtypes[key]):
+            raise CheckpointError(f"{path}: weights do not match the config (tensor {key} is "
+                                  f"{found_dtypes[key]}, the config's model needs a {_torch_class(dtypes[key])} "
+                                  f"tensor ({str(dtypes[key]).removeprefix('torch.')}))")
     extra = sorted(set(found) - set(expected))
     if extra:
         raise CheckpointError(f"{path}: weights do not match the config (unexpected tensor {extra[0]})")
@@ -214,10 +242,7 @@ def file_config(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     if blob is None:
         raise CheckpointError(f"{path}: no config.json beside it and no urrlkit config in its metadata")
-    try:
-        return json.loads(blob)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: malformed urrlkit config in metadata ({exc})") from None
+    return parse_json(blob, path, f"urrlkit config in its metadata ({META_CONFIG})", max_bytes=MAX_CONFIG_BYTES)
 
 
 def load_local_file(path: Path) -> Encoder | Classifier:
