@@ -248,6 +248,24 @@ def test_bad_c_set_is_rejected_by_eval(tmp_path: Path, label: str, make: Callabl
                        names)
 
 
+def test_labels_beyond_the_models_classes_are_refused(tmp_path: Path) -> None:
+    """A 5-class model on a CIFAR-10-C set whose labels reach 9: the corruption suite hands the reader the model's
+    class count, which names labels.npy (`urrl eval` refuses the clean test split's 10 classes before this)."""
+    from rich.console import Console
+
+    from urrlkit.config import load
+    from urrlkit.errors import UrrlError
+    from urrlkit.evaluate.corruption_suite import run_corruptions
+    from urrlkit.models import Classifier, build_encoder
+
+    model = Classifier(build_encoder("resnet10", small_stem=True, width=4), 5).eval()
+    root = _set(labels=np.tile(np.arange(6, 10), 5))(tmp_path)
+    recipe = load(QUICK, [f"eval.corruptions.root='{root}'", "eval.corruptions.corruptions=['fog']",
+                          "eval.corruptions.benchmark='cifar10-c'"])
+    with pytest.raises(UrrlError, match=r"labels\.npy"):
+        run_corruptions(model, recipe, "cifar10-c", None, torch.device("cpu"), None, Console(quiet=True))
+
+
 def test_generated_set_passes_the_reader_checks(tmp_path: Path) -> None:
     from urrlkit.evaluate.corruptions import official as off
 

@@ -31,8 +31,10 @@ def corruption_batches(
     test: Batch | None,
     classes: list[str] | None,
     size: int,
+    num_classes: int | None = None,
 ) -> Iterator[Batch]:
-    """uint8 batches of one corruption at one severity: generated from `test`, or read from eval.corruptions.root."""
+    """uint8 batches of one corruption at one severity: generated from `test`, or read from eval.corruptions.root
+    (a CIFAR-C folder's labels checked against `num_classes`, the model's outputs, when given)."""
     ce = recipe.eval.corruptions
     if bench == "generated":
         assert test is not None
@@ -43,7 +45,7 @@ def corruption_batches(
         return
     root = Path(ce.root)  # type: ignore[arg-type]  # checked before
     if off.detect_layout(root) == "npy":
-        yield from off.iter_npy(root, name, severity, recipe.eval.batch_size, ce.limit)
+        yield from off.iter_npy(root, name, severity, recipe.eval.batch_size, ce.limit, num_classes)
     else:
         # read at the stored resolution (224 px for ImageNet-C, 64 for Tiny-ImageNet-C) and framed like clean
         yield from off.iter_folder(
@@ -81,6 +83,8 @@ def run_corruptions(
     else:
         off.check_root(ce.root, bench, names, "eval.corruptions.root")
         source = str(ce.root)
+    # a label the model cannot predict would score as an error without a word: the -C reader refuses it
+    outputs = getattr(getattr(model, "head", None), "out_features", None)
     per: dict[str, CorruptionScore] = {}
     rms_list: list[float] = []
     all_conf, all_corr = [], []
@@ -88,7 +92,7 @@ def run_corruptions(
         errs, rms = [], []
         for s in ce.severities:
             pred, conf, lab = predict_batches(
-                model, corruption_batches(recipe, bench, name, s, test, classes, size), size, device
+                model, corruption_batches(recipe, bench, name, s, test, classes, size, outputs), size, device
             )
             correct = (pred == lab).astype(np.float64)
             errs.append(100 * (1 - correct.mean()))
