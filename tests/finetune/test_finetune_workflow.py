@@ -114,6 +114,17 @@ def test_selection_criteria_choose_differently() -> None:
         selection_score(1.0, None, "robust")
 
 
+@pytest.mark.parametrize("damage", [b"{not json", b"\xff\xfe", b"[" * 100000])
+def test_a_damaged_sweep_record_on_resume_is_one_line(tmp_path: Path, encoder_dir: Path, damage: bytes) -> None:
+    r = recipe(tmp_path, "sw")
+    out = r.run_dir / "finetune-sim"
+    out.mkdir(parents=True)
+    (out / "sweep.json").write_bytes(damage)
+    with pytest.raises(UrrlError, match=r"sweep\.json: sweep record .*; delete it to run the sweep again$"):
+        run_finetune(r, str(encoder_dir), reg="sim", sweep=["regularizer.weight=0,5"], resume=True)
+    assert (out / "sweep.json").read_bytes() == damage
+
+
 def test_sweep_by_robust_accuracy_records_and_uses_it(tmp_path: Path, encoder_dir: Path) -> None:
     r = recipe(tmp_path, "rob", "finetune.select='robust'", "eval.adversarial.steps=2", "eval.adversarial.limit=8")
     out = run_finetune(r, str(encoder_dir), reg="sim", sweep=["regularizer.weight=0,5"])

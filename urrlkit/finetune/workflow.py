@@ -217,10 +217,16 @@ def _settle(recipe: Recipe, pretrained: Encoder, out: Path, grid: dict[str, list
     """The recipe with the sweep's chosen settings; a resumed run reuses a finished sweep over the same keys."""
     record_path = out / "sweep.json"
     if resume and record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if isinstance(record, dict) and set(record.get("chosen", {})) == set(grid):
-            console.print(f"sweep: reusing the choice in {record_path}: {record['chosen']}", markup=False)
-            return with_settings(recipe, record["chosen"])
+        from urrlkit.engine.untrusted import read_json
+
+        try:  # damaged by a crash mid-write on an older urrlkit, or by hand
+            record = read_json(record_path, "sweep record", error=UrrlError)
+        except UrrlError as exc:
+            raise UrrlError(f"{exc}; delete it to run the sweep again") from None
+        chosen = record.get("chosen") if isinstance(record, dict) else None
+        if isinstance(chosen, dict) and set(chosen) == set(grid):
+            console.print(f"sweep: reusing the choice in {record_path}: {chosen}", markup=False)
+            return with_settings(recipe, chosen)
     record = sweep_settings(recipe, pretrained, out, grid)
     record_path.write_text(json.dumps(record, indent=2))
     return with_settings(recipe, record["chosen"])
