@@ -161,10 +161,26 @@ def center_offsets(height: int, width: int, size: int) -> tuple[int, int]:
     return round((height - size) / 2.0), round((width - size) / 2.0)
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (PIL modes I;16, I;16B, I;16L; "I" as older Pillow opens a 16-bit PNG) as
+    8-bit L, scaled by 255/65535 and rounded: PIL's own convert("RGB") clips at 255, so a 16-bit PNG would read
+    as saturated white. Pixels with no 8-bit scale (floating point, 32-bit integers beyond 16 bits) are a
+    ValueError. 16-bit RGB PNGs already open as 8-bit RGB (PIL keeps the high byte)."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"{img.mode} pixels range over {a.min()}..{a.max()}, beyond 16 bits; "
+                             "save it as an 8- or 16-bit image")
+        return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
+    if img.mode == "F":
+        raise ValueError("floating-point pixels have no 8-bit scale; save it as an 8- or 16-bit image")
+    return img
+
+
 def pil_to_uint8(img: Image.Image, size: int | None) -> torch.Tensor:
     """``Resize(size)`` + ``CenterCrop(size)`` as torchvision computes them, as uint8 CHW; `size` None: the
-    image as it is (RGB)."""
-    img = img.convert("RGB")
+    image as it is (RGB). 16-bit grayscale is scaled to 8 bit first (`to_8bit`)."""
+    img = to_8bit(img).convert("RGB")
     if size is not None and img.size != (size, size):
         img = resize_shorter(img, size)
         w, h = img.size

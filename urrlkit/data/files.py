@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 
 from urrlkit.data.base import DataRequest, FileDataset, _check_split, _missing, _root
@@ -29,6 +30,21 @@ def image_folder(root: Path, name: str, size: int) -> FileDataset:
     if not files:
         raise DataError(f"data set {name!r}: no images under {root}/<class>/")
     return FileDataset(files, labels, classes, size, source=str(root))
+
+
+def relabel_by_name(ds: Dataset, classes: list[str]) -> None:
+    """Relabel `ds` in place to index `classes` by name (every class of `ds` must be in `classes`): an
+    ImageFolder numbers its folders by sorted position, so a split with a folder missing numbers the rest
+    differently from the data set a model was trained on. ValueError for a data set whose labels cannot be
+    rewritten."""
+    labels = getattr(ds, "labels", None)
+    own = list(getattr(ds, "classes", []))
+    if not isinstance(labels, torch.Tensor) or not own:
+        raise ValueError(f"its classes differ from the model's and its labels ({type(ds).__name__}) cannot be "
+                         "mapped by class name")
+    index = torch.tensor([classes.index(c) for c in own], dtype=torch.long)
+    ds.labels = index[labels]  # type: ignore[attr-defined]
+    ds.classes = list(classes)  # type: ignore[attr-defined]
 
 
 @DATASETS.register("imagefolder")

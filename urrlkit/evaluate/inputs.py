@@ -84,15 +84,48 @@ def predict_batches(
     return np.concatenate(preds), np.concatenate(confs), np.concatenate(labels).astype(np.int64)
 
 
-def check_label_space(model: nn.Module, ds: Dataset, name: str) -> None:
+def model_classes(model: nn.Module) -> list[str] | None:
+    """The class names a fine-tuned or linear-evaluated model was saved with (config.json `classes`, see
+    finetune/workflow.py), one per output; None when it has none or they do not fit its head."""
+    names = (getattr(model, "config", None) or {}).get("classes")
+    outputs = getattr(getattr(model, "head", None), "out_features", None)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) != outputs:
+        return None
+    return names
+
+
+def check_label_space(model: nn.Module, ds: Dataset, name: str) -> str | None:
     """UrrlError when the test split has more classes than the classifier has outputs: the images of the extra
-    classes could never be predicted right, and top-1 would come out silently low."""
+    classes could never be predicted right, and top-1 would come out silently low.
+
+    When the model knows its class names, the split's are compared by name: an ImageFolder's labels are its
+    folders' positions, so one missing folder shifts every later label. A split whose classes are all the
+    model's is relabelled to the model's indices (the info line returned says so); a class the model lacks is
+    refused."""
+    from urrlkit.data.files import relabel_by_name
+
     outputs = getattr(getattr(model, "head", None), "out_features", None)
     classes = getattr(ds, "classes", None)
+    where = getattr(ds, "source", "") or f"data set {name!r}"
+    known = model_classes(model)
+    if known is not None and classes is not None:
+        unknown = [c for c in classes if c not in known]
+        if unknown:
+            raise UrrlError(f"{where}: the test split has class {unknown[0]!r}, which the model was not trained "
+                            f"on ({len(unknown)} of its {len(classes)} classes are not in the model's config.json "
+                            "classes); evaluate on the data set it was trained for (data.dataset)")
+        if list(classes) == known:
+            return None
+        try:
+            relabel_by_name(ds, known)
+        except ValueError as exc:
+            raise UrrlError(f"{where}: {exc}") from None
+        return (f"{where}: the test split has {len(classes)} of the model's {len(known)} classes; its labels are "
+                "mapped to the model's by class name")
     if outputs is not None and classes is not None and len(classes) > outputs:
-        where = getattr(ds, "source", "") or f"data set {name!r}"
         raise UrrlError(f"{where}: the test split has {len(classes)} classes, but the model predicts {outputs}; "
                         "evaluate on the data set it was trained for (data.dataset)")
+    return None
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -102,7 +135,8 @@ def model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-__all__ = ["check_label_space", "eval_inputs", "eval_split", "loader", "model_device", "predict",
+__all__ = ["check_label_space", "eval_inputs", "eval_split", "loader", "model_classes", "model_device",
+           "predict",
            "predict_batches", "take_subset"]
 
 

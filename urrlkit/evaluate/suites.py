@@ -81,7 +81,9 @@ def run_suites(model: nn.Module, recipe: Recipe, suites: list[str], name: str = 
         except UrrlError:
             test_ds = None  # class names then come from the -C folders
     if test_ds is not None:
-        check_label_space(model, test_ds, recipe.data.dataset)
+        note = check_label_space(model, test_ds, recipe.data.dataset)
+        if note:
+            console.print(note, markup=False, soft_wrap=True)
     ctx = EvalContext(model, recipe, device, console, test_ds, bench)
     res: dict[str, Result] = {}
     try:
