@@ -235,3 +235,15 @@ def test_finetune_resume_is_bit_identical(tmp_path: Path, encoder_dir: Path) -> 
     b = run_finetune(r, str(encoder_dir), resume=True)
     wa, wb = (load_file(str(p / "model" / "model.safetensors")) for p in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_the_saved_class_names_are_the_training_splits() -> None:
+    """The head's outputs are the training split's label indices: a test split missing a class folder must not
+    rename them (evaluation maps test labels by these names)."""
+    from types import SimpleNamespace
+
+    from urrlkit.finetune.workflow import class_names
+
+    train, test = SimpleNamespace(classes=["cat", "dog", "fox"]), SimpleNamespace(classes=["cat", "fox"])
+    assert class_names(train, test) == ["cat", "dog", "fox"]  # type: ignore[arg-type]
+    assert class_names(SimpleNamespace(), test) == ["cat", "fox"]  # type: ignore[arg-type]

@@ -179,7 +179,7 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     check_grid(recipe, grid)
     pretrained = load_backbone(source)
     check_model_input(pretrained, recipe)  # a ViT takes one image side: say so before anything is written
-    train_split(recipe)  # a missing or unreadable split is found before anything is written
+    train = train_split(recipe)  # a missing or unreadable split is found before anything is written
     test = eval_split(recipe.data, "test", dataset=recipe.finetune.dataset)
     kind = recipe.finetune.regularizer.type
     out = recipe.run_dir / f"finetune-{kind}"
@@ -204,13 +204,19 @@ def run_finetune(recipe: Recipe, source: str, reg: str | None = None, reg_weight
     scores["test_top1"] = streaming_top1(model, test, recipe.data.image_size, recipe.eval.batch_size,
                                          recipe.data.workers, device)
     save_model(model, out / "model", recipe, stage="finetune", source=str(source),
-               regularizer=ft.regularizer.model_dump(), classes=list(test.classes))  # type: ignore[attr-defined]
+               regularizer=ft.regularizer.model_dump(), classes=class_names(train, test))
     (out / "finetune.json").write_text(json.dumps(scores, indent=2))
     console.print(f"fine-tuned ({kind}) on {ft.dataset or recipe.data.dataset} ({scores['train_images']} training "
                   f"images): test_top1 {scores['test_top1']:.2f}%  → {out / 'model'}", markup=False)
     if recipe.eval.suites:
         evaluate_model(model, recipe, list(recipe.eval.suites), out / "eval", name=str(out / "model"))
     return out
+
+
+def class_names(train: Dataset, test: Dataset) -> list[str]:
+    """The class names the model's outputs stand for: the training split's (the head was trained on its label
+    indices), the test split's when the training split names none. Evaluation maps a test split by these names."""
+    return [str(c) for c in (getattr(train, "classes", None) or getattr(test, "classes", None) or [])]
 
 
 def _settle(recipe: Recipe, pretrained: Encoder, out: Path, grid: dict[str, list[Any]], resume: bool) -> Recipe:
