@@ -3,9 +3,24 @@ diagram."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any
 
+from urrlkit.engine.statefile import atomic_write_bytes
 from urrlkit.results import EvalResults
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Render to memory, then write atomically: a full disk leaves no truncated PNG (one line naming it)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def save_plots(results: EvalResults, out_dir: Path) -> list[str]:
@@ -28,8 +43,7 @@ def save_plots(results: EvalResults, out_dir: Path) -> list[str]:
         ax.legend(fontsize=7, ncol=2, loc="upper left")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out_dir / "corruption_errors.png", dpi=100)
-        plt.close(fig)
+        _save(fig, out_dir / "corruption_errors.png")
         saved.append("corruption_errors.png")
     if (cal := m.calibration) is not None and cal.reliability is not None:
         rel = cal.reliability
@@ -46,7 +60,6 @@ def save_plots(results: EvalResults, out_dir: Path) -> list[str]:
         ax.set_title(f"reliability (ECE {cal.ece:.1f} %, RMS {cal.rms:.1f} %)")
         ax.legend(loc="upper left")
         fig.tight_layout()
-        fig.savefig(out_dir / "reliability.png", dpi=100)
-        plt.close(fig)
+        _save(fig, out_dir / "reliability.png")
         saved.append("reliability.png")
     return saved

@@ -9,6 +9,7 @@ entry (pretext: run_pretrain, finetune: run_finetune, evaluate: run_eval).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ from rich.console import Console
 from torch import nn
 
 from urrlkit.config import Recipe
+from urrlkit.engine.statefile import atomic_write_bytes
+from urrlkit.engine.writable import check_writable_dir, check_writable_file
 from urrlkit.errors import CheckpointError, RecipeError, UrrlError
 from urrlkit.evaluate.builtin_suites import get_suite
 from urrlkit.evaluate.suites import plan_suites, run_suites
 from urrlkit.evaluate.table import results_table
-from urrlkit.results import EvalResults, write_results
+from urrlkit.results import EvalResults
 
 __all__ = ["default_out_dir", "evaluate_model", "model_architecture", "print_results",
            "recipe_from_model", "run_eval"]
@@ -40,23 +43,29 @@ def evaluate_model(
     `<out_dir>/results.json` and plots (and, with `robustbench_json`, RobustBench's model-info claim), print a
     table, and return the results dict (results.json's content plus `plots`)."""
     console = console or Console(highlight=False)
+    out_dir = Path(out_dir)
+    # Refuse unwritable outputs before the suites run (minutes to hours), not after results.json is written.
+    check_writable_dir(out_dir, "--out")
     if robustbench_json is not None:
+        robustbench_json = Path(robustbench_json)
+        check_writable_file(robustbench_json, "--robustbench-json")
         basic, bench = plan_suites(suites, recipe)
         if "autoattack" not in basic and bench is None:  # say so before the evaluation, not after
             raise UrrlError("--robustbench-json: needs the autoattack suite or a corruption suite "
                             "(e.g. --suite clean --suite autoattack)")
     results = run_suites(model, recipe, suites, name, console)
-    out_dir = Path(out_dir)
-    write_results(results, out_dir / "results.json")
+    data = results.to_dict()
+    # Atomic writes: a full disk leaves no half-written results.json or plot, and is one line naming the file.
+    atomic_write_bytes(out_dir / "results.json", json.dumps(data, indent=2).encode())
     from urrlkit.evaluate.plots import save_plots
 
-    data = results.to_dict()
     data["plots"] = save_plots(results, out_dir)
     if robustbench_json is not None:
-        from urrlkit.evaluate.robustbench import write_robustbench
+        from urrlkit.evaluate.robustbench import to_robustbench
 
-        write_robustbench(results, robustbench_json, name=Path(name).name if name else "",
-                          architecture=model_architecture(model, recipe))
+        claim = to_robustbench(results, name=Path(name).name if name else "",
+                               architecture=model_architecture(model, recipe))
+        atomic_write_bytes(robustbench_json, (json.dumps(claim, indent=2) + "\n").encode())
         console.print(f"RobustBench model info: {robustbench_json}", markup=False)
     print_results(results, console)
     console.print(f"results: {out_dir / 'results.json'}", markup=False)

@@ -13,13 +13,16 @@ is read as a run too, labelled with its file name: clean top-1, AutoAttack robus
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from urrlkit.engine.statefile import atomic_write_bytes
 from urrlkit.engine.untrusted import read_json
+from urrlkit.engine.writable import check_writable_dir
 from urrlkit.errors import UrrlError
 from urrlkit.evaluate.robustbench import from_robustbench, is_robustbench
 from urrlkit.evaluate.table import markdown_table
@@ -141,6 +144,8 @@ def run_report(runs: list[Path], out: Path, console: Console | None = None) -> d
     console = console or Console(highlight=False)
     if not runs:
         raise UrrlError("report: give at least one run directory")
+    out = Path(out)
+    check_writable_dir(out, "--out")  # a read-only folder is refused before any run is read
     loaded, files = [], []
     for p in runs:
         r = load_results(p)
@@ -151,17 +156,14 @@ def run_report(runs: list[Path], out: Path, console: Console | None = None) -> d
         loaded.append((label, r))
         files.append(f)
     tables = build_tables(loaded)
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UrrlError(f"{out}: cannot create report folder ({exc.strerror})") from None
     md = ["# urrlkit report", ""]
     for key, (header, rows) in tables.items():
-        with open(out / f"{key}.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(header)
+        w.writerows(rows)
+        # atomic: a full disk leaves the previous table (or none), never half of one, and says so in one line
+        atomic_write_bytes(out / f"{key}.csv", buf.getvalue().encode())
         md += [
             f"## {TITLES[key]}",
             "",
@@ -174,7 +176,7 @@ def run_report(runs: list[Path], out: Path, console: Console | None = None) -> d
         for (label, r), f in zip(loaded, files, strict=True)
     ]
     md += ["## Sources", "", *sources, ""]
-    (out / "report.md").write_text("\n".join(md))
+    atomic_write_bytes(out / "report.md", "\n".join(md).encode())
     console.print("\n".join(md), markup=False)
     csvs = "table" + "/".join(k.removeprefix("table") for k in tables) + ".csv"
     console.print(f"wrote {out / 'report.md'} and {csvs}", markup=False)

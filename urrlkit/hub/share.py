@@ -6,6 +6,7 @@ writes a token, so none can reach a log, card or uploaded file.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import httpx
 
+from urrlkit.engine.writable import check_writable_dir
 from urrlkit.errors import CheckpointError, HubError
 from urrlkit.hub.card import card_summary, find_eval_results, read_results, render_card
 from urrlkit.hub.ids import HubId, hub_settings, require_hub_id
@@ -89,13 +91,7 @@ def run_push(path: Path, repo: str, *, private: bool = False, revision: str | No
     hub_id = require_hub_id(repo, revision)
     path = Path(path)
     if dry_run is not None:
-        dry_run = Path(dry_run)
-        if dry_run.exists() and any(dry_run.iterdir()):
-            raise CheckpointError(f"{dry_run}: --dry-run folder exists and is not empty")
-        files = build_upload_folder(path, hub_id.repo_id, dry_run)
-        print(f"dry run: would upload to {hub_id} in one commit: {', '.join(files)}")
-        print(f"folder written to {dry_run}")
-        return str(dry_run)
+        return _dry_run(path, hub_id, Path(dry_run))
     settings = hub_settings()
     if settings.offline:
         raise HubError(f"{hub_id.repo_id}: cannot push while HF_HUB_OFFLINE=1 is set")
@@ -116,6 +112,32 @@ def run_push(path: Path, repo: str, *, private: bool = False, revision: str | No
             raise _push_error(hub_id, exc) from None
     print(f"pushed {', '.join(files)} to {hub_id} in one commit: {info.commit_url}")
     return str(info.commit_url)
+
+
+def _dry_run(path: Path, hub_id: HubId, dest: Path) -> str:
+    """Write the upload folder to `dest`: built in a temporary sibling and renamed into place, so a full disk
+    or a read-only folder leaves `dest` as it was (absent or empty) and is one line naming the file."""
+    check_writable_dir(dest, "--dry-run")  # before the weights are loaded and checked
+    if dest.is_dir() and any(dest.iterdir()):
+        raise CheckpointError(f"{dest}: --dry-run folder exists and is not empty")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise CheckpointError(f"--dry-run {dest}: cannot create the folder ({exc.strerror})") from None
+    try:
+        files = build_upload_folder(path, hub_id.repo_id, stage)
+        if dest.is_dir():
+            dest.rmdir()  # empty (checked above); rename does not replace a folder
+        stage.rename(dest)
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
+        raise CheckpointError(f"--dry-run {dest}: cannot write ({reason}); no partial folder was left") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    print(f"dry run: would upload to {hub_id} in one commit: {', '.join(files)}")
+    print(f"folder written to {dest}")
+    return str(dest)
 
 
 def run_pull(repo: str, *, revision: str | None = None) -> Path:
