@@ -198,8 +198,9 @@ def _shown(item: str) -> str:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Each `--set a.b=v` merges like an extending file holding `[a] b = v` (see deep_merge): a table value merges
-    key by key (`--set 'optim={epochs=1}'` keeps the other optim keys), a new `type` replaces its table, and a
-    new pretext method / backbone drops the old one's own keys. Returns the new data; `data` is not changed."""
+    key by key (`--set 'optim={epochs=1}'` keeps the other optim keys), an empty table replaces (`--set
+    finetune.sweep={}`: no sweep), a new `type` replaces its table, and a new pretext method / backbone drops the
+    old one's own keys. Returns the new data; `data` is not changed."""
     for item in overrides:
         keys, value = parse_override(item)
         if keys[0] == "extends":
@@ -210,11 +211,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.get(k, {})
             if not isinstance(node, dict):
                 raise RecipeError(f"--set {_shown(item)}: {k!r} is a value, not a table")
+        if value == {}:
+            # an empty table says "none of these" (e.g. `--set finetune.sweep={}`: no sweep): merged, it would
+            # change nothing, so it replaces the value
+            data = _replaced(data, keys, {})
+            continue
         over: Any = value
         for k in reversed(keys):
             over = {k: over}
         data = deep_merge(data, over)
     return data
+
+
+def _replaced(data: dict[str, Any], keys: list[str], value: Any) -> dict[str, Any]:
+    """`data` with the value at the dotted `keys` replaced by `value` (the tables on the way copied)."""
+    out = dict(data)
+    node = out
+    for k in keys[:-1]:
+        node[k] = dict(node.get(k) or {})
+        node = node[k]
+    node[keys[-1]] = value
+    return out
 
 
 def validate_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
