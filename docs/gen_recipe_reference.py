@@ -153,10 +153,13 @@ def recipe_reference() -> str:
         "",
         "- `extends = \"other.toml\"` (top level, relative to this file) starts from another recipe: tables "
         "merge key by key, every other value — lists included — is replaced. A table whose `type` changes "
-        "(e.g. `finetune.regularizer` from `sim` to `l2sp`) is replaced whole. Chains may nest; cycles are "
-        "errors.",
-        "- `--set a.b=value` on any command overrides one value after `extends` is resolved; the value is "
-        "TOML (`0.1`, `true`, `[60, 80]`, `\"text\"`; a bare word is a string). Repeat it; the last wins.",
+        "(e.g. `finetune.regularizer` from `sim` to `l2sp`) is replaced whole. Chains may nest, at most 32 "
+        "files deep; cycles are errors.",
+        "- `--set a.b=value` on any command overrides a value after `extends` is resolved, merged as an "
+        "extending file would be: a table value merges key by key (`--set 'optim={epochs=1}'` keeps the other "
+        "`optim` keys), an empty table replaces (`--set finetune.sweep={}`: no sweep). The value is TOML "
+        "(`0.1`, `true`, `[60, 80]`, `\"text\"`; a bare word is a string). Repeat it; the last wins. "
+        "`extends` itself cannot be set.",
         "- `urrl recipe validate FILE…` checks recipes; `urrl recipe show FILE` prints the resolved recipe "
         "as self-contained TOML.",
         "",
