@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # about 25 s: four trainings; the default suite stays near its 10 minutes
 def test_pretrain_methods_benchmark_quick_run_writes_the_json(tmp_path: Path) -> None:
     out = tmp_path / "pretrain_methods.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pretrain_methods.py"), "--quick", "--epochs", "2",
