@@ -6,7 +6,6 @@ The `urrl` app runs in-process (typer's CliRunner), so a case costs milliseconds
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from clean_error import expect_clean_error, sets
 from typer.testing import CliRunner
 
 from urrlkit.cli import app
@@ -25,13 +25,6 @@ TINY = [
     "model.width=4", "pretext.queue_size=64", "pretext.head_dim=16", "pretext.bn_groups=2",
     "optim.epochs=1", "optim.log_every=2", "run.trackers=[]",
 ]
-
-
-def sets(*values: str) -> list[str]:
-    out: list[str] = []
-    for v in values:
-        out += ["--set", v]
-    return out
 
 
 # ------------------------------------------------------------------------------------------ recipe values
@@ -477,31 +470,6 @@ def test_bad_command_options_are_rejected(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 # ------------------------------------------------------------------------------------------ the checker
-def snapshot(root: Path) -> dict[str, str]:
-    """Every path under `root` with a digest of its content (files) or a marker (folders, links)."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        if p.is_symlink():
-            out[rel] = "link:" + str(p.readlink())
-        elif p.is_file():
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-        else:
-            out[rel] = "dir"
-    return out
-
-
-def expect_clean_error(root: Path, args: list[str], names: str) -> None:
-    before = snapshot(root)
-    result = CliRunner().invoke(app, args)
-    lines = [x for x in result.stderr.splitlines() if x.strip()]
-    assert result.exit_code == 2, (result.exit_code, result.stderr[-2000:], repr(result.exception))
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
-    assert names in lines[0], lines[0]
-    assert "Traceback" not in result.output
-    assert snapshot(root) == before, "the failed command changed files on disk"
-
-
 def test_finetune_refuses_a_test_split_with_classes_train_lacks(tmp_path: Path) -> None:
     """Found only after training (the train split is read there), but before any score or model is written."""
     import numpy as np

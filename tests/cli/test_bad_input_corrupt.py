@@ -5,7 +5,6 @@ folder as it was and says so (issue #23)."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clean_error import expect_clean_error, sets, snapshot
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -22,28 +22,6 @@ from urrlkit.cli import app
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = str(ROOT / "recipes" / "quickstart.toml")
 FAST = ["-c", "fog", "--limit", "4"]
-
-
-def sets(*values: str) -> list[str]:
-    return [a for v in values for a in ("--set", v)]
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every path under `root` with a digest of its content (files) or a marker (folders)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.rglob("*"))}
-
-
-def expect_clean_error(root: Path, args: list[str], names: str) -> None:
-    """Exit 2, one "error:" line naming `names`, no traceback, nothing under `root` changed."""
-    before = snapshot(root)
-    result = CliRunner().invoke(app, args)
-    lines = [x for x in result.stderr.splitlines() if x.strip()]
-    assert result.exit_code == 2, (result.exit_code, result.stderr[-2000:], repr(result.exception))
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
-    assert names in lines[0], lines[0]
-    assert "Traceback" not in result.output
-    assert snapshot(root) == before, "the failed command changed files on disk"
 
 
 def _model(tmp: Path) -> Path:
