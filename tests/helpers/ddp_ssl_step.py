@@ -10,11 +10,13 @@ the two launches then compute the same maths (in train mode BN statistics are pe
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator, debug_launcher
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from urrlkit.engine.progress import Progress
 from urrlkit.models import build_encoder
@@ -58,6 +60,22 @@ def train(model: torch.nn.Module, opt: torch.optim.Optimizer, views: list[torch.
         opt.step()
         opt.zero_grad(set_to_none=True)
         after_step(progress)  # type: ignore[operator]
+
+
+def assert_two_processes_match_one(method: str, tmp: Path) -> None:
+    """This script's two gloo processes on half the batch each reach the state of one process on the whole batch
+    after two steps (to float32 rounding)."""
+    out = tmp / "ddp.safetensors"
+    proc = subprocess.run([sys.executable, __file__, method, str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ddp = load_file(str(out))
+    model, opt = make(method)
+    train(model, opt, data(method), lambda loss: loss.backward(), model.after_step)
+    single = state(model)
+    assert set(single) == set(ddp)
+    for key, value in single.items():
+        assert torch.allclose(value.float(), ddp[key].float(), atol=2e-5, rtol=1e-4), key
 
 
 def _worker() -> None:

@@ -7,14 +7,12 @@ view groups, validation errors."""
 from __future__ import annotations
 
 import copy
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from urrlkit.augment.multiview import GroupCrop, build_view_sampler
 from urrlkit.config import validate_dict
@@ -204,17 +202,7 @@ def test_two_processes_match_one_process_on_the_whole_batch(tmp_path: Path) -> N
     """Two gloo processes on half the batch each (the centre all-reduced, the last layer's gradients dropped
     after DDP's all-reduce) reach the state of one process on the whole batch after two steps
     (tests/helpers/ddp_ssl_step.py)."""
-    out = tmp_path / "ddp.safetensors"
-    proc = subprocess.run([sys.executable, ddp_ssl_step.__file__, "dino", str(out)], capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ddp = load_file(str(out))
-    model, opt = ddp_ssl_step.make("dino")
-    ddp_ssl_step.train(model, opt, ddp_ssl_step.data("dino"), lambda loss: loss.backward(), model.after_step)
-    single = ddp_ssl_step.state(model)
-    assert set(single) == set(ddp)
-    for key, value in single.items():
-        assert torch.allclose(value.float(), ddp[key].float(), atol=2e-5, rtol=1e-4), key
+    ddp_ssl_step.assert_two_processes_match_one("dino", tmp_path)
 
 
 # ------------------------------------------------------------------------------- pretraining the sample

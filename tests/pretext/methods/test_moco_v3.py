@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import copy
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from urrlkit.augment.multiview import build_view_sampler
@@ -164,17 +162,7 @@ def test_validation_names_the_field(table: dict, key: str) -> None:
 def test_two_processes_match_one_process_on_the_whole_batch(tmp_path: Path) -> None:
     """Two gloo processes on half the batch each (the keys gathered from every process) reach the state of one
     process on the whole batch after two steps (tests/helpers/ddp_ssl_step.py)."""
-    out = tmp_path / "ddp.safetensors"
-    proc = subprocess.run([sys.executable, ddp_ssl_step.__file__, "moco_v3", str(out)], capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ddp = load_file(str(out))
-    model, opt = ddp_ssl_step.make("moco_v3")
-    ddp_ssl_step.train(model, opt, ddp_ssl_step.data("moco_v3"), lambda loss: loss.backward(), model.after_step)
-    single = ddp_ssl_step.state(model)
-    assert set(single) == set(ddp)
-    for key, value in single.items():
-        assert torch.allclose(value.float(), ddp[key].float(), atol=2e-5, rtol=1e-4), key
+    ddp_ssl_step.assert_two_processes_match_one("moco_v3", tmp_path)
 
 
 # ------------------------------------------------------------------------------- pretraining the sample
