@@ -88,6 +88,16 @@ def default_backbone() -> BackboneSettings:
 ModelConfig = Annotated[SerializeAsAny[BackboneSettings], WrapValidator(_backbone_dispatch())]
 
 
+# What an encoder's spec (config.json's `encoder`) records beside its backbone's settings, found when it is built
+# (urrlkit/models/backbones.py DERIVED: the building blocks import no config, so they keep their own tuple).
+SPEC_DERIVED = ("mean", "std", "feature_dim")
+
+
+def spec_table(spec: dict[str, Any]) -> dict[str, Any]:
+    """The backbone's settings table within an encoder's spec: the spec less what its build derived."""
+    return {k: v for k, v in spec.items() if k not in SPEC_DERIVED}
+
+
 def backbone_settings(table: dict[str, Any]) -> BackboneSettings:
     """A [model] table (or an encoder's config.json entry) validated as the settings of the backbone it names."""
     from pydantic import TypeAdapter

@@ -168,23 +168,21 @@ def method_summary(name: str) -> str:
 
 def architecture(spec: dict[str, Any]) -> str:
     """The backbone's own one-line description (its settings' `describe`, torch-free), else its name."""
-    from urrlkit.config.model import backbone_settings
-
-    try:
-        return str(backbone_settings({k: v for k, v in spec.items()
-                                      if k not in ("mean", "std", "feature_dim")}).describe())
-    except Exception:  # a backbone this install does not have, or a spec of an older urrlkit, must not stop it
-        return str(spec.get("backbone", "?"))
+    return _backbone_says(spec, "describe", str(spec.get("backbone", "?")))
 
 
 def _rebuild_hint(spec: dict[str, Any]) -> str:
-    from urrlkit.config.model import backbone_settings
+    return _backbone_says(spec, "rebuild_hint", "")
+
+
+def _backbone_says(spec: dict[str, Any], hook: str, default: str) -> str:
+    """What the spec's backbone settings' torch-free `hook` returns, else `default`."""
+    from urrlkit.config.model import backbone_settings, spec_table
 
     try:
-        return str(backbone_settings({k: v for k, v in spec.items()
-                                      if k not in ("mean", "std", "feature_dim")}).rebuild_hint())
-    except Exception:  # as in architecture()
-        return ""
+        return str(getattr(backbone_settings(spec_table(spec)), hook)())
+    except Exception:  # a backbone this install does not have, or a spec of an older urrlkit, must not stop it
+        return default
 
 
 def _families(pre: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, float]]:
